@@ -1,0 +1,1 @@
+"""Everything that imports napari, qtpy or magicgui lives in this subpackage."""

@@ -1,0 +1,573 @@
+"""The scan store: one zarr group per scan, the single source of truth.
+
+Layout of a scan group (zarr format 3 by default; format 2 groups are read and written too)::
+
+    scan.zarr/
+      image                 3D array (Z, Y, X), or an OME-Zarr NGFF 0.4/0.5 multiscale group
+      annotations           uint8 (Z, Y, X): 0 = not annotated, 1 = background, 2.. = foreground
+      ground_truth          optional uint8 reference mask (0 = background, 1..K), for evaluation
+      results/prediction    uint8 mask of the latest prediction (0 = background, 1..K)
+      results/probability   float foreground probability of the latest prediction
+      results/risk          float false-negative risk of the latest prediction
+
+The group's ``asymseg`` attribute holds the format version, the voxel spacing (mm, Z Y X),
+the affine from (Z, Y, X) voxel indices to RAS world millimetres, and the class names.
+
+Writes are atomic. Each chunk is written to a temporary file and renamed into place by zarr's
+local store, so a partial update (painting) never leaves a torn chunk. Whole arrays are written
+next to the old one and swapped in by directory renames; :meth:`Scan.open` finishes or rolls
+back a swap that a crash interrupted, so a reader only ever sees the old or the new array.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+FORMAT_VERSION = 1
+ATTRS_KEY = "asymseg"
+IMAGE = "image"
+ANNOTATIONS = "annotations"
+GROUND_TRUTH = "ground_truth"
+RESULTS = "results"
+RESULT_NAMES = ("prediction", "probability", "risk")
+
+NOT_ANNOTATED = 0
+BACKGROUND = 1
+
+_TMP = ".tmp-"
+_OLD = ".old-"
+_LEFTOVER = re.compile(r"(\.tmp-|\.old-)(.+)-[0-9a-f]{8}")
+
+
+class ScanError(ValueError):
+    """Bad input or a broken scan; the message is one line naming the problem and the fix."""
+
+
+def default_chunks(shape: Sequence[int]) -> tuple[int, int, int]:
+    """Chunking for a (Z, Y, X) volume.
+
+    Thin slabs keep an autosave after painting one slice small, and 128 in-plane keeps the
+    number of files of a 512^3 scan in the low thousands.
+    """
+    z, y, x = (int(s) for s in shape)
+    return (max(1, min(z, 16)), max(1, min(y, 128)), max(1, min(x, 128)))
+
+
+def validate_volume(data: Any, what: str = "image") -> None:
+    """Raise :class:`ScanError` unless ``data`` is a finite numeric 3D volume.
+
+    Parameters
+    ----------
+    data
+        A numpy-like array.
+    what
+        The name used in the message ("image", "annotations", ...).
+    """
+    shape = tuple(getattr(data, "shape", ()))
+    if len(shape) != 3:
+        if len(shape) == 2:
+            fix = "stack the slices into a 3D volume (Z, Y, X)"
+        elif len(shape) > 3:
+            fix = "select one channel or time point first (e.g. --channel 0)"
+        else:
+            fix = "pass a 3D array (Z, Y, X)"
+        raise ScanError(
+            f"{what} must be a 3D volume (Z, Y, X), got a {len(shape)}D array of shape "
+            f"{shape}: {fix}"
+        )
+    if min(shape) < 1:
+        raise ScanError(f"{what} is empty (shape {shape}): pass a volume with at least one voxel")
+    dtype = np.dtype(data.dtype)
+    if dtype.kind not in "biuf":
+        raise ScanError(
+            f"{what} has dtype {dtype}, which is not a number type: convert it to an integer or "
+            "float array"
+        )
+    if dtype.kind == "f":
+        bad = _count_non_finite(data)
+        if bad:
+            raise ScanError(
+                f"{what} contains {bad} NaN/Inf voxels: replace them (e.g. numpy.nan_to_num) "
+                "before importing"
+            )
+
+
+def _count_non_finite(data: Any) -> int:
+    # Slab by slab, so a lazily read volume never has to fit in memory at once.
+    bad = 0
+    step = max(1, 2**24 // max(1, int(np.prod(data.shape[1:]))))
+    for z in range(0, data.shape[0], step):
+        bad += int(np.count_nonzero(~np.isfinite(np.asarray(data[z : z + step]))))
+    return bad
+
+
+def affine_from_spacing(spacing: Sequence[float]) -> np.ndarray:
+    """Axis-aligned affine from (Z, Y, X) indices to world coordinates (X, Y, Z) in mm."""
+    sz, sy, sx = (float(s) for s in spacing)
+    affine = np.zeros((4, 4))
+    affine[0, 2], affine[1, 1], affine[2, 0], affine[3, 3] = sx, sy, sz, 1.0
+    return affine
+
+
+def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size along (Z, Y, X): the lengths of the affine's columns."""
+    norms = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
+    return (float(norms[0]), float(norms[1]), float(norms[2]))
+
+
+def _multiscale_meta(attrs: dict) -> dict | None:
+    """The first ``multiscales`` entry of NGFF 0.5 (under ``ome``) or 0.4 (top level)."""
+    ms = attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales")
+    return ms[0] if ms else None
+
+
+def _open_group(path: Path, mode: str) -> zarr.Group:
+    if not path.exists():
+        raise ScanError(
+            f"no scan at {path}: check the path, or create one with `asymseg import IMAGE {path}`"
+        )
+    try:
+        return zarr.open_group(str(path), mode=mode)
+    except Exception as exc:  # zarr raises many types for a damaged store
+        raise ScanError(
+            f"{path} is not a readable zarr group ({type(exc).__name__}: {exc}): restore it from "
+            "a backup or import the original image again"
+        ) from None
+
+
+class Scan:
+    """A scan zarr group: image, spacing, annotations and the latest results.
+
+    Use :meth:`create` or :meth:`open`; the arrays are read lazily from disk.
+    """
+
+    def __init__(self, path: Path, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+        meta = dict(group.attrs.get(ATTRS_KEY) or {})
+        self._meta = meta
+        self._image_levels, self._image_scales = self._find_image()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        image: Any,
+        *,
+        spacing: Sequence[float] | None = None,
+        affine: np.ndarray | None = None,
+        classes: Sequence[str] = ("lesion",),
+        annotations: Any | None = None,
+        ground_truth: Any | None = None,
+        multiscale: bool = False,
+        zarr_format: int = 3,
+        chunks: Sequence[int] | None = None,
+        source: str | None = None,
+        overwrite: bool = False,
+    ) -> Scan:
+        """Write a new scan and return it opened for writing.
+
+        Parameters
+        ----------
+        path
+            Directory of the new zarr group.
+        image
+            3D (Z, Y, X) numeric volume.
+        spacing, affine
+            Voxel size in mm (Z, Y, X), or the 4x4 affine from (Z, Y, X) indices to RAS mm
+            (spacing then follows from it). Without both, spacing is 1 mm.
+        classes
+            Names of the foreground classes; annotation value ``k + 2`` is ``classes[k]``.
+        annotations
+            Optional initial annotations (uint8, same shape, values 0..len(classes)+1).
+        ground_truth
+            Optional reference mask (0 = background, 1..K) kept for evaluation.
+        multiscale
+            Store the image as an OME-Zarr multiscale pyramid (NGFF 0.5, or 0.4 in format 2).
+        zarr_format
+            3 (default) or 2.
+        overwrite
+            Replace an existing scan at ``path``; without it an existing path is an error.
+        """
+        path = Path(path)
+        validate_volume(image, "image")
+        if zarr_format not in (2, 3):
+            raise ScanError(f"zarr_format must be 2 or 3, got {zarr_format}")
+        if not classes:
+            raise ScanError("a scan needs at least one foreground class name")
+        if path.exists() and not overwrite:
+            raise ScanError(
+                f"{path} already exists: choose another output path, or pass --overwrite to "
+                "replace it"
+            )
+        shape = tuple(int(s) for s in image.shape)
+        if affine is not None:
+            affine = np.asarray(affine, dtype=float)
+            if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+                raise ScanError(f"affine must be a finite 4x4 matrix, got shape {affine.shape}")
+            if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+                raise ScanError("affine is singular: check the image header's orientation")
+            derived = spacing_from_affine(affine)
+            if spacing is not None and not np.allclose(derived, spacing, rtol=1e-4):
+                raise ScanError(
+                    f"spacing {tuple(spacing)} disagrees with the affine's {derived}: pass one"
+                )
+            spacing = derived
+        else:
+            spacing = tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0)))
+            if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+                raise ScanError(f"spacing must be 3 positive numbers (Z, Y, X), got {spacing}")
+            affine = affine_from_spacing(spacing)
+        chunks = tuple(chunks) if chunks else default_chunks(shape)
+        # Build the whole scan beside its destination and rename it into place: a crash while
+        # creating leaves nothing half-written, and overwrite replaces the old scan in one step.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{_TMP}{path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
+            root.attrs[ATTRS_KEY] = {
+                "version": FORMAT_VERSION,
+                "spacing": list(spacing),
+                "affine": affine.tolist(),
+                "classes": list(classes),
+                "source": source,
+            }
+            data = np.asarray(image)
+            if data.dtype == np.float64:
+                data = data.astype(np.float32)
+            elif data.dtype == bool:
+                data = data.astype(np.uint8)
+            if multiscale:
+                _write_ome_image(root, data, spacing, chunks)
+            else:
+                _write_array(root, IMAGE, data, chunks)
+            scan = cls(tmp, root)
+            ann = np.zeros(shape, np.uint8) if annotations is None else annotations
+            scan._check_labels(ann, ANNOTATIONS, max_value=len(classes) + 1)
+            _write_array(root, ANNOTATIONS, np.asarray(ann, dtype=np.uint8), chunks)
+            if ground_truth is not None:
+                scan._check_labels(ground_truth, GROUND_TRUTH, max_value=len(classes))
+                _write_array(root, GROUND_TRUTH, np.asarray(ground_truth, np.uint8), chunks)
+            if path.exists():
+                _swap_in(tmp, path)
+            else:
+                os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r+") -> Scan:
+        """Open an existing scan (``mode="r"`` for read-only).
+
+        Raises
+        ------
+        ScanError
+            When the path is missing, is not a zarr group, or is not a scan.
+        """
+        path = Path(path)
+        if mode not in ("r", "r+"):
+            raise ScanError(f"mode must be 'r' or 'r+', got {mode!r}")
+        if mode == "r+" and path.is_dir():
+            _recover(path)
+        group = _open_group(path, mode)
+        meta = group.attrs.get(ATTRS_KEY)
+        if not isinstance(meta, dict):
+            what = "an OME-Zarr image" if _multiscale_meta(dict(group.attrs)) else "a zarr group"
+            raise ScanError(
+                f"{path} is {what} but not an asymseg scan (no '{ATTRS_KEY}' attributes): "
+                f"import it with `asymseg import {path} NEW_SCAN.zarr`"
+            )
+        if int(meta.get("version", 0)) > FORMAT_VERSION:
+            raise ScanError(
+                f"{path} was written by a newer napari-asymseg (scan format "
+                f"{meta.get('version')}): upgrade napari-asymseg to open it"
+            )
+        for key in ("spacing", "affine", "classes"):
+            if key not in meta:
+                raise ScanError(
+                    f"{path} is missing the '{key}' scan attribute: re-import the image"
+                )
+        scan = cls(path, group)
+        if ANNOTATIONS not in group:
+            raise ScanError(
+                f"{path} has no '{ANNOTATIONS}' array: re-import the image to recreate the scan"
+            )
+        if tuple(group[ANNOTATIONS].shape) != scan.shape:
+            raise ScanError(
+                f"{path}: annotations shape {tuple(group[ANNOTATIONS].shape)} does not match "
+                f"the image {scan.shape}: re-import the annotations with the image's shape"
+            )
+        return scan
+
+    # ------------------------------------------------------------------ the image
+    def _find_image(self) -> tuple[list[zarr.Array], list[tuple[float, float, float]]]:
+        if IMAGE not in self.group:
+            raise ScanError(f"{self.path} has no '{IMAGE}': re-import the image")
+        node = self.group[IMAGE]
+        base = tuple(float(s) for s in self._meta.get("spacing", (1.0, 1.0, 1.0)))
+        if isinstance(node, zarr.Array):
+            levels, scales = [node], [base]
+        else:
+            ms = _multiscale_meta(dict(node.attrs))
+            if ms is None:
+                raise ScanError(
+                    f"{self.path}/{IMAGE} is a group without OME-Zarr 'multiscales' metadata: "
+                    "re-import the image"
+                )
+            levels, scales = [], []
+            for ds in ms["datasets"]:
+                levels.append(node[ds["path"]])
+                scale = next(
+                    (
+                        t["scale"]
+                        for t in ds.get("coordinateTransformations", [])
+                        if t.get("type") == "scale"
+                    ),
+                    None,
+                )
+                scales.append(tuple(float(s) for s in scale[-3:]) if scale else base)
+        for level in levels:
+            if level.ndim != 3:
+                raise ScanError(
+                    f"{self.path}: the image has {level.ndim} dimensions, a scan needs 3 "
+                    "(Z, Y, X): re-import one channel or time point"
+                )
+        return levels, scales
+
+    @property
+    def image(self) -> zarr.Array:
+        """The full-resolution image, read lazily."""
+        return self._image_levels[0]
+
+    @property
+    def image_levels(self) -> list[zarr.Array]:
+        """All resolution levels, finest first (one level for a plain array)."""
+        return list(self._image_levels)
+
+    @property
+    def is_multiscale(self) -> bool:
+        return len(self._image_levels) > 1 or isinstance(self.group[IMAGE], zarr.Group)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.image.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along (Z, Y, X)."""
+        return tuple(float(s) for s in self._meta["spacing"])  # type: ignore[return-value]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 map from (Z, Y, X) voxel indices to RAS world coordinates in mm."""
+        return np.asarray(self._meta["affine"], dtype=float)
+
+    @property
+    def orientation(self) -> str:
+        """Anatomical direction of increasing (Z, Y, X) indices, e.g. ``"SAR"``."""
+        from nibabel.orientations import aff2axcodes
+
+        return "".join(aff2axcodes(self.affine))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Foreground class names; class ``k`` (1-based) is annotated as ``k + 1``."""
+        return tuple(self._meta["classes"])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background."""
+        return len(self.classes) + 1
+
+    @property
+    def zarr_format(self) -> int:
+        return int(self.group.metadata.zarr_format)
+
+    @property
+    def source(self) -> str | None:
+        return self._meta.get("source")
+
+    # ------------------------------------------------------------------ annotations
+    @property
+    def annotations(self) -> zarr.Array:
+        """The annotation array (uint8, 0 = not annotated, 1 = background, 2.. = classes)."""
+        return self.group[ANNOTATIONS]  # type: ignore[return-value]
+
+    def read_annotations(self) -> np.ndarray:
+        return np.asarray(self.annotations[...])
+
+    def write_annotations(self, data: Any, region: tuple[slice, ...] | None = None) -> None:
+        """Save annotations: the whole array (atomic swap) or one region (atomic per chunk).
+
+        Parameters
+        ----------
+        data
+            uint8-compatible labels, values 0..num_classes.
+        region
+            Slices into the scan; ``data`` must have the region's shape. Only the chunks the
+            region touches are rewritten, which keeps autosave after a brush stroke cheap.
+        """
+        data = np.asarray(data)
+        if region is None:
+            self._check_labels(data, ANNOTATIONS, max_value=self.num_classes)
+            self._replace(ANNOTATIONS, data.astype(np.uint8))
+            return
+        self._check_values(data, ANNOTATIONS, max_value=self.num_classes)
+        self.annotations[region] = data.astype(np.uint8)
+
+    def annotation_counts(self) -> dict[int, int]:
+        """Number of voxels per annotation value, read slab by slab."""
+        counts = np.zeros(256, dtype=np.int64)
+        ann = self.annotations
+        step = ann.chunks[0]
+        for z in range(0, self.shape[0], step):
+            counts += np.bincount(np.asarray(ann[z : z + step]).ravel(), minlength=256)
+        return {int(v): int(c) for v, c in enumerate(counts) if c}
+
+    # ------------------------------------------------------------------ reference and results
+    @property
+    def ground_truth(self) -> zarr.Array | None:
+        return self.group.get(GROUND_TRUTH)  # type: ignore[return-value]
+
+    def result(self, name: str) -> zarr.Array | None:
+        """The stored result ``name`` (one of :data:`RESULT_NAMES`), or None."""
+        _check_result_name(name)
+        key = f"{RESULTS}/{name}"
+        return self.group.get(key)  # type: ignore[return-value]
+
+    def results(self) -> dict[str, zarr.Array]:
+        found = {name: self.result(name) for name in RESULT_NAMES}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def write_result(self, name: str, data: Any) -> zarr.Array:
+        """Replace result ``name`` atomically with ``data`` (same shape as the image)."""
+        _check_result_name(name)
+        data = np.asarray(data)
+        if data.shape != self.shape:
+            raise ScanError(
+                f"{name} has shape {data.shape} but the scan is {self.shape}: predict on this scan"
+            )
+        if name == "prediction":
+            self._check_values(data, name, max_value=self.num_classes - 1)
+            data = data.astype(np.uint8)
+        else:
+            validate_volume(data, name)
+            data = data.astype(np.float32 if data.dtype.itemsize > 2 else data.dtype)
+        self.group.require_group(RESULTS)
+        return self._replace(f"{RESULTS}/{name}", data)
+
+    # ------------------------------------------------------------------ helpers
+    def _check_labels(self, data: Any, what: str, *, max_value: int) -> None:
+        validate_volume(data, what)
+        if tuple(data.shape) != self.shape:
+            raise ScanError(
+                f"{what} shape {tuple(data.shape)} does not match the image {self.shape}: "
+                "use labels drawn on this image (same grid)"
+            )
+        self._check_values(np.asarray(data), what, max_value=max_value)
+
+    def _check_values(self, data: np.ndarray, what: str, *, max_value: int) -> None:
+        if data.dtype.kind == "f" and not np.all(np.mod(data, 1) == 0):
+            raise ScanError(f"{what} must hold whole numbers (labels), got fractional values")
+        if data.size and (data.min() < 0 or data.max() > max_value):
+            raise ScanError(
+                f"{what} values must lie in 0..{max_value} for {len(self.classes)} class(es), "
+                f"got {data.min()}..{data.max()}: check the label file or the class list"
+            )
+
+    def _replace(self, key: str, data: np.ndarray) -> zarr.Array:
+        parent, _, name = key.rpartition("/")
+        tmp_key = f"{parent + '/' if parent else ''}{_TMP}{name}-{uuid.uuid4().hex[:8]}"
+        chunks = default_chunks(self.shape)
+        try:
+            _write_array(self.group, tmp_key, data, chunks)
+            _swap_in(self.path / tmp_key, self.path / key)
+        finally:
+            shutil.rmtree(self.path / tmp_key, ignore_errors=True)
+        return self.group[key]  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"Scan({str(self.path)!r}, shape={self.shape}, spacing={self.spacing})"
+
+
+def _check_result_name(name: str) -> None:
+    if name not in RESULT_NAMES:
+        raise ScanError(f"unknown result {name!r}: use one of {', '.join(RESULT_NAMES)}")
+
+
+def _write_array(group: zarr.Group, key: str, data: np.ndarray, chunks: Sequence[int]) -> None:
+    arr = group.create_array(key, shape=data.shape, dtype=data.dtype, chunks=tuple(chunks))
+    arr[...] = data
+
+
+def _write_ome_image(
+    root: zarr.Group, data: np.ndarray, spacing: Sequence[float], chunks: Sequence[int]
+) -> None:
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_image
+
+    fmt = FormatV05() if root.metadata.zarr_format == 3 else FormatV04()
+    # Downsample in-plane only while the in-plane voxel is finer than the slice distance:
+    # thick-slice clinical scans must not lose their few slices in the pyramid.
+    factors, sz, sy = [], spacing[0], spacing[1]
+    y, x = data.shape[1:]
+    level_z = 1
+    while min(y, x) // 2 >= 64 and len(factors) < 4:
+        y, x, sy = y // 2, x // 2, sy * 2
+        if sy > sz * level_z * 1.5:
+            level_z *= 2
+        factors.append({"z": level_z, "y": 2 ** (len(factors) + 1), "x": 2 ** (len(factors) + 1)})
+    write_image(
+        data,
+        root.require_group(IMAGE),
+        scale_factors=factors,
+        fmt=fmt,
+        axes="zyx",
+        scale={"z": spacing[0], "y": spacing[1], "x": spacing[2]},
+        axes_units={"z": "millimeter", "y": "millimeter", "x": "millimeter"},
+        storage_options={"chunks": tuple(chunks)},
+    )
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Move directory ``new`` to ``target``, replacing it; see :func:`_recover` for crashes."""
+    old = target.with_name(f"{_OLD}{target.name}-{uuid.uuid4().hex[:8]}")
+    had_target = target.exists()
+    if had_target:
+        os.rename(target, old)
+    os.rename(new, target)
+    if had_target:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(path: Path) -> None:
+    """Finish or roll back swaps that a crash interrupted, and drop half-written arrays.
+
+    A ``.tmp-NAME-xxxxxxxx`` directory was never swapped in, so it is incomplete by
+    construction. An ``.old-NAME-xxxxxxxx`` directory whose ``NAME`` is missing means the crash
+    fell between the two renames of :func:`_swap_in`: the old content is put back.
+    """
+    for parent, only in ((path.parent, path.name), (path, None), (path / RESULTS, None)):
+        if not parent.is_dir():
+            continue
+        leftovers = sorted(e for e in parent.iterdir() if _LEFTOVER.fullmatch(e.name))
+        for entry in leftovers:
+            kind, name = _LEFTOVER.fullmatch(entry.name).groups()  # type: ignore[union-attr]
+            if only is not None and name != only:
+                continue
+            if kind == _OLD and not (parent / name).exists():
+                os.rename(entry, parent / name)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
