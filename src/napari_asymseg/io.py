@@ -35,6 +35,7 @@ from napari_asymseg.store import (
 NIFTI = (".nii", ".nii.gz")
 ITK = (".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF = (".tif", ".tiff")
+TIFF_GEOMETRY_UNKNOWN = set(TIFF)
 ZARR = (".zarr",)
 IMPORT_FORMATS = NIFTI + ITK + TIFF + ZARR
 MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
@@ -263,6 +264,9 @@ def _check_same_grid(vol: Volume, ref: Volume, what: str) -> None:
             f"{what} shape {vol.data.shape} does not match the image {ref.data.shape}: "
             "use labels drawn on this image (same grid)"
         )
+    # TIFF carries no orientation and often no spacing: only the shape can be checked.
+    if TIFF_GEOMETRY_UNKNOWN & {suffix(vol.source), suffix(ref.source)}:
+        return
     if not np.allclose(vol.affine, ref.affine, atol=1e-3):
         raise ScanError(
             f"{what} is on a different grid than the image (affines differ): resample it onto "
@@ -434,7 +438,9 @@ def _write_ome_labels(scan: Scan, mask: np.ndarray, out: Path, name: str) -> Non
         mask,
         root,
         name=name,
+        scaler=None,
         scale_factors=[],
+        label_metadata={"source": {"image": "../../"}},
         fmt=FormatV05(),
         axes="zyx",
         scale=scale,

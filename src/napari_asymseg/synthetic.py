@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 __all__ = ["SyntheticScan", "sparse_annotations", "synthetic_scan"]
 
 _FG_RANGE = (0.002, 0.02)  # default lesion volume fraction, drawn log-uniformly
-_MIN_EDGE = 4  # smallest edge with an interior voxel left once the air frame is excluded
+_MIN_EDGE = 3  # lesions stay off the border, so each axis needs one interior voxel
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: array fields make dataclass __eq__ ambiguous
@@ -51,24 +51,16 @@ class SyntheticScan:
         return float(np.count_nonzero(self.ground_truth)) / self.ground_truth.size
 
 
-def _check_shape(shape: object) -> tuple[int, int, int]:
+def _triplet(values: object, cast: type, low: float, what: str) -> tuple:
+    """Validate 3 finite numbers >= ``low``; bools are refused, operator.index refuses floats."""
     try:
-        dims = tuple(operator.index(s) for s in shape)  # type: ignore[attr-defined]
-    except TypeError:
-        dims = ()
-    if len(dims) != 3 or min(dims) < _MIN_EDGE or any(isinstance(s, bool) for s in shape):
-        raise ValueError(f"shape must be 3 positive ints (each >= {_MIN_EDGE}), got {shape!r}")
-    return dims  # type: ignore[return-value]
-
-
-def _check_spacing(spacing: object) -> tuple[float, float, float]:
-    try:
-        sp = tuple(float(s) for s in spacing)  # type: ignore[attr-defined]
+        out = tuple(cast(v) for v in values)  # type: ignore[attr-defined]
+        bad = any(isinstance(v, bool) for v in values)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
-        sp = ()
-    if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
-        raise ValueError(f"spacing must be 3 positive finite floats in mm, got {spacing!r}")
-    return sp  # type: ignore[return-value]
+        out, bad = (), True
+    if bad or len(out) != 3 or not all(math.isfinite(v) and v >= low for v in out):
+        raise ValueError(f"{what}, got {values!r}")
+    return out
 
 
 def _smooth_field(
@@ -122,9 +114,8 @@ def _tissue(rng: np.random.Generator, radius: np.ndarray, sp: np.ndarray) -> np.
     idx = np.flatnonzero(inner)
     n_spots = min(idx.size, int(rng.poisson(5 * tissue.size / 1e5)) + 3)
     impulses = np.zeros(tissue.size, np.float32)
-    impulses[rng.choice(idx, n_spots, replace=False)] = rng.choice([-1.0, 1.0], n_spots) * (
-        rng.uniform(0.3, 0.8, n_spots)
-    )
+    signs = rng.choice([-1.0, 1.0], n_spots)
+    impulses[rng.choice(idx, n_spots, replace=False)] = signs * rng.uniform(0.3, 0.8, n_spots)
     sig = rng.uniform(0.8, 2.0) / sp
     delta = np.zeros(tuple(2 * np.ceil(3 * sig).astype(int) + 1), np.float32)
     delta[tuple(n // 2 for n in delta.shape)] = 1.0
@@ -156,16 +147,11 @@ def _add_lesion(
     semi = r_mm * ratios / ratios.prod() ** (1 / 3)
     rot, _ = np.linalg.qr(rng.standard_normal((3, 3)))
     full = np.asarray(tissue.shape)
-    half = np.minimum(np.ceil(semi.max() * (1 + 2 * look["irregular"]) / sp) + 1, (full - 3) // 2)
-    half = half.astype(int)
+    half = np.ceil(semi.max() * (1 + 2 * look["irregular"]) / sp).astype(int) + 1
+    half = np.minimum(half, (full - 3) // 2)  # the box must fit inside the 1-voxel frame
     box = tuple(2 * half + 1)
-    rel = np.stack(
-        np.meshgrid(
-            *(np.arange(-h, h + 1) * s for h, s in zip(half, sp, strict=True)), indexing="ij"
-        ),
-        axis=-1,
-    )
-    dist = np.sqrt((((rel @ rot) / semi) ** 2).sum(-1))
+    rel = (np.indices(box).reshape(3, -1).T - half) * sp  # voxel offsets in mm
+    dist = np.sqrt((((rel @ rot) / semi) ** 2).sum(-1)).reshape(box)
     # Smoothly perturbed radius gives irregular, still compact boundaries.
     perturb = np.clip(_smooth_field(rng, box, sp, max(r_mm / 3, 0.8)), -2, 2)
     level = dist - look["irregular"] * perturb
@@ -202,7 +188,7 @@ def _add_lesion(
     # Appearance relative to the local tissue, so contrast means the same in dark and
     # bright classes; the soft alpha mimics partial volume at the lesion edge.
     region = tissue[best]
-    surround = ndi.gaussian_filter(region, 3.0 / sp, mode="nearest")
+    surround = ndi.gaussian_filter(region, max(3.0, r_mm / 2) / sp, mode="nearest")
     tex = np.clip(_smooth_field(rng, box, sp, look["tex_mm"]), -2.5, 2.5)
     contrast = look["polarity"] * look["contrast"] * rng.uniform(0.85, 1.15)
     factor = 1 + contrast * (1 + look["hetero"] * tex)
@@ -228,7 +214,7 @@ def synthetic_scan(
     seed : int
         Non-negative seed; the same seed and arguments always give identical arrays.
     shape : tuple of int
-        ``(Z, Y, X)`` voxels, each at least 4.
+        ``(Z, Y, X)`` voxels, each at least 3.
     spacing : tuple of float
         ``(z, y, x)`` voxel size in mm; smoothness and lesion shapes are defined in mm.
     fg_fraction : float, optional
@@ -247,8 +233,9 @@ def synthetic_scan(
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    dims, sp_t = _check_shape(shape), _check_spacing(spacing)
-    if fg_fraction is not None and not 0 < fg_fraction <= 0.1:
+    dims = _triplet(shape, operator.index, _MIN_EDGE, f"shape must be 3 ints >= {_MIN_EDGE}")
+    sp_t = _triplet(spacing, float, 1e-9, "spacing must be 3 positive finite floats (mm)")
+    if fg_fraction is not None and not 0 < float(fg_fraction) <= 0.1:
         raise ValueError(f"fg_fraction must be in (0, 0.1], got {fg_fraction!r}")
     rng = np.random.default_rng(seed)
     sp = np.asarray(sp_t)
@@ -315,10 +302,7 @@ def sparse_annotations(
     ground_truth : numpy.ndarray
         3D mask; nonzero voxels are lesion.
     n_slices : int
-        Lesion-bearing slices to annotate (all of them if fewer exist). Lesions take turns,
-        largest first, so the picks cover different lesions before a second slice of one.
-        Within a lesion the slice with the most lesion wins, after a seeded jitter of up to
-        10% and a penalty for slices next to ones already picked (neighbours are redundant).
+        Lesion-bearing slices to annotate (all of them if fewer exist), most lesion first.
     seed : int
         Seed for the jitter and for choosing empty slices.
     n_empty : int
@@ -355,6 +339,8 @@ def sparse_annotations(
     score = area * rng.uniform(0.9, 1.0, area.shape)
     lesion_slices = np.flatnonzero(area.sum(1))
     target = min(n_slices, lesion_slices.size)
+    # Lesions take turns, largest first, so picks cover different lesions before a second
+    # slice of one; the seeded 10% jitter varies near-ties between annotation sessions.
     order = np.argsort(-area.sum(0), kind="stable")
     pos = np.arange(depth)
     chosen: list[int] = []

@@ -1,0 +1,106 @@
+"""The dock in a real napari.Viewer (under Xvfb): open, paint, autosave, reopen."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_asymseg._qt.dock import AsymsegDock, annotation_stats
+from napari_asymseg.sample_data import sample_scan
+from napari_asymseg.store import Scan
+
+pytestmark = pytest.mark.viewer
+
+
+def annotations_layer(viewer):
+    return next(
+        layer
+        for layer in viewer.layers
+        if layer.metadata.get("asymseg", {}).get("role") == "annotations"
+    )
+
+
+@pytest.fixture
+def viewer_and_dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock = AsymsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="asymseg")
+    return viewer, dock
+
+
+def test_annotation_stats():
+    data = np.zeros((2, 3, 4), np.uint8)
+    data[0] = 1
+    data[0, 0, :2] = 2
+    stats = annotation_stats(data, ("lesion",))
+    assert stats["annotated"] == 12 and stats["per_class"] == {"lesion": 2}
+    assert stats["imbalance"] == 5.0
+    assert stats["fg_fraction"] == pytest.approx(2 / 12)
+
+
+def test_open_paint_autosave_reopen(viewer_and_dock, tmp_path):
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    dock.open_scan(path)
+    layer = annotations_layer(viewer)
+    image = next(lay for lay in viewer.layers if lay.metadata["asymseg"]["role"] == "image")
+    assert tuple(image.scale) == pytest.approx((2.0, 0.8, 0.8))
+    assert tuple(layer.scale) == pytest.approx((2.0, 0.8, 0.8))
+    assert dock.scan is not None and dock.scan.path == path
+    assert "foreground fraction" in dock.scan_section.info.text()
+
+    # paint a lesion stroke the way the brush does (through the undo history)
+    z = 30
+    coords = np.array([[z, y, x] for y in range(50, 55) for x in range(60, 64)])
+    layer.data_setitem(tuple(coords.T), 2)
+    assert (layer.data[z, 50:55, 60:64] == 2).all()
+    assert dock.save_now() == 1
+    assert (Scan.open(path).read_annotations()[z, 50:55, 60:64] == 2).all()
+
+    # undo is saved too
+    layer.undo()
+    dock.save_now()
+    assert (Scan.open(path).read_annotations()[z, 50:55, 60:64] == 0).all()
+
+    # close the viewer's layers and reopen the scan: the painting is there
+    layer.data_setitem(tuple(coords.T), 2)
+    dock.save_now()
+    viewer.layers.clear()
+    dock.open_scan(path)
+    assert (annotations_layer(viewer).data[z, 50:55, 60:64] == 2).all()
+
+
+def test_autosave_timer_saves_without_a_call(viewer_and_dock, tmp_path, qtbot):
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    dock.open_scan(path)
+    dock.autosave._timer.setInterval(100)
+    layer = annotations_layer(viewer)
+    layer.data_setitem((np.array([1]), np.array([2]), np.array([3])), 2)
+    qtbot.waitUntil(lambda: Scan.open(path, mode="r").annotations[1, 2, 3] == 2, timeout=3000)
+
+
+def test_bad_scan_is_a_notification_not_a_traceback(viewer_and_dock, tmp_path, monkeypatch):
+    viewer, dock = viewer_and_dock
+    shown = []
+    monkeypatch.setattr("napari_asymseg._qt.dock.show_error", shown.append)
+    dock.open_scan(tmp_path / "missing.zarr")
+    assert shown and "no scan at" in shown[0]
+    assert len(viewer.layers) == 0
+
+
+def test_import_image_from_dock(viewer_and_dock, tmp_path, volume):
+    viewer, dock = viewer_and_dock
+    nib.save(nib.Nifti1Image(volume, np.diag([0.5, 0.5, 2.0, 1.0])), tmp_path / "ct.nii.gz")
+    out = dock.import_image(tmp_path / "ct.nii.gz")
+    assert out == tmp_path / "ct.zarr"
+    assert dock.scan.path == out
+    assert tuple(annotations_layer(viewer).scale) == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_sample_and_dock_through_the_plugin_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-asymseg", "lesions")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-asymseg", "asymseg")
+    assert isinstance(dock, AsymsegDock)
+    assert dock.scan is not None  # the dock adopted the already-open sample
+    assert {lay.metadata["asymseg"]["role"] for lay in viewer.layers} == {"image", "annotations"}
