@@ -47,7 +47,8 @@ fi
 # --- torch: never let a plain `torch>=...` pull the multi-GB CUDA build when the machine offers
 # a local build (pip's find-links, e.g. a CPU wheel). Without one, pip picks what fits the
 # machine, so GPU users keep their CUDA build. ASYMSEG_TORCH overrides, e.g. "torch==2.5.1".
-if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+has_torch() { "$venv/bin/python" -c 'import importlib.metadata as m; m.version("torch")' 2>/dev/null; }
+if ! has_torch; then
   spec="${ASYMSEG_TORCH:-}"
   if [ -z "$spec" ]; then
     report="$(mktemp)"
@@ -61,11 +62,13 @@ if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
   if [ -n "$spec" ]; then "${pip[@]}" install -q "$spec"; fi
 fi
 constraints="$(mktemp)"
+# keep the torch we have: no surprise CUDA download
 "$venv/bin/python" - >"$constraints" <<'PY'
+import importlib.metadata as m
+
 try:
-    import torch
-    print(f"torch=={torch.__version__}")  # keep the torch we have: no surprise CUDA download
-except ImportError:
+    print(f"torch=={m.version('torch')}")
+except m.PackageNotFoundError:
     pass
 PY
 say "installing napari-asymseg[$extra] into $venv"

@@ -7,8 +7,8 @@ cd "$root"
 bash scripts/setup.sh test
 bin="$root/.venv/bin"
 echo "[test] ruff check + format"
-"$bin/ruff" check src tests benchmarks scripts
-"$bin/ruff" format --check src tests benchmarks scripts
+"$bin/ruff" check .
+"$bin/ruff" format --check .
 echo "[test] pytest"
 export QT_API=pyqt6 PYTHONDONTWRITEBYTECODE=1
 if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then

@@ -5,14 +5,8 @@ import SimpleITK as sitk
 import tifffile
 import zarr
 
-from napari_asymseg.io import (
-    export_mask,
-    import_scan,
-    labels_to_annotations,
-    read_mask,
-    read_volume,
-    suffix,
-)
+from napari_asymseg.export import export_mask, read_mask
+from napari_asymseg.io import import_scan, labels_to_annotations, read_volume, suffix
 from napari_asymseg.store import Scan, ScanError
 
 OBLIQUE = np.array(

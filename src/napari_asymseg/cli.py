@@ -70,7 +70,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from napari_asymseg.io import export_mask
+    from napari_asymseg.export import export_mask
     from napari_asymseg.store import Scan
 
     scan = Scan.open(args.scan, mode="r")

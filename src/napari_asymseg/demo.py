@@ -48,7 +48,7 @@ def run_headless(out: Path) -> dict:
     from PIL import Image
 
     from napari_asymseg.cli import scan_summary
-    from napari_asymseg.io import export_mask
+    from napari_asymseg.export import export_mask
 
     out.mkdir(parents=True, exist_ok=True)
     scan = Scan.open(sample_scan())

@@ -1,4 +1,4 @@
-"""Import medical images into the scan store, and export masks back out.
+"""Import medical images into the scan store (export is in :mod:`napari_asymseg.export`).
 
 Every volume is held as (Z, Y, X) with an affine from those voxel indices to RAS world
 millimetres, whatever the file's own convention:
@@ -14,20 +14,17 @@ Export reverses the same maps, so an import -> export round trip returns the ori
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from napari_asymseg.store import (
-    ATTRS_KEY,
-    Scan,
+from napari_asymseg.store import ATTRS_KEY, Scan
+from napari_asymseg.volumes import (
     ScanError,
-    _multiscale_meta,
     affine_from_spacing,
+    multiscale_meta,
     spacing_from_affine,
     validate_volume,
 )
@@ -38,11 +35,10 @@ TIFF = (".tif", ".tiff")
 TIFF_GEOMETRY_UNKNOWN = set(TIFF)
 ZARR = (".zarr",)
 IMPORT_FORMATS = NIFTI + ITK + TIFF + ZARR
-MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
 
 # (Z, Y, X, 1) -> (X, Y, Z, 1): swapping columns 0 and 2 turns an affine of file indices
 # (i, j, k) into one of our indices (k, j, i) and back.
-_SWAP = [2, 1, 0, 3]
+AXES_SWAP = [2, 1, 0, 3]
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -100,7 +96,7 @@ def read_volume(path: str | os.PathLike, *, channel: int | None = None) -> Volum
         elif ext in TIFF:
             vol = _read_tiff(path, channel)
         else:
-            vol = _read_zarr(path, channel)
+            vol = read_zarr_image(path, channel)
     except ScanError:
         raise
     except Exception as exc:  # each reader library raises its own types for damaged files
@@ -141,7 +137,7 @@ def _read_nifti(path: Path, channel: int | None) -> Volume:
     data = _pick_channel(data, channel, axis=3, name=path.name)
     if data.ndim != 3:
         return Volume(data, np.eye(4), str(path))  # rejected by validate_volume
-    affine = np.asarray(img.affine, dtype=float)[:, _SWAP]
+    affine = np.asarray(img.affine, dtype=float)[:, AXES_SWAP]
     return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), affine, str(path))
 
 
@@ -158,7 +154,7 @@ def _read_itk(path: Path, channel: int | None) -> Volume:
     lps = np.eye(4)
     lps[:3, :3] = direction * np.asarray(img.GetSpacing(), dtype=float)
     lps[:3, 3] = img.GetOrigin()
-    return Volume(data, _LPS_TO_RAS @ lps[:, _SWAP], str(path))
+    return Volume(data, _LPS_TO_RAS @ lps[:, AXES_SWAP], str(path))
 
 
 def _read_tiff(path: Path, channel: int | None) -> Volume:
@@ -186,7 +182,8 @@ def _read_tiff(path: Path, channel: int | None) -> Volume:
     return Volume(data, affine_from_spacing(spacing), str(path))
 
 
-def _read_zarr(path: Path, channel: int | None) -> Volume:
+def read_zarr_image(path: Path, channel: int | None = None) -> Volume:
+    """Read level 0 of an OME-Zarr image (or a plain zarr array) as a (Z, Y, X) volume."""
     import zarr
 
     try:
@@ -194,11 +191,11 @@ def _read_zarr(path: Path, channel: int | None) -> Volume:
     except Exception as exc:
         raise ScanError(f"{path} is not a readable zarr store ({exc}): check the path") from None
     if isinstance(node, zarr.Array):
-        return Volume(np.asarray(node[...]), np.eye(4)[:, _SWAP], str(path))
+        return Volume(np.asarray(node[...]), np.eye(4)[:, AXES_SWAP], str(path))
     attrs = dict(node.attrs)
     if ATTRS_KEY in attrs:
         raise ScanError(f"{path} is already an asymseg scan: open it directly, no import needed")
-    ms = _multiscale_meta(attrs)
+    ms = multiscale_meta(attrs)
     if ms is None:
         raise ScanError(
             f"{path} is a zarr group without an image: expected OME-Zarr 'multiscales' metadata"
@@ -335,128 +332,3 @@ def import_scan(
         source=str(Path(image).resolve()),
         overwrite=overwrite,
     )
-
-
-# ---------------------------------------------------------------------- export
-def mask_from_scan(scan: Scan, what: str = "prediction") -> np.ndarray:
-    """The 0..K mask to export: ``prediction``, ``annotations`` or ``ground_truth``."""
-    if what == "annotations":
-        ann = scan.read_annotations()
-        # Not annotated (0) and background (1) both export as background 0.
-        return np.where(ann > 1, ann - 1, 0).astype(np.uint8)
-    arr = scan.ground_truth if what == "ground_truth" else scan.result(what)
-    if arr is None:
-        hint = "run a prediction first" if what == "prediction" else "import one with --truth"
-        raise ScanError(f"{scan.path} has no {what}: {hint}")
-    return np.asarray(arr[...], dtype=np.uint8)
-
-
-def export_mask(
-    scan: Scan,
-    out: str | os.PathLike,
-    *,
-    what: str = "prediction",
-    overwrite: bool = False,
-) -> Path:
-    """Write a mask of ``scan`` to NIfTI (source affine), TIFF, or OME-Zarr (image + labels).
-
-    The file is written beside its destination and renamed into place, so an interrupted
-    export never leaves a half-written file under the requested name.
-    """
-    out = Path(out)
-    ext = suffix(out)
-    if ext not in MASK_FORMATS:
-        raise ScanError(
-            f"cannot export to {out.name}: use a name ending in {', '.join(MASK_FORMATS)}"
-        )
-    if out.exists() and not overwrite:
-        raise ScanError(f"{out} already exists: choose another name, or pass --overwrite")
-    mask = mask_from_scan(scan, what)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{out.name}")
-    try:
-        if ext in NIFTI:
-            import nibabel as nib
-
-            img = nib.Nifti1Image(mask.transpose(2, 1, 0), scan.affine[:, _SWAP])
-            img.set_qform(img.affine, code=1)
-            img.set_sform(img.affine, code=1)
-            nib.save(img, str(tmp))
-        elif ext in TIFF:
-            import tifffile
-
-            sz, sy, sx = scan.spacing
-            tifffile.imwrite(
-                str(tmp),
-                mask,
-                imagej=True,
-                resolution=(1 / sx, 1 / sy),
-                metadata={"spacing": sz, "unit": "mm", "axes": "ZYX"},
-            )
-        else:
-            _write_ome_labels(scan, mask, tmp, what)
-        if out.exists():
-            backup = out.with_name(f".old-{uuid.uuid4().hex[:8]}-{out.name}")
-            os.rename(out, backup)
-            os.rename(tmp, out)
-            _remove(backup)
-        else:
-            os.rename(tmp, out)
-    finally:
-        _remove(tmp)
-    return out
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _write_ome_labels(scan: Scan, mask: np.ndarray, out: Path, name: str) -> None:
-    import dask.array as da
-    import zarr
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_image, write_labels
-
-    sz, sy, sx = scan.spacing
-    scale = {"z": sz, "y": sy, "x": sx}
-    units = {"z": "millimeter", "y": "millimeter", "x": "millimeter"}
-    root = zarr.open_group(str(out), mode="w", zarr_format=3)
-    # The image is streamed from the scan so that exporting a large scan never loads it whole.
-    write_image(
-        da.from_zarr(scan.image),
-        root,
-        scale_factors=[],
-        fmt=FormatV05(),
-        axes="zyx",
-        scale=scale,
-        axes_units=units,
-    )
-    write_labels(
-        mask,
-        root,
-        name=name,
-        scaler=None,
-        scale_factors=[],
-        label_metadata={"source": {"image": "../../"}},
-        fmt=FormatV05(),
-        axes="zyx",
-        scale=scale,
-        axes_units=units,
-    )
-
-
-def read_mask(path: str | os.PathLike) -> Volume:
-    """Read an exported mask back (the labels of an OME-Zarr export, or a NIfTI/TIFF file)."""
-    path = Path(path)
-    if suffix(path) in (".ome.zarr", ".zarr") and (path / "labels").is_dir():
-        import zarr
-
-        labels = zarr.open_group(str(path / "labels"), mode="r")
-        names = (labels.attrs.get("ome") or dict(labels.attrs)).get("labels", [])
-        if not names:
-            raise ScanError(f"{path} has no labels listed: export the mask again")
-        return _read_zarr(path / "labels" / names[0], None)
-    return read_volume(path)
