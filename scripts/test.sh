@@ -9,6 +9,8 @@ bin="$root/.venv/bin"
 echo "[test] ruff check + format"
 "$bin/ruff" check .
 "$bin/ruff" format --check .
+echo "[test] mypy"
+"$bin/mypy"
 echo "[test] pytest"
 export QT_API=pyqt6 PYTHONDONTWRITEBYTECODE=1
 if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then

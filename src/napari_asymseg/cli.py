@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from napari_asymseg import __version__
 from napari_asymseg.store import ScanError
@@ -20,7 +21,7 @@ EXIT_BAD_INPUT = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors: usage line + exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: usage line + exit 2
         self.print_usage(sys.stderr)
         self.exit(EXIT_BAD_INPUT, f"asymseg: error: {message}\n")
 

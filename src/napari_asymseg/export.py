@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -137,7 +138,8 @@ def read_mask(path: str | os.PathLike) -> Volume:
         import zarr
 
         labels = zarr.open_group(str(path / "labels"), mode="r")
-        names = (labels.attrs.get("ome") or dict(labels.attrs)).get("labels", [])
+        attrs = cast(dict, labels.attrs.get("ome") or dict(labels.attrs))
+        names = attrs.get("labels", [])
         if not names:
             raise ScanError(f"{path} has no labels listed: export the mask again")
         return read_zarr_image(path / "labels" / names[0], None)

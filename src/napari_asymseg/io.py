@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def _pick_channel(data: np.ndarray, channel: int | None, axis: int, name: str) -
 def _read_nifti(path: Path, channel: int | None) -> Volume:
     import nibabel as nib
 
-    img = nib.load(str(path))
+    img = cast(Any, nib.load(str(path)))  # an image with a header; the stubs say FileBasedImage
     proxy = img.dataobj
     scaled = getattr(proxy, "slope", 1.0) != 1.0 or getattr(proxy, "inter", 0.0) != 0.0
     data = np.asarray(img.get_fdata(dtype=np.float32) if scaled else np.asanyarray(proxy))
@@ -137,7 +138,7 @@ def _read_nifti(path: Path, channel: int | None) -> Volume:
     data = _pick_channel(data, channel, axis=3, name=path.name)
     if data.ndim != 3:
         return Volume(data, np.eye(4), str(path))  # rejected by validate_volume
-    affine = np.asarray(img.affine, dtype=float)[:, AXES_SWAP]
+    affine = np.asarray(img.affine, dtype=np.float64)[:, AXES_SWAP]
     return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), affine, str(path))
 
 
@@ -168,7 +169,7 @@ def _read_tiff(path: Path, channel: int | None) -> Volume:
         ij = tif.imagej_metadata or {}
         if "spacing" in ij:
             spacing[0] = float(ij["spacing"])
-        page = tif.pages[0]
+        page = cast(Any, tif.pages[0])
         for tag, i in (("YResolution", 1), ("XResolution", 2)):
             res = page.tags.get(tag)
             if res is not None and res.value[0]:
@@ -201,7 +202,7 @@ def read_zarr_image(path: Path, channel: int | None = None) -> Volume:
             f"{path} is a zarr group without an image: expected OME-Zarr 'multiscales' metadata"
         )
     ds = ms["datasets"][0]
-    data = np.asarray(node[ds["path"]][...])
+    data = np.asarray(cast(zarr.Array, node[ds["path"]])[...])
     axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])] or list("zyx")
     scale = [1.0] * data.ndim
     translation = [0.0] * data.ndim

@@ -70,10 +70,10 @@ def get_reader(path: str | list[str]):
 
 def read_scan(path: str | os.PathLike | list) -> list[LayerData]:
     """Open a scan and return its image, annotations and stored results as layer data."""
-    if isinstance(path, list):
-        path = path[0]
-    mode = "r+" if os.access(path, os.W_OK) else "r"
-    return scan_layers(Scan.open(path, mode=mode))
+    target = Path(path[0] if isinstance(path, list) else path)
+    # Read-write when we may: opening for writing also repairs an interrupted save.
+    mode = "r+" if os.access(target, os.W_OK) else "r"
+    return scan_layers(Scan.open(target, mode=mode))
 
 
 def contrast_limits(scan: Scan) -> tuple[float, float]:

@@ -139,7 +139,9 @@ def build_colin27(
         classes=["hippocampus"],
         overwrite=overwrite,
     )
-    gt = np.asarray(scan.ground_truth[...])
+    truth = scan.ground_truth
+    assert truth is not None  # import_scan wrote it
+    gt = np.asarray(truth[...])
     # World x of every voxel column: the affine's first row applied to (z, y, x) indices.
     zz, yy, xx = np.indices(scan.shape, sparse=True)
     a = scan.affine

@@ -27,7 +27,7 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
@@ -63,7 +63,7 @@ def _open_group(path: Path, mode: str) -> zarr.Group:
             f"no scan at {path}: check the path, or create one with `asymseg import IMAGE {path}`"
         )
     try:
-        return zarr.open_group(str(path), mode=mode)
+        return zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
     except Exception as exc:  # zarr raises many types for a damaged store
         raise ScanError(
             f"{path} is not a readable zarr group ({type(exc).__name__}: {exc}): restore it from "
@@ -80,8 +80,7 @@ class Scan:
     def __init__(self, path: Path, group: zarr.Group) -> None:
         self.path = path
         self.group = group
-        meta = dict(group.attrs.get(ATTRS_KEY) or {})
-        self._meta = meta
+        self._meta: dict[str, Any] = dict(cast(dict, group.attrs.get(ATTRS_KEY) or {}))
         self._image_levels, self._image_scales = self._find_image()
 
     # ------------------------------------------------------------------ construction
@@ -161,7 +160,7 @@ class Scan:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{_TMP}{path.name}-{uuid.uuid4().hex[:8]}")
         try:
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=cast(Literal[2, 3], zarr_format))
             root.attrs[ATTRS_KEY] = {
                 "version": FORMAT_VERSION,
                 "spacing": list(spacing),
@@ -231,15 +230,16 @@ class Scan:
             raise ScanError(
                 f"{path} has no '{ANNOTATIONS}' array: re-import the image to recreate the scan"
             )
-        if tuple(group[ANNOTATIONS].shape) != scan.shape:
+        ann_shape = tuple(scan.annotations.shape)
+        if ann_shape != scan.shape:
             raise ScanError(
-                f"{path}: annotations shape {tuple(group[ANNOTATIONS].shape)} does not match "
+                f"{path}: annotations shape {ann_shape} does not match "
                 f"the image {scan.shape}: re-import the annotations with the image's shape"
             )
         return scan
 
     # ------------------------------------------------------------------ the image
-    def _find_image(self) -> tuple[list[zarr.Array], list[tuple[float, float, float]]]:
+    def _find_image(self) -> tuple[list[zarr.Array], list[tuple[float, ...]]]:
         if IMAGE not in self.group:
             raise ScanError(f"{self.path} has no '{IMAGE}': re-import the image")
         node = self.group[IMAGE]
@@ -255,7 +255,7 @@ class Scan:
                 )
             levels, scales = [], []
             for ds in ms["datasets"]:
-                levels.append(node[ds["path"]])
+                levels.append(cast(zarr.Array, node[ds["path"]]))
                 scale = next(
                     (
                         t["scale"]
@@ -294,7 +294,8 @@ class Scan:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along (Z, Y, X)."""
-        return tuple(float(s) for s in self._meta["spacing"])  # type: ignore[return-value]
+        sz, sy, sx = (float(s) for s in self._meta["spacing"])
+        return sz, sy, sx
 
     @property
     def affine(self) -> np.ndarray:
@@ -448,7 +449,8 @@ def _write_ome_image(
     fmt = FormatV05() if root.metadata.zarr_format == 3 else FormatV04()
     # Downsample in-plane only while the in-plane voxel is finer than the slice distance:
     # thick-slice clinical scans must not lose their few slices in the pyramid.
-    factors, sz, sy = [], spacing[0], spacing[1]
+    factors: list[dict[str, int]] = []
+    sz, sy = spacing[0], spacing[1]
     y, x = data.shape[1:]
     level_z = 1
     while min(y, x) // 2 >= 64 and len(factors) < 4:

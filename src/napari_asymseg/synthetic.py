@@ -13,7 +13,9 @@ Only ``numpy.random.default_rng(seed)`` is used, so a seed always yields the sam
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -51,7 +53,7 @@ class SyntheticScan:
         return float(np.count_nonzero(self.ground_truth)) / self.ground_truth.size
 
 
-def _triplet(values: object, cast: type, low: float, what: str) -> tuple:
+def _triplet(values: object, cast: Callable[[Any], Any], low: float, what: str) -> tuple:
     """Validate 3 finite numbers >= ``low``; bools are refused, operator.index refuses floats."""
     try:
         out = tuple(cast(v) for v in values)  # type: ignore[attr-defined]
@@ -198,6 +200,7 @@ def _add_lesion(
         factor = factor * (1 - rim) + (1 + look["rim_c"]) * rim
     alpha = ndi.gaussian_filter(mask.astype(np.float32), look["edge_mm"] / sp)
     region[...] = region * (1 - alpha) + surround * factor * alpha
+    assert best is not None  # set by the placement loop above
     return np.pad(mask, [(s.start, n - s.stop) for s, n in zip(best, full, strict=True)])
 
 
