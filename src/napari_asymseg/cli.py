@@ -89,6 +89,91 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {scan.path}: {_describe(scan)}")
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from napari_asymseg._cli_options import config_from_args
+    from napari_asymseg.config import PRESETS, Config
+    from napari_asymseg.engine import EpochEnd, Finished, Started, StepEnd, fit
+
+    base = PRESETS[args.preset](Config()) if args.preset else None
+    cfg = config_from_args(args, base)
+    bar = None
+    for event in fit(args.scan, cfg, args.out, init=args.init, resume=args.resume):
+        if isinstance(event, Started):
+            print(
+                f"training on {event.device} (amp {event.amp}), {event.parameters:,} "
+                f"parameters, patch {event.patch_size}, {event.train_voxels:,} training and "
+                f"{event.val_voxels:,} validation voxels",
+                file=sys.stderr,
+            )
+            bar = _progress(event.steps, "train", initial=event.start_step)
+        elif isinstance(event, StepEnd) and bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        elif isinstance(event, EpochEnd):
+            line = (
+                f"step {event.step}: val DSC {event.dsc:.3f}, sensitivity "
+                f"{event.sensitivity:.3f}, precision {event.precision:.3f}, logit shift "
+                f"{event.logit_shift:+.2f}{'  (best)' if event.best else ''}"
+            )
+            (bar.write if bar is not None else print)(line)
+        elif isinstance(event, Finished):
+            if bar is not None:
+                bar.close()
+            print(
+                f"best validation DSC {event.best_dsc:.3f} at step {event.best_step} "
+                f"({event.seconds:.0f} s); model in {event.model_dir}"
+            )
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from napari_asymseg._cli_options import config_from_args
+    from napari_asymseg.config import config_from_dict
+    from napari_asymseg.engine import PredictionDone, WindowDone, load_checkpoint, predict
+
+    base = config_from_dict(load_checkpoint(args.model)["config"])
+    cfg = config_from_args(args, base)
+    bar = None
+    for event in predict(args.scan, args.model, config=cfg):
+        if isinstance(event, WindowDone):
+            bar = bar or _progress(event.total, "predict")
+            bar.n = event.done
+            bar.refresh()
+        elif isinstance(event, PredictionDone):
+            if bar is not None:
+                bar.close()
+            print(
+                f"prediction written to {event.scan} ({event.foreground_voxels:,} foreground "
+                f"voxels, {event.seconds:.1f} s)"
+            )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from napari_asymseg.evaluate import evaluate_scan
+
+    report = evaluate_scan(args.scan, truth=args.truth, what=args.what)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for name, scores in report["classes"].items():
+        print(
+            f"{name}: DSC {scores['dsc']:.4f}  sensitivity {scores['sensitivity']:.4f}  "
+            f"precision {scores['precision']:.4f}"
+        )
+
+
+def _progress(total: int, desc: str, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        initial=initial,
+        unit="step" if desc == "train" else "slice",
+        dynamic_ncols=True,
+        disable=None,
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if headless:
@@ -200,6 +285,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing scan at OUT")
     p.set_defaults(func=_cmd_sample)
 
+    from napari_asymseg._cli_options import add_config_options
+    from napari_asymseg.config import PRESETS
+    from napari_asymseg.losses import LOSSES
+
+    p = sub.add_parser(
+        "train",
+        help="train or fine-tune a model on a scan's annotations",
+        description="Train a 3D segmentation model on the annotated voxels of a scan. Losses: "
+        + ", ".join(LOSSES)
+        + ". Every option below comes from the config schema; the config is saved with the "
+        "model.",
+    )
+    p.add_argument("scan", help="scan directory (.zarr) with annotations")
+    p.add_argument("--out", default="asymseg-model", help="model folder (default asymseg-model)")
+    p.add_argument("--init", help="checkpoint or model folder to fine-tune from")
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="asym_combined: Li et al.'s asymmetric margin+focal loss with adversarial "
+        "training and mixup",
+    )
+    p.add_argument(
+        "--loss-param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a loss parameter, e.g. --loss-param margin=1 (repeatable)",
+    )
+    add_config_options(p, ("data", "model", "loss", "regularizers", "train"))
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="predict a scan with a trained model (streamed)")
+    p.add_argument("scan", help="scan directory (.zarr)")
+    p.add_argument("--model", required=True, help="model folder or checkpoint file")
+    add_config_options(p, ("predict",))
+    p.add_argument(
+        "--device",
+        dest="train.device",
+        default=argparse.SUPPRESS,
+        help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
+    )
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="DSC, sensitivity and precision of a prediction")
+    p.add_argument("scan", help="scan directory (.zarr) with a prediction")
+    p.add_argument("--truth", help="reference mask file (default: the scan's ground truth)")
+    p.add_argument(
+        "--what",
+        choices=("prediction", "annotations"),
+        default="prediction",
+        help="mask to evaluate (default prediction)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
     p = sub.add_parser(
         "demo", help="open napari with the dock and the sample scan (headless without a display)"
     )
@@ -215,7 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except ScanError as exc:
+    except (ScanError, argparse.ArgumentTypeError) as exc:
+        print(f"asymseg: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # config validation (unknown loss parameter, ...)
         print(f"asymseg: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -21,11 +21,12 @@ back a swap that a crash interrupted, so a reader only ever sees the old or the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -395,6 +396,36 @@ class Scan:
             data = data.astype(np.float32 if data.dtype.itemsize > 2 else data.dtype)
         self.group.require_group(RESULTS)
         return self._replace(f"{RESULTS}/{name}", data)
+
+    @contextlib.contextmanager
+    def writing_results(self, dtypes: dict[str, Any]) -> Iterator[dict[str, zarr.Array]]:
+        """Stream results window by window, then swap them in together.
+
+        Yields empty arrays of the scan's shape (one per result name); they replace the stored
+        results only when the block finishes. An exception, or closing the generator that
+        writes them (a cancel), discards them and leaves the previous results untouched.
+        """
+        for name in dtypes:
+            _check_result_name(name)
+        self.group.require_group(RESULTS)
+        keys = {name: f"{RESULTS}/{_TMP}{name}-{uuid.uuid4().hex[:8]}" for name in dtypes}
+        try:
+            arrays = {
+                name: self.group.create_array(
+                    keys[name],
+                    shape=self.shape,
+                    dtype=dtypes[name],
+                    chunks=default_chunks(self.shape),
+                    fill_value=0,
+                )
+                for name in dtypes
+            }
+            yield arrays
+            for name, key in keys.items():
+                _swap_in(self.path / key, self.path / RESULTS / name)
+        finally:
+            for key in keys.values():
+                shutil.rmtree(self.path / key, ignore_errors=True)
 
     # ------------------------------------------------------------------ helpers
     def _check_labels(self, data: Any, what: str, *, max_value: int) -> None:

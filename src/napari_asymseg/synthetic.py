@@ -199,7 +199,11 @@ def _add_lesion(
         rim = ndi.gaussian_filter((mask & edge).astype(np.float32), look["edge_mm"] / sp)
         factor = factor * (1 - rim) + (1 + look["rim_c"]) * rim
     alpha = ndi.gaussian_filter(mask.astype(np.float32), look["edge_mm"] / sp)
-    region[...] = region * (1 - alpha) + surround * factor * alpha
+    # The brighter (hyper) or darker (hypo) of the tissue underneath and its neighbourhood: a
+    # lesion in bright tissue next to dark tissue would otherwise sink to the blurred average
+    # and vanish into the bright tissue (seen in seed 0 before this).
+    base = np.maximum(region, surround) if look["polarity"] > 0 else np.minimum(region, surround)
+    region[...] = region * (1 - alpha) + base * factor * alpha
     assert best is not None  # set by the placement loop above
     return np.pad(mask, [(s.start, n - s.stop) for s, n in zip(best, full, strict=True)])
 

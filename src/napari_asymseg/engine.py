@@ -1,0 +1,683 @@
+"""The training and prediction engine: plain generators that yield typed events.
+
+``fit`` and ``predict`` are generators. The CLI iterates them with a progress bar; the dock
+hands them to napari's thread worker. Every ``yield`` is a cancel point: closing the generator
+(``gen.close()``) stops the work at once, keeps the best model saved so far, and releases the
+model's memory (GPU memory too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_asymseg import __version__
+from napari_asymseg.config import Config, config_from_dict, config_to_dict
+from napari_asymseg.data import IGNORE, PatchSampler, ScanData, intensity_stats, normalise
+from napari_asymseg.losses import build_loss
+from napari_asymseg.metrics import (
+    class_scores,
+    foreground_margins,
+    histogram,
+    logit_shift,
+    mean_scores,
+)
+from napari_asymseg.models import NetworkPlan, build_model, count_parameters, plan_network
+from napari_asymseg.store import Scan
+from napari_asymseg.volumes import ScanError
+
+CHECKPOINT = "checkpoint.pt"  # the latest state, for resuming
+BEST = "best.pt"  # the best model by validation DSC, for predicting and fine-tuning
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, out of memory); the message says what to change."""
+
+
+# ------------------------------------------------------------------------------------ events
+@dataclass(frozen=True)
+class Started:
+    device: str
+    amp: str
+    parameters: int
+    patch_size: tuple[int, int, int]
+    steps: int
+    start_step: int
+    train_voxels: int
+    val_voxels: int
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    step: int
+    steps: int
+    loss: float
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """A validation: one point on every curve."""
+
+    step: int
+    epoch: int
+    train_loss: float
+    val_loss: float
+    dsc: float
+    sensitivity: float
+    precision: float
+    fbeta: float
+    logit_shift: float
+    train_margin: float
+    val_margin: float
+    train_hist: list[int] = field(default_factory=list)
+    val_hist: list[int] = field(default_factory=list)
+    best: bool = False
+    per_class: dict[int, dict[str, float]] = field(default_factory=dict)
+    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """Foreground probability of the validated slab, for a live overlay."""
+    preview_z0: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    model_dir: str
+    best_step: int
+    best_dsc: float
+    steps_done: int
+    stopped_early: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WindowDone:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PredictionDone:
+    scan: str
+    seconds: float
+    foreground_voxels: int
+
+
+# ------------------------------------------------------------------------------------ device
+def select_device(name: str = "auto") -> torch.device:
+    """CUDA when present, then Apple MPS, then the CPU; or exactly what is asked."""
+    if name != "auto":
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ScanError(f"device {name!r} asked for, but CUDA is not available: use cpu")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (None = full precision).
+
+    ``auto`` uses bf16 on CUDA GPUs that support it (no loss scaling needed), else fp16, and
+    full precision on the CPU, where 3D convolutions in bf16 are not faster on most machines.
+    """
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    if amp in ("fp16", "auto"):
+        return torch.float16
+    raise ScanError(f"unknown amp {amp!r}: use auto, off, bf16 or fp16")
+
+
+def release(device: torch.device) -> None:
+    """Give the memory of dropped models back (to the GPU driver, on CUDA)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a torn checkpoint."""
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file (or the best model of a model folder); clear errors if broken."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST
+    if not path.is_file():
+        raise ScanError(f"no model at {path}: train one first (asymseg train) or check the path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ScanError(
+            f"cannot read the model {path} ({type(exc).__name__}): the file is damaged; "
+            "use another checkpoint or train again"
+        ) from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ScanError(f"{path} is not an asymseg checkpoint: train one with asymseg train")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, Config, NetworkPlan]:
+    config = config_from_dict(ckpt["config"])
+    plan = NetworkPlan(**{k: _tuples(v) for k, v in ckpt["plan"].items()})
+    model = build_model(config.model, plan, out_channels=int(ckpt["num_classes"]))
+    model.load_state_dict(ckpt["model"])
+    return model, config, plan
+
+
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, list | tuple) else v
+
+
+def _versions() -> dict[str, str]:
+    import monai
+
+    return {"napari-asymseg": __version__, "torch": torch.__version__, "monai": monai.__version__}
+
+
+# ------------------------------------------------------------------------------------ training
+@contextlib.contextmanager
+def _torch_settings(cfg: Config) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _lr_at(step: int, steps: int, lr: float) -> float:
+    """Short linear warm-up, then cosine decay to 5% of the peak."""
+    warm = max(1, min(20, steps // 10))
+    if step < warm:
+        return lr * (step + 1) / warm
+    t = (step - warm) / max(1, steps - warm)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def fit(
+    scan: Scan | str | os.PathLike,
+    config: Config | None = None,
+    model_dir: str | os.PathLike = "asymseg-model",
+    *,
+    init: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> Generator[Started | StepEnd | EpochEnd | Finished, None, Finished]:
+    """Train from scratch, fine-tune (``init``) or resume (``resume``) on a scan's annotations.
+
+    Parameters
+    ----------
+    scan
+        The scan (or its path); its annotations are the training data.
+    config
+        The run's configuration (defaults otherwise). Fine-tuning keeps the network of ``init``.
+    model_dir
+        Folder for ``checkpoint.pt`` (latest, to resume) and ``best.pt`` (best validation DSC).
+    init
+        A checkpoint or model folder to start from (fine-tuning, warm start).
+    resume
+        Continue from ``model_dir/checkpoint.pt`` when it belongs to the same annotations.
+
+    Yields
+    ------
+    Started, then StepEnd per step and EpochEnd per validation, then Finished.
+    """
+    scan = scan if isinstance(scan, Scan) else Scan.open(scan)
+    cfg = config or Config()
+    out = Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = select_device(cfg.train.device)
+    amp_dtype = autocast_dtype(device, cfg.train.amp)
+    torch.manual_seed(cfg.train.seed)
+    data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed)
+
+    start = load_checkpoint(init) if init else None
+    if start is not None:  # fine-tuning keeps the architecture it starts from
+        model, base_cfg, plan = model_from_checkpoint(start)
+        if int(start["num_classes"]) != data.num_classes:
+            raise ScanError(
+                f"the model predicts {int(start['num_classes']) - 1} class(es), the scan has "
+                f"{data.num_classes - 1}: train a new model instead of fine-tuning"
+            )
+        cfg.model = base_cfg.model
+    else:
+        max_voxels = 64**3 if device.type == "cuda" else 2**16
+        plan = plan_network(
+            data.spacing,
+            data.image.shape,
+            len(cfg.model.filters),
+            cfg.data.patch_size,
+            max_voxels=max_voxels,
+        )
+        model = build_model(cfg.model, plan, out_channels=data.num_classes)
+    model.to(device)
+    optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    if cfg.regularizers.sam != "off":
+        from napari_asymseg.regularizers import SAM
+
+        optimizer = SAM(None, optimizer, rho=cfg.regularizers.sam_rho)
+    history: list[dict[str, Any]] = []
+    step, best_dsc, best_step = 0, -1.0, -1
+    last = out / CHECKPOINT
+    if resume and last.is_file():
+        ckpt = load_checkpoint(last)
+        if ckpt.get("annotations_hash") != data.annotations_hash:
+            raise ScanError(
+                f"{last} was trained on other annotations: start a new run (without --resume) "
+                "or fine-tune from it with --init"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, best_dsc, best_step = ckpt["step"], ckpt["best_dsc"], ckpt["best_step"]
+        history = ckpt["history"]
+
+    sampler = PatchSampler(data, plan.patch_size, cfg.data, seed=cfg.train.seed + step)
+    loss_fn = build_loss(cfg.loss.name, **cfg.loss.params)
+    step_fn = _make_step(model, optimizer, loss_fn, cfg, data.num_classes, device, amp_dtype)
+    meta = {
+        "config": config_to_dict(cfg),
+        "plan": _plan_dict(plan),
+        "num_classes": data.num_classes,
+        "spacing": list(data.spacing),
+        "annotations_hash": data.annotations_hash,
+        "seed": cfg.train.seed,
+        "versions": _versions(),
+        "scan": str(scan.path),
+    }
+    t0 = time.perf_counter()
+    yield Started(
+        device=str(device),
+        amp=str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+        parameters=count_parameters(model),
+        patch_size=plan.patch_size,
+        steps=cfg.train.steps,
+        start_step=step,
+        train_voxels=int((data.train >= 0).sum()),
+        val_voxels=int((data.val >= 0).sum()) if data.val is not None else 0,
+    )
+    stopped_early = False
+    try:
+        with _torch_settings(cfg):
+            train_losses: list[float] = []
+            train_margins: list[np.ndarray] = []
+            while step < cfg.train.steps:
+                ts = time.perf_counter()
+                lr = _lr_at(step, cfg.train.steps, cfg.train.lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x, y = sampler.sample(cfg.train.batch_size)
+                loss, logits = step_fn(x.to(device), y.to(device))
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"the loss became {loss} at step {step + 1}: lower the learning rate "
+                        f"(now {cfg.train.lr:g}) or choose another loss; the best model so far "
+                        f"is kept in {out / BEST}"
+                    )
+                step += 1
+                train_losses.append(loss)
+                train_margins.append(foreground_margins(logits, y.to(device), limit=2000))
+                yield StepEnd(step, cfg.train.steps, loss, lr, time.perf_counter() - ts)
+                if step % cfg.train.val_every and step < cfg.train.steps:
+                    continue
+                event = _validate(
+                    model,
+                    data,
+                    plan,
+                    cfg,
+                    device,
+                    amp_dtype,
+                    loss_fn,
+                    step,
+                    len(history) + 1,
+                    train_losses,
+                    train_margins,
+                )
+                train_losses, train_margins = [], []
+                improved = event.dsc > best_dsc or (math.isnan(event.dsc) and best_step < 0)
+                if improved:
+                    best_dsc, best_step = event.dsc, step
+                    event = _with_best(event)
+                history.append(_history_row(event))
+                state = {
+                    **meta,
+                    "model": model.state_dict(),
+                    "step": step,
+                    "best_dsc": best_dsc,
+                    "best_step": best_step,
+                    "history": history,
+                }
+                if improved:
+                    save_atomic(state, out / BEST)
+                save_atomic({**state, "optimizer": optimizer.state_dict()}, last)
+                yield event
+                patience = cfg.train.patience
+                if patience and len(history) - 1 - _best_index(history) >= patience:
+                    stopped_early = True
+                    break
+    except torch.cuda.OutOfMemoryError:
+        raise TrainingError(
+            f"the GPU ran out of memory: lower the batch size (now {cfg.train.batch_size}) or "
+            "the patch size, or train on the CPU (device cpu)"
+        ) from None
+    finally:
+        del model, optimizer, step_fn
+        release(device)
+    done = Finished(str(out), best_step, best_dsc, step, stopped_early, time.perf_counter() - t0)
+    yield done
+    return done
+
+
+def _with_best(event: EpochEnd) -> EpochEnd:
+    import dataclasses
+
+    return dataclasses.replace(event, best=True)
+
+
+def _best_index(history: list[dict[str, Any]]) -> int:
+    dscs = [h["dsc"] if not math.isnan(h["dsc"]) else -1 for h in history]
+    return int(np.argmax(dscs))
+
+
+def _history_row(event: EpochEnd) -> dict[str, Any]:
+    keys = (
+        "step",
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "dsc",
+        "sensitivity",
+        "precision",
+        "fbeta",
+        "logit_shift",
+        "train_margin",
+        "val_margin",
+        "best",
+    )
+    return {k: getattr(event, k) for k in keys}
+
+
+def _plan_dict(plan: NetworkPlan) -> dict[str, Any]:
+    return {
+        "patch_size": list(plan.patch_size),
+        "kernels": [list(k) for k in plan.kernels],
+        "strides": [list(s) for s in plan.strides],
+    }
+
+
+def _make_step(model, optimizer, loss_fn, cfg: Config, num_classes: int, device, amp_dtype):
+    """One optimisation step with the configured regularisers; returns (loss, logits)."""
+    from napari_asymseg import regularizers as reg
+
+    rc = cfg.regularizers
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    sam = rc.sam != "off"
+
+    def _smoothed(y: torch.Tensor) -> torch.Tensor:
+        if not rc.label_smoothing:
+            return y
+        eps = list(rc.label_smoothing)
+        return reg.smooth_labels(y, num_classes, eps if len(eps) > 1 else eps[0])
+
+    def total_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        target = _smoothed(y)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = model(x)
+            loss = loss_fn(logits, target)
+            if rc.adversarial:
+                r = reg.adversarial_perturbation(
+                    model, x, y, eps=rc.adversarial_eps, asymmetric=rc.adversarial_asymmetric
+                )
+                loss = loss + loss_fn(model(x + r), target)
+            if rc.mixup:
+                xb, yb = reg.mixup_partner(x, y)
+                lam = reg.sample_lambda(rc.mixup_alpha)
+                xm, ym = reg.mixup(
+                    x,
+                    y,
+                    xb,
+                    yb,
+                    lam,
+                    margin=rc.mixup_margin,
+                    asymmetric=rc.mixup_asymmetric,
+                    num_classes=num_classes,
+                )
+                loss = loss + loss_fn(model(xm), ym)
+        return loss, logits
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        model.train()
+        if sam:
+            # SAM perturbs the weights around the plain loss; the other regularisers are
+            # terms of their own and are not combined with it
+            seen: list[torch.Tensor] = []
+            target = _smoothed(y)
+
+            def plain(logits: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+                seen.append(logits.detach())
+                return loss_fn(logits, target)
+
+            loss = reg.sam_step(model, optimizer, x, y, plain, adaptive_weights=rc.sam == "sam_a")
+            return float(loss), seen[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss, logits = total_loss(x, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        return float(loss.detach()), logits.detach()
+
+    return step
+
+
+def _validate(
+    model,
+    data: ScanData,
+    plan: NetworkPlan,
+    cfg: Config,
+    device,
+    amp_dtype,
+    loss_fn,
+    step: int,
+    epoch: int,
+    train_losses: list[float],
+    train_margins: list[np.ndarray],
+) -> EpochEnd:
+    """Predict the slab around the held-out slices and score the held-out voxels."""
+    tm = np.concatenate(train_margins) if train_margins else np.zeros(0, np.float32)
+    train_loss = float(np.mean(train_losses)) if train_losses else float("nan")
+    nan = float("nan")
+    if data.val is None:
+        return EpochEnd(
+            step,
+            epoch,
+            train_loss,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            float(tm.mean()) if tm.size else nan,
+            nan,
+            histogram(tm),
+            [],
+        )
+    zs = np.flatnonzero((data.val >= 0).any(axis=(1, 2)))
+    half = plan.patch_size[0] // 2
+    z0, z1 = max(0, int(zs[0]) - half), min(data.image.shape[0], int(zs[-1]) + half + 1)
+    logits = sliding_logits(model, data.image[z0:z1], plan, cfg, device, amp_dtype)
+    target = torch.from_numpy(data.val[z0:z1].astype(np.int64))[None]
+    with torch.no_grad():
+        val_loss = float(loss_fn(logits, target))
+    pred = logits.argmax(1)
+    scores = class_scores(pred, target, data.num_classes)
+    mean = mean_scores(scores)
+    vm = foreground_margins(logits, target)
+    prob = 1 - torch.softmax(logits, 1)[0, 0]
+    return EpochEnd(
+        step=step,
+        epoch=epoch,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        dsc=mean["dsc"],
+        sensitivity=mean["sensitivity"],
+        precision=mean["precision"],
+        fbeta=mean["fbeta"],
+        logit_shift=logit_shift(tm, vm),
+        train_margin=float(tm.mean()) if tm.size else nan,
+        val_margin=float(vm.mean()) if vm.size else nan,
+        train_hist=histogram(tm),
+        val_hist=histogram(vm),
+        per_class={
+            c: {"dsc": s.dsc, "sensitivity": s.sensitivity, "precision": s.precision}
+            for c, s in scores.items()
+        },
+        preview=prob.numpy().astype(np.float16),
+        preview_z0=z0,
+    )
+
+
+def sliding_logits(
+    model, image: np.ndarray, plan: NetworkPlan, cfg: Config, device, amp_dtype
+) -> torch.Tensor:
+    """Logits ``[1, C, *image.shape]`` (float32, on the CPU) by MONAI's sliding window."""
+    from monai.inferers import sliding_window_inference
+
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
+    pad = [max(0, p - n) for p, n in zip(plan.patch_size, image.shape, strict=True)]
+    model.eval()
+    flips: list[tuple[int, ...]] = [()] + ([(3,), (4,), (3, 4)] if cfg.predict.tta else [])
+    total = None
+    with (
+        torch.no_grad(),
+        torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ),
+    ):
+        for dims in flips:
+            xi = torch.flip(x, dims) if dims else x
+            out = sliding_window_inference(
+                xi,
+                roi_size=plan.patch_size,
+                sw_batch_size=cfg.predict.sw_batch_size,
+                predictor=model,
+                overlap=cfg.predict.overlap,
+                mode="gaussian",
+                padding_mode="replicate" if any(pad) else "constant",
+            )
+            assert isinstance(out, torch.Tensor)  # the model returns one tensor
+            out = torch.flip(out, dims) if dims else out
+            total = out.float() if total is None else total + out.float()
+    assert total is not None
+    return (total / len(flips)).cpu()
+
+
+# ------------------------------------------------------------------------------------ prediction
+def predict(
+    scan: Scan | str | os.PathLike,
+    model: str | os.PathLike,
+    *,
+    config: Config | None = None,
+    slab: int | None = None,
+) -> Generator[WindowDone | PredictionDone, None, PredictionDone]:
+    """Predict a scan slab by slab and stream the results into its store.
+
+    Memory is bounded by one slab (``slab`` slices plus the patch's margin), not the volume:
+    each slab is read from zarr, predicted by MONAI's sliding window, and its central part is
+    written to ``results/prediction`` (uint8) and ``results/probability`` (float16). The
+    results replace the old ones only when every slab is done; a cancel leaves the old ones.
+    """
+    scan = scan if isinstance(scan, Scan) else Scan.open(scan)
+    ckpt = load_checkpoint(model)
+    net, train_cfg, plan = model_from_checkpoint(ckpt)
+    cfg = config or train_cfg
+    device = select_device(cfg.train.device)
+    amp_dtype = autocast_dtype(device, cfg.train.amp)
+    net.to(device)
+    num_classes = int(ckpt["num_classes"])
+    if num_classes != scan.num_classes:
+        raise ScanError(
+            f"the model predicts {num_classes - 1} class(es) but {scan.path.name} has "
+            f"{scan.num_classes - 1}: use a model trained for these classes"
+        )
+    mean, std = intensity_stats(scan.image)
+    depth = scan.shape[0]
+    slab = slab or max(plan.patch_size[0] * 2, 32)
+    margin = plan.patch_size[0] // 2
+    t0 = time.perf_counter()
+    fg_voxels = 0
+    try:
+        with scan.writing_results({"prediction": np.uint8, "probability": np.float16}) as out:
+            for z0 in range(0, depth, slab):
+                z1 = min(depth, z0 + slab)
+                a, b = max(0, z0 - margin), min(depth, z1 + margin)
+                image = normalise(scan.image[a:b], cfg.data, stats=(mean, std))
+                logits = sliding_logits(net, image, plan, cfg, device, amp_dtype)[0]
+                keep = slice(z0 - a, z0 - a + (z1 - z0))
+                probs = torch.softmax(logits[:, keep], 0)
+                labels = probs.argmax(0).numpy().astype(np.uint8)
+                out["prediction"][z0:z1] = labels
+                out["probability"][z0:z1] = (1 - probs[0]).numpy().astype(np.float16)
+                fg_voxels += int((labels > 0).sum())
+                yield WindowDone(z1, depth)
+    finally:
+        del net
+        release(device)
+    done = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels)
+    yield done
+    return done
+
+
+__all__ = [
+    "BEST",
+    "CHECKPOINT",
+    "IGNORE",
+    "EpochEnd",
+    "Finished",
+    "PredictionDone",
+    "Started",
+    "StepEnd",
+    "TrainingError",
+    "WindowDone",
+    "fit",
+    "load_checkpoint",
+    "predict",
+    "select_device",
+]

@@ -1,0 +1,180 @@
+import numpy as np
+import pytest
+import torch
+
+from engine_helpers import tiny_config, tiny_scan
+from napari_asymseg import engine
+from napari_asymseg.engine import (
+    BEST,
+    CHECKPOINT,
+    EpochEnd,
+    Finished,
+    PredictionDone,
+    Started,
+    StepEnd,
+    TrainingError,
+    WindowDone,
+    autocast_dtype,
+    fit,
+    load_checkpoint,
+    predict,
+    select_device,
+)
+from napari_asymseg.store import Scan, ScanError
+
+
+def run(gen):
+    return list(gen)
+
+
+def test_training_learns(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    events = run(fit(scan, tiny_config(steps=60, val_every=20), tmp_path / "m"))
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+    losses = [e.loss for e in events if isinstance(e, StepEnd)]
+    assert len(losses) == 60
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+    vals = [e for e in events if isinstance(e, EpochEnd)]
+    assert [v.step for v in vals] == [20, 40, 60]
+    assert vals[-1].dsc > 0.6 and vals[-1].dsc >= vals[0].dsc
+    assert all(np.isfinite(v.logit_shift) for v in vals)
+    assert sum(vals[-1].val_hist) > 0 and sum(vals[-1].train_hist) > 0
+    assert events[-1].best_dsc == max(v.dsc for v in vals)
+    ckpt = load_checkpoint(tmp_path / "m")
+    assert ckpt["annotations_hash"] and ckpt["config"]["train"]["steps"] == 60
+    assert {"torch", "monai", "napari-asymseg"} <= set(ckpt["versions"])
+
+
+def test_cancel_stops_at_once_and_keeps_best(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    gen = fit(scan, tiny_config(steps=1000, val_every=5), tmp_path / "m")
+    steps = 0
+    for event in gen:
+        if isinstance(event, StepEnd):
+            steps = event.step
+            if steps == 7:
+                break
+    gen.close()  # the cancel: returns at once, no further step runs
+    assert steps == 7
+    assert (tmp_path / "m" / BEST).is_file()
+    assert load_checkpoint(tmp_path / "m")["step"] == 5
+
+
+def test_resume_continues_from_checkpoint(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=10, val_every=5), tmp_path / "m"))
+    events = run(fit(scan, tiny_config(steps=20, val_every=5), tmp_path / "m", resume=True))
+    assert events[0].start_step == 10
+    steps = [e.step for e in events if isinstance(e, StepEnd)]
+    assert steps == list(range(11, 21))
+    assert load_checkpoint(tmp_path / "m" / CHECKPOINT)["step"] == 20
+
+
+def test_resume_refuses_other_annotations(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=5, val_every=5), tmp_path / "m"))
+    ann = scan.read_annotations()
+    ann[0] = 1
+    scan.write_annotations(ann)
+    with pytest.raises(ScanError, match="other annotations"):
+        run(fit(scan, tiny_config(steps=10, val_every=5), tmp_path / "m", resume=True))
+
+
+def test_fine_tune_starts_from_the_model(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    first = run(fit(scan, tiny_config(steps=40, val_every=20), tmp_path / "a"))
+    cfg = tiny_config(steps=5, val_every=5)
+    cfg.model.filters = (4, 8, 8)  # ignored: fine-tuning keeps the network it starts from
+    tuned = run(fit(scan, cfg, tmp_path / "b", init=tmp_path / "a"))
+    fresh = run(fit(scan, tiny_config(steps=5, val_every=5), tmp_path / "c"))
+    loss = lambda evs: np.mean([e.loss for e in evs if isinstance(e, StepEnd)])  # noqa: E731
+    assert loss(tuned) < loss(fresh)
+    assert tuned[0].parameters == first[0].parameters
+
+
+def test_no_foreground_is_a_clear_error(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr", annotate=False)
+    with pytest.raises(ScanError, match="no annotations"):
+        run(fit(scan, tiny_config(), tmp_path / "m"))
+    ann = np.zeros(scan.shape, np.uint8)
+    ann[3] = 1
+    scan.write_annotations(ann)
+    with pytest.raises(ScanError, match="no foreground annotated"):
+        run(fit(scan, tiny_config(), tmp_path / "m"))
+
+
+def test_nan_loss_is_reported(tmp_path, monkeypatch):
+    scan = tiny_scan(tmp_path / "s.zarr")
+
+    class NanLoss(torch.nn.Module):
+        def forward(self, logits, target):
+            return logits.sum() * float("nan")
+
+    monkeypatch.setattr(engine, "build_loss", lambda name, **kw: NanLoss())
+    with pytest.raises(TrainingError, match="lower the learning rate"):
+        run(fit(scan, tiny_config(), tmp_path / "m"))
+
+
+@pytest.mark.parametrize("option", ["adversarial", "mixup", "sam", "sam_a", "smoothing"])
+def test_regularisers_train(tmp_path, option):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=4, val_every=4)
+    if option in ("adversarial", "mixup"):
+        setattr(cfg.regularizers, option, True)
+    elif option == "smoothing":
+        cfg.regularizers.label_smoothing = (0.0, 0.1)
+    else:
+        cfg.regularizers.sam = option
+    events = run(fit(scan, cfg, tmp_path / "m"))
+    assert all(np.isfinite(e.loss) for e in events if isinstance(e, StepEnd))
+
+
+def test_predict_streams_into_the_store(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=60, val_every=30), tmp_path / "m"))
+    events = run(predict(scan, tmp_path / "m", slab=4))
+    windows = [e for e in events if isinstance(e, WindowDone)]
+    assert [w.done for w in windows] == [4, 8, 12, 16]
+    assert isinstance(events[-1], PredictionDone)
+    reopened = Scan.open(scan.path)
+    pred = reopened.result("prediction")[...]
+    prob = reopened.result("probability")[...]
+    assert pred.dtype == np.uint8 and prob.dtype == np.float16
+    gt = reopened.ground_truth[...]
+    dsc = 2 * (pred & gt).sum() / (pred.sum() + gt.sum())
+    assert dsc > 0.6
+    # two classes: the label is the foreground probability thresholded at 0.5
+    assert np.mean(pred == (prob.astype(np.float32) > 0.5)) > 0.999
+
+
+def test_cancelled_prediction_keeps_old_results(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=5, val_every=5), tmp_path / "m"))
+    old = np.zeros(scan.shape, np.uint8)
+    old[0, 0, 0] = 1
+    scan.write_result("prediction", old)
+    gen = predict(scan, tmp_path / "m", slab=4)
+    next(gen)
+    gen.close()
+    np.testing.assert_array_equal(Scan.open(scan.path).result("prediction")[...], old)
+    assert not [p for p in (scan.path / "results").iterdir() if p.name.startswith(".")]
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert select_device("auto").type in (expected, "mps")
+    assert autocast_dtype(torch.device("cpu"), "auto") is None
+    assert autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    if not torch.cuda.is_available():
+        with pytest.raises(ScanError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_broken_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / BEST).write_bytes(b"garbage")
+    with pytest.raises(ScanError, match="damaged"):
+        load_checkpoint(tmp_path / "m")
+    with pytest.raises(ScanError, match="no model at"):
+        load_checkpoint(tmp_path / "nothing")
