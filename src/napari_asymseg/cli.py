@@ -179,7 +179,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     if headless:
         from napari_asymseg.demo import run_headless
 
-        run_headless(Path(args.out))
+        run_headless(Path(args.out), steps=args.steps)
     else:
         from napari_asymseg._qt.demo import run_viewer
 
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--headless", action="store_true", help="run without a display")
     p.add_argument("--out", default="asymseg-demo", help="headless results folder")
+    p.add_argument("--steps", type=int, help="training steps of the headless run")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -18,7 +18,7 @@ import numpy as np
 from napari_asymseg.store import Scan, ScanError
 
 SAMPLE_NAME = "sample-lesions.zarr"
-SAMPLE_SEED = 0
+SAMPLE_SEED = 7
 SAMPLE_SHAPE = (40, 112, 112)
 SAMPLE_SPACING = (2.0, 0.8, 0.8)
 SAMPLE_ANNOTATED_SLICES = 4
