@@ -178,3 +178,24 @@ def test_broken_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "m")
     with pytest.raises(ScanError, match="no model at"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_same_seed_same_run(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=4, val_every=4)
+    cfg.train.deterministic = True
+    losses = []
+    for name in ("a", "b"):
+        events = run(fit(scan, cfg, tmp_path / name))
+        losses.append([e.loss for e in events if isinstance(e, StepEnd)])
+    assert losses[0] == losses[1]
+    assert not torch.are_deterministic_algorithms_enabled()  # the setting is restored
+
+
+def test_bf16_autocast_trains(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=3, val_every=3)
+    cfg.train.amp = "bf16"
+    events = run(fit(scan, cfg, tmp_path / "m"))
+    assert events[0].amp == "bfloat16"
+    assert all(np.isfinite(e.loss) for e in events if isinstance(e, StepEnd))
