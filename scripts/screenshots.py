@@ -2,7 +2,9 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
-Each picture is the napari window as a user sees it, driven through the dock's own methods.
+Each picture is the napari window as a user sees it, driven through the dock's own buttons:
+the sample scan as it opens, then after a click on Train (default settings) and the automatic
+prediction that follows.
 """
 
 from __future__ import annotations
@@ -18,18 +20,45 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 def main() -> int:
     os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-shots-"))
     import imageio.v3 as iio
+    from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
     from napari_asymseg._qt.demo import open_viewer
 
     DOCS.mkdir(parents=True, exist_ok=True)
-    viewer, _dock = open_viewer()
-    viewer.window._qt_window.resize(1400, 850)
+    viewer, dock = open_viewer()
+    viewer.window._qt_window.resize(1500, 1000)
     for _ in range(30):
         QApplication.processEvents()
-    out = DOCS / "viewer-sample.png"
-    iio.imwrite(out, viewer.screenshot(canvas_only=False, flash=False))
-    print(f"wrote {out}")
+
+    def shot(name: str) -> None:
+        out = DOCS / name
+        iio.imwrite(out, viewer.screenshot(canvas_only=False, flash=False))
+        print(f"wrote {out}")
+
+    shot("viewer-sample.png")
+
+    section = dock.train_section
+    loop = QEventLoop()
+    watcher = QTimer()
+    watcher.setInterval(200)
+    watcher.timeout.connect(
+        lambda: loop.quit() if not section.running and dock.current_model() else None
+    )
+    section.train_button.click()
+    watcher.start()
+    loop.exec()
+    watcher.stop()
+    # show an unannotated slice, where the model had to find the lesions on its own
+    annotated = (dock.annotations_layer.data > 0).any(axis=(1, 2))
+    truth = dock.scan.ground_truth[...] > 0
+    area = truth.sum(axis=(1, 2)) * ~annotated
+    z = int(area.argmax())
+    viewer.dims.set_point(0, z * dock.scan.spacing[0])
+    dock.annotations_layer.visible = False
+    for _ in range(30):
+        QApplication.processEvents()
+    shot("viewer-trained.png")
     viewer.close()
     return 0
 

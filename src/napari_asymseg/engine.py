@@ -146,9 +146,13 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
 
 
 def release(device: torch.device) -> None:
-    """Give the memory of dropped models back (to the GPU driver, on CUDA)."""
-    gc.collect()
+    """Give the memory of dropped models back to the GPU driver (CUDA only).
+
+    On the CPU, dropping the last reference frees the memory already; a full ``gc.collect()``
+    would hold the GIL for hundreds of milliseconds and stall napari's event loop.
+    """
     if device.type == "cuda":
+        gc.collect()  # reference cycles can keep CUDA tensors alive
         torch.cuda.empty_cache()
 
 

@@ -87,13 +87,14 @@ def contrast_limits(scan: Scan) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _meta(scan: Scan, role: str) -> dict[str, Any]:
+    return {"asymseg": {"scan": str(scan.path), "role": role}}
+
+
 def scan_layers(scan: Scan) -> list[LayerData]:
     """Layer data for a scan: image, annotations (editable), then any stored results."""
     name = scan.path.name.removesuffix(".zarr")
     scale = scan.spacing
-
-    def meta(role: str) -> dict[str, Any]:
-        return {"asymseg": {"scan": str(scan.path), "role": role}}
 
     multiscale = scan.is_multiscale
     image = scan.image_levels if multiscale else scan.image
@@ -106,7 +107,7 @@ def scan_layers(scan: Scan) -> list[LayerData]:
                 "multiscale": multiscale,
                 "contrast_limits": contrast_limits(scan),
                 "colormap": "gray",
-                "metadata": meta("image"),
+                "metadata": _meta(scan, "image"),
             },
             "image",
         ),
@@ -118,11 +119,19 @@ def scan_layers(scan: Scan) -> list[LayerData]:
                 "scale": scale,
                 "colormap": ANNOTATION_COLORS,
                 "opacity": 0.6,
-                "metadata": meta("annotations"),
+                "metadata": _meta(scan, "annotations"),
             },
             "labels",
         ),
     ]
+    return layers + result_layers(scan)
+
+
+def result_layers(scan: Scan) -> list[LayerData]:
+    """Layer data for the scan's stored results (prediction, probability, risk)."""
+    name = scan.path.name.removesuffix(".zarr")
+    scale = scan.spacing
+    layers: list[LayerData] = []
     results = scan.results()
     if "prediction" in results:
         layers.append(
@@ -133,7 +142,7 @@ def scan_layers(scan: Scan) -> list[LayerData]:
                     "scale": scale,
                     "colormap": PREDICTION_COLORS,
                     "opacity": 0.5,
-                    "metadata": meta("prediction"),
+                    "metadata": _meta(scan, "prediction"),
                 },
                 "labels",
             )
@@ -151,16 +160,9 @@ def scan_layers(scan: Scan) -> list[LayerData]:
                         "blending": "additive",
                         "opacity": 0.6,
                         "visible": role == "risk",
-                        "metadata": meta(role),
+                        "metadata": _meta(scan, role),
                     },
                     "image",
                 )
             )
     return layers
-
-
-def sample_lesions() -> list[LayerData]:
-    """npe2 sample-data hook: the committed synthetic lesion scan (a writable working copy)."""
-    from napari_asymseg.sample_data import sample_scan
-
-    return read_scan(sample_scan())

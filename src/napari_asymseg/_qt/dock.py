@@ -1,17 +1,20 @@
-"""The asymseg dock widget: the scan section (open, import, live annotation statistics).
+"""The asymseg dock widget: scan, annotate, train and predict sections.
 
-The training, prediction, flag and export sections are added by later issues; each section is
-a small widget of its own, so this file stays a table of contents.
+Each section is a small widget of its own (training lives in ``train.py``), so this file stays
+a table of contents. The flag and export sections are added by later issues.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
+    QComboBox,
     QFileDialog,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -20,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_asymseg._qt.autosave import AnnotationAutosave
+from napari_asymseg._qt.train import TrainSection, latest_model, model_root
 from napari_asymseg.store import Scan, ScanError
 
 _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
@@ -101,6 +105,58 @@ class ScanSection(QWidget):
         )
 
 
+class AnnotateSection(QWidget):
+    """Pick the class to paint; declare the rest of the current slice background."""
+
+    def __init__(self, dock: AsymsegDock) -> None:
+        super().__init__()
+        self.dock = dock
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.label = QComboBox()
+        self.label.setToolTip("the class the brush paints (annotation value in brackets)")
+        self.label.currentIndexChanged.connect(self._pick)
+        self.rest_button = QPushButton("Rest of slice is background")
+        self.rest_button.setToolTip(
+            "mark every unannotated voxel of the current slice as background (undo: Ctrl+Z)"
+        )
+        self.rest_button.clicked.connect(self.rest_of_slice_background)
+        layout.addWidget(self.label)
+        layout.addWidget(self.rest_button)
+
+    def refresh(self) -> None:
+        scan = self.dock.scan
+        self.label.blockSignals(True)
+        self.label.clear()
+        if scan is not None:
+            self.label.addItem("background [1]", 1)
+            for k, name in enumerate(scan.classes):
+                self.label.addItem(f"{name} [{k + 2}]", k + 2)
+            self.label.setCurrentIndex(1)
+        self.label.blockSignals(False)
+        self._pick()
+
+    def _pick(self, *_args) -> None:
+        layer = self.dock.annotations_layer
+        value = self.label.currentData()
+        if layer is not None and value is not None:
+            layer.selected_label = int(value)
+
+    def rest_of_slice_background(self) -> int:
+        """Fill the unannotated voxels of the displayed slice with background (undoable)."""
+        layer = self.dock.annotations_layer
+        if layer is None:
+            show_error("open a scan first")
+            return 0
+        z = int(self.dock.viewer.dims.current_step[0])
+        idx = np.nonzero(np.asarray(layer.data[z]) == 0)
+        if idx[0].size == 0:
+            return 0
+        coords = (np.full(idx[0].shape, z), *idx)
+        layer.data_setitem(coords, 1)  # through napari's history, so Ctrl+Z undoes it
+        return int(idx[0].size)
+
+
 class AsymsegDock(QWidget):
     """The plugin's dock: one scan at a time, its annotations saved automatically."""
 
@@ -112,7 +168,16 @@ class AsymsegDock(QWidget):
         self.autosave: AnnotationAutosave | None = None
         layout = QVBoxLayout(self)
         self.scan_section = ScanSection(self)
-        layout.addWidget(self.scan_section)
+        self.annotate_section = AnnotateSection(self)
+        self.train_section = TrainSection(self)
+        for title, section in (
+            ("Scan", self.scan_section),
+            ("Annotate", self.annotate_section),
+            ("Train and predict", self.train_section),
+        ):
+            box = QGroupBox(title)
+            QVBoxLayout(box).addWidget(section)
+            layout.addWidget(box)
         layout.addStretch(1)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
@@ -162,6 +227,7 @@ class AsymsegDock(QWidget):
         self.autosave = AnnotationAutosave(layer, scan)
         self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
         self.scan_section.refresh()
+        self.annotate_section.refresh()
 
     def _on_removed(self, event) -> None:
         if event.value is self.annotations_layer:
@@ -169,6 +235,20 @@ class AsymsegDock(QWidget):
             if self.autosave is not None:
                 self.autosave.stop()
             self.autosave, self.annotations_layer = None, None
+
+    def current_model(self) -> Path | None:
+        """The latest model trained on this scan (its folder), if any."""
+        return latest_model(self.scan.path) if self.scan is not None else None
+
+    def new_model_dir(self) -> Path:
+        """A fresh folder for the next training run: earlier models are never overwritten."""
+        assert self.scan is not None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        root = model_root(self.scan.path)
+        out, n = root / f"run-{stamp}", 1
+        while out.exists():
+            out, n = root / f"run-{stamp}-{n}", n + 1
+        return out
 
     def save_now(self) -> int:
         """Write pending annotation edits immediately; returns the number of slices saved."""
@@ -181,5 +261,6 @@ class AsymsegDock(QWidget):
             return 0
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.train_section.cancel()
         self.save_now()
         super().closeEvent(event)

@@ -1,0 +1,46 @@
+"""Show a scan's stored results as napari layers, replacing older ones in place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_asymseg.reader import PREDICTION_COLORS, result_layers
+from napari_asymseg.store import Scan
+
+
+def layer_for(viewer, scan_path, role: str):
+    """The viewer's layer of ``role`` for the scan at ``scan_path``, or None."""
+    for layer in viewer.layers:
+        meta = layer.metadata.get("asymseg", {})
+        if meta.get("role") == role and meta.get("scan") == str(scan_path):
+            return layer
+    return None
+
+
+def show_results(viewer, scan: Scan) -> None:
+    """Add or refresh the prediction and probability layers from the store."""
+    for data, kwargs, kind in result_layers(scan):
+        role = kwargs["metadata"]["asymseg"]["role"]
+        data = np.asarray(data[...])  # a snapshot: later predictions replace the arrays on disk
+        layer = layer_for(viewer, scan.path, role)
+        if layer is None:
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+        else:
+            layer.data = data
+
+
+def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
+    """Overlay a live prediction of the slab ``z0 : z0 + len(probability)`` during training."""
+    layer = layer_for(viewer, scan.path, "prediction")
+    if layer is None:
+        layer = viewer.add_labels(
+            np.zeros(scan.shape, np.uint8),
+            name=f"{scan.path.name.removesuffix('.zarr')} prediction",
+            scale=scan.spacing,
+            colormap=PREDICTION_COLORS,
+            opacity=0.5,
+            metadata={"asymseg": {"scan": str(scan.path), "role": "prediction"}},
+        )
+    # write the slab in place and redraw: no copy of the whole volume on the GUI thread
+    layer.data[z0 : z0 + probability.shape[0]] = np.asarray(probability, np.float32) > 0.5
+    layer.refresh()

@@ -1,0 +1,89 @@
+"""Live training curves drawn with QPainter.
+
+A hand-drawn line chart instead of matplotlib: a redraw costs well under a millisecond, so
+updating the curves at every validation never stalls napari's event loop, and the plugin does
+not pull in a plotting library for four polylines.
+"""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+SERIES = {
+    "dsc": ("DSC", "#4fc3f7"),
+    "sensitivity": ("sensitivity", "#ff8a65"),
+    "precision": ("precision", "#aed581"),
+    "train_loss": ("train loss", "#bdbdbd"),
+    "val_loss": ("val loss", "#9575cd"),
+    "logit_shift": ("logit shift Δ", "#ffd54f"),
+}
+
+
+class CurvesWidget(QWidget):
+    """Two panels: scores (0..1) on top, losses and the logit shift (own scale) below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setMinimumHeight(180)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.points: dict[str, list[tuple[float, float]]] = {k: [] for k in SERIES}
+
+    def clear(self) -> None:
+        self.points = {k: [] for k in SERIES}
+        self.update()
+
+    def add(self, step: float, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            if key in self.points and value is not None and math.isfinite(value):
+                self.points[key].append((step, float(value)))
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = self.width(), self.height()
+        painter.fillRect(0, 0, w, h, QColor("#262930"))
+        top = (0, 0, w, h * 0.55)
+        bottom = (0, h * 0.58, w, h * 0.42)
+        self._panel(painter, top, ("dsc", "sensitivity", "precision"), fixed=(0.0, 1.0))
+        self._panel(painter, bottom, ("train_loss", "val_loss", "logit_shift"), fixed=None)
+        painter.end()
+
+    def _panel(self, painter: QPainter, rect, keys, fixed) -> None:
+        x0, y0, w, h = rect
+        pad_l, pad_r, pad_t, pad_b = 8, 8, 16, 6
+        steps = [p[0] for k in keys for p in self.points[k]]
+        vals = [p[1] for k in keys for p in self.points[k]]
+        legend_x = x0 + pad_l
+        for k in keys:
+            label, color = SERIES[k]
+            painter.setPen(QColor(color))
+            painter.drawText(QPointF(legend_x, y0 + 12), label)
+            legend_x += painter.fontMetrics().horizontalAdvance(label) + 12
+        if not steps:
+            return
+        lo, hi = fixed if fixed else (min(vals + [0.0]), max(vals + [1e-6]))
+        hi = hi if hi > lo else lo + 1
+        s0, s1 = 0.0, max(steps)
+
+        def to_xy(step: float, value: float) -> QPointF:
+            fx = (step - s0) / max(s1 - s0, 1e-9)
+            fy = (value - lo) / (hi - lo)
+            return QPointF(
+                x0 + pad_l + fx * (w - pad_l - pad_r), y0 + pad_t + (1 - fy) * (h - pad_t - pad_b)
+            )
+
+        painter.setPen(QPen(QColor("#555"), 1, Qt.PenStyle.DotLine))
+        if lo < 0 < hi:
+            painter.drawLine(to_xy(s0, 0.0), to_xy(s1, 0.0))
+        for k in keys:
+            pts = self.points[k]
+            painter.setPen(QPen(QColor(SERIES[k][1]), 2))
+            for a, b in zip(pts, pts[1:], strict=False):
+                painter.drawLine(to_xy(*a), to_xy(*b))
+            for p in pts[-1:]:
+                painter.drawEllipse(to_xy(*p), 2.5, 2.5)

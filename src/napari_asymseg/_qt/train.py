@@ -1,0 +1,353 @@
+"""The Train and Predict sections of the dock: one click, live progress, a cancel that acts.
+
+The engine's generators run in napari's thread worker. Each event they yield arrives on the
+GUI thread through the worker's ``yielded`` signal; Cancel asks the worker to stop, which it
+does at the next yield (one training step), and the engine generator is then closed here so
+its clean-up (memory, GPU cache) runs at once.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_asymseg._qt.layers import show_preview, show_results
+from napari_asymseg._qt.plots import CurvesWidget
+from napari_asymseg.config import Config, LossConfig, asym_combined
+from napari_asymseg.engine import (
+    BEST,
+    EpochEnd,
+    Finished,
+    PredictionDone,
+    Started,
+    StepEnd,
+    TrainingError,
+    WindowDone,
+    fit,
+    predict,
+)
+from napari_asymseg.losses import LOSSES, loss_parameters
+from napari_asymseg.volumes import ScanError
+
+HIDDEN_PARAMS = {"ignore_index"}
+
+
+class LossParams(QWidget):
+    """Inputs for the parameters of one loss, built from the registry's signatures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.inputs: dict[str, tuple[QWidget, Any]] = {}
+
+    def show_loss(self, name: str) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.inputs = {}
+        for pname, (kind, default) in loss_parameters(name).items():
+            if pname in HIDDEN_PARAMS:
+                continue
+            widget: QWidget
+            if kind is bool:
+                widget = QCheckBox()
+                widget.setChecked(bool(default))
+            elif kind is int:
+                widget = QSpinBox()
+                widget.setRange(-10_000, 10_000)
+                widget.setValue(int(default))
+            elif kind is float:
+                widget = QDoubleSpinBox()
+                widget.setDecimals(3)
+                widget.setRange(-10_000.0, 10_000.0)
+                widget.setSingleStep(0.1)
+                widget.setValue(float(default))
+            else:  # lists, mappings, optional values: typed as text ("1,2", "dice+ce")
+                widget = QLineEdit("" if default is None else str(default))
+                widget.setPlaceholderText("default" if default is None else "")
+            self.form.addRow(pname.replace("_", " "), widget)
+            self.inputs[pname] = (widget, kind)
+
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (widget, _kind) in self.inputs.items():
+            if isinstance(widget, QCheckBox):
+                out[name] = widget.isChecked()
+            elif isinstance(widget, QSpinBox | QDoubleSpinBox):
+                out[name] = widget.value()
+            elif isinstance(widget, QLineEdit) and widget.text().strip():
+                out[name] = widget.text().strip()
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            widget = self.inputs.get(name, (None, None))[0]
+            if isinstance(widget, QSpinBox | QDoubleSpinBox):
+                widget.setValue(value)
+            elif isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            elif isinstance(widget, QLineEdit):
+                widget.setText(str(value))
+
+
+class TrainSection(QWidget):
+    """Choose a loss and regularisers, train with live curves, cancel, predict."""
+
+    def __init__(self, dock) -> None:
+        super().__init__()
+        self.dock = dock
+        self.worker: Any = None
+        self.engine_gen: Any = None
+        self.pbar: progress | None = None
+        self.started_at = 0.0
+        self.first_overlay_s: float | None = None
+        defaults = Config()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        self.mode = QComboBox()
+        self.mode.addItems(["New model", "Fine-tune current model"])
+        form.addRow("model", self.mode)
+        self.loss = QComboBox()
+        self.loss.addItems(list(LOSSES))
+        self.loss.setCurrentText(defaults.loss.name)
+        form.addRow("loss", self.loss)
+        layout.addLayout(form)
+        self.params = LossParams()
+        self.params.show_loss(self.loss.currentText())
+        self.loss.currentTextChanged.connect(self.params.show_loss)
+        layout.addWidget(self.params)
+
+        form = QFormLayout()
+        self.adversarial = QCheckBox("asymmetric adversarial training")
+        self.mixup = QCheckBox("asymmetric mixup")
+        self.sam = QComboBox()
+        self.sam.addItems(["off", "sam", "sam_a"])
+        self.smoothing = QDoubleSpinBox()
+        self.smoothing.setRange(0.0, 0.5)
+        self.smoothing.setSingleStep(0.05)
+        self.preset = QPushButton("Li et al. asymmetric combination")
+        self.preset.setToolTip("asym_focal with margin 1 and gamma 2, adversarial and mixup")
+        self.preset.clicked.connect(self.apply_preset)
+        form.addRow(self.adversarial)
+        form.addRow(self.mixup)
+        form.addRow("SAM", self.sam)
+        form.addRow("label smoothing", self.smoothing)
+        form.addRow(self.preset)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setValue(defaults.train.steps)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 64)
+        self.batch.setValue(defaults.train.batch_size)
+        self.device = QComboBox()
+        self.device.addItems(_devices())
+        form.addRow("steps", self.steps)
+        form.addRow("batch", self.batch)
+        form.addRow("device", self.device)
+        layout.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.predict_button = QPushButton("Predict scan")
+        self.predict_button.clicked.connect(self.predict)
+        for b in (self.train_button, self.cancel_button, self.predict_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.curves = CurvesWidget()
+        layout.addWidget(self.curves)
+
+    # -- configuration ---------------------------------------------------------------------
+    def apply_preset(self) -> None:
+        cfg = asym_combined()
+        self.loss.setCurrentText(cfg.loss.name)
+        self.params.set_values(cfg.loss.params)
+        self.adversarial.setChecked(True)
+        self.mixup.setChecked(True)
+
+    def config(self) -> Config:
+        cfg = Config()
+        cfg.loss = LossConfig(self.loss.currentText(), self.params.values())
+        cfg.regularizers.adversarial = self.adversarial.isChecked()
+        cfg.regularizers.mixup = self.mixup.isChecked()
+        cfg.regularizers.sam = self.sam.currentText()
+        eps = self.smoothing.value()
+        if eps > 0 and self.dock.scan is not None:
+            cfg.regularizers.label_smoothing = (0.0,) + (eps,) * len(self.dock.scan.classes)
+        cfg.train.steps = self.steps.value()
+        cfg.train.batch_size = self.batch.value()
+        cfg.train.device = self.device.currentText()
+        cfg.train.val_every = max(1, min(cfg.train.val_every, cfg.train.steps))
+        return cfg
+
+    # -- training --------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self) -> None:
+        """The one Train click: save annotations, train in a thread, show progress."""
+        scan = self.dock.scan
+        if scan is None:
+            show_error("open a scan first (Open scan…, Import image…, or File > Open Sample)")
+            return
+        if self.running:
+            return
+        self.dock.save_now()
+        init = None
+        if self.mode.currentIndex() == 1:
+            init = self.dock.current_model()
+            if init is None:
+                show_error("no model to fine-tune yet: train a new model first")
+                return
+        out = self.dock.new_model_dir()
+        cfg = self.config()
+        self.curves.clear()
+        self.first_overlay_s = None
+        self.started_at = time.perf_counter()
+        self._run(fit(scan, cfg, out, init=init), total=cfg.train.steps, desc="training")
+
+    def predict(self) -> None:
+        scan, model = self.dock.scan, self.dock.current_model()
+        if scan is None or model is None:
+            show_error("open a scan and train a model before predicting")
+            return
+        if self.running:
+            return
+        self._run(predict(scan, model), total=scan.shape[0], desc="predicting")
+
+    def _run(self, gen, *, total: int, desc: str) -> None:
+        self.engine_gen = gen
+        self.pbar = progress(total=total, desc=desc)
+        worker: Any = create_worker(_drain, gen)
+        worker.yielded.connect(self._on_event)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop at the next step; the best model so far stays."""
+        if self.worker is not None:
+            self.status.setText("cancelling…")
+            self.worker.quit()
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.predict_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def _on_event(self, event) -> None:
+        scan = self.dock.scan
+        if isinstance(event, Started):
+            self.status.setText(
+                f"training on {event.device}, {event.parameters:,} parameters, patch "
+                f"{'×'.join(map(str, event.patch_size))}"
+            )
+        elif isinstance(event, StepEnd) and self.pbar is not None:
+            pbar = self.pbar  # updating it may run queued events, the end of the run among them
+            pbar.set_description(f"training (loss {event.loss:.3f})")
+            pbar.update(1)
+        elif isinstance(event, EpochEnd):
+            self.curves.add(
+                event.step,
+                {
+                    "dsc": event.dsc,
+                    "sensitivity": event.sensitivity,
+                    "precision": event.precision,
+                    "train_loss": event.train_loss,
+                    "val_loss": event.val_loss,
+                    "logit_shift": event.logit_shift,
+                },
+            )
+            self.status.setText(
+                f"step {event.step}: DSC {event.dsc:.3f}, sensitivity {event.sensitivity:.3f}, "
+                f"precision {event.precision:.3f}, logit shift {event.logit_shift:+.2f}"
+                + ("  (best)" if event.best else "")
+            )
+            if event.preview is not None and scan is not None:
+                show_preview(self.dock.viewer, scan, event.preview, event.preview_z0)
+                if self.first_overlay_s is None:
+                    self.first_overlay_s = time.perf_counter() - self.started_at
+        elif isinstance(event, Finished):
+            self.status.setText(
+                f"done: best DSC {event.best_dsc:.3f} at step {event.best_step} "
+                f"({event.seconds:.0f} s)"
+            )
+        elif isinstance(event, WindowDone) and self.pbar is not None:
+            pbar = self.pbar
+            pbar.n = event.done
+            pbar.refresh()
+        elif isinstance(event, PredictionDone) and scan is not None:
+            show_results(self.dock.viewer, scan)
+            self.status.setText(f"prediction saved to {scan.path.name}")
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, ScanError | TrainingError):
+            show_error(str(exc))
+        else:  # an unexpected failure: still a message, never a frozen dock
+            show_error(f"{type(exc).__name__}: {exc}")
+
+    def _on_finished(self) -> None:
+        gen, self.engine_gen, self.worker = self.engine_gen, None, None
+        if gen is not None:
+            gen.close()  # runs the engine's clean-up now (a cancelled run was only paused)
+        if self.pbar is not None:
+            self.pbar.close()
+            self.pbar = None
+        self._set_running(False)
+        was_training = gen is not None and getattr(gen, "__name__", "") == "fit"
+        if was_training and self.dock.current_model() is not None:
+            show_info("training finished: predicting the whole scan with the best model")
+            self.predict()
+
+
+def _drain(gen) -> typing.Generator:
+    """Run ``gen`` in the worker thread, passing its events on to the GUI thread."""
+    yield from gen
+
+
+def _devices() -> list[str]:
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return devices
+
+
+def model_root(scan_path: Path) -> Path:
+    """Models trained on a scan live beside it: ``case.zarr`` -> ``case-models/``."""
+    return scan_path.with_name(scan_path.name.removesuffix(".zarr") + "-models")
+
+
+def latest_model(scan_path: Path) -> Path | None:
+    runs = sorted(p for p in model_root(scan_path).glob("run-*") if (p / BEST).is_file())
+    return runs[-1] if runs else None

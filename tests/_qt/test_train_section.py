@@ -1,0 +1,83 @@
+"""Train, predict and cancel from the dock, in a real napari.Viewer (under Xvfb)."""
+
+import time
+
+import pytest
+
+from napari_asymseg._qt.dock import AsymsegDock
+from napari_asymseg.sample_data import sample_scan
+from napari_asymseg.store import Scan
+
+pytestmark = pytest.mark.viewer
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    widget = AsymsegDock(viewer)
+    viewer.window.add_dock_widget(widget, name="asymseg")
+    widget.open_scan(sample_scan(tmp_path))
+    return widget
+
+
+def roles(viewer):
+    return {layer.metadata["asymseg"]["role"] for layer in viewer.layers}
+
+
+def test_loss_parameters_follow_the_registry(dock):
+    section = dock.train_section
+    section.loss.setCurrentText("asym_focal")
+    assert {"margin", "gamma"} <= set(section.params.inputs)
+    section.loss.setCurrentText("dice")
+    assert "margin" not in section.params.inputs
+    section.apply_preset()
+    cfg = section.config()
+    assert cfg.loss.name == "asym_focal" and cfg.loss.params["margin"] == 1.0
+    assert cfg.regularizers.adversarial and cfg.regularizers.mixup
+
+
+def test_train_then_prediction_appears(dock, qtbot):
+    section = dock.train_section
+    section.steps.setValue(4)
+    section.train_button.click()
+    assert section.running and not section.train_button.isEnabled()
+    qtbot.waitUntil(lambda: "prediction" in roles(dock.viewer), timeout=120_000)
+    qtbot.waitUntil(
+        lambda: not section.running and "probability" in roles(dock.viewer), timeout=120_000
+    )
+    assert section.curves.points["dsc"]  # the curves got their validation point
+    assert dock.current_model() is not None
+    assert Scan.open(dock.scan.path).result("prediction") is not None
+
+
+def test_cancel_acts_within_a_step(dock, qtbot):
+    section = dock.train_section
+    section.steps.setValue(10_000)
+    section.train_button.click()
+    qtbot.waitUntil(lambda: section.pbar is not None and section.pbar.n >= 2, timeout=60_000)
+    t0 = time.perf_counter()
+    section.cancel_button.click()
+    qtbot.waitUntil(lambda: not section.running, timeout=20_000)
+    assert time.perf_counter() - t0 < 10
+    assert section.train_button.isEnabled() and not section.cancel_button.isEnabled()
+
+
+def test_rest_of_slice_is_background_is_undoable(dock):
+    layer = dock.annotations_layer
+    dock.viewer.dims.set_point(0, 0.0)
+    before = layer.data[0].copy()
+    assert (before == 0).any()
+    filled = dock.annotate_section.rest_of_slice_background()
+    assert filled == int((before == 0).sum())
+    assert (layer.data[0] == 1).all()
+    layer.undo()
+    assert (layer.data[0] == before).all()
+
+
+def test_train_without_scan_is_a_notification(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    widget = AsymsegDock(viewer)
+    shown = []
+    monkeypatch.setattr("napari_asymseg._qt.train.show_error", shown.append)
+    widget.train_section.train_button.click()
+    assert shown and "open a scan first" in shown[0]
