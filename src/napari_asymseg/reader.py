@@ -166,3 +166,10 @@ def result_layers(scan: Scan) -> list[LayerData]:
                 )
             )
     return layers
+
+
+def sample_lesions() -> list[LayerData]:
+    """npe2 sample-data hook: the committed synthetic lesion scan (a writable working copy)."""
+    from napari_asymseg.sample_data import sample_scan
+
+    return read_scan(sample_scan())

@@ -81,3 +81,15 @@ def test_train_without_scan_is_a_notification(make_napari_viewer, monkeypatch):
     monkeypatch.setattr("napari_asymseg._qt.train.show_error", shown.append)
     widget.train_section.train_button.click()
     assert shown and "open a scan first" in shown[0]
+
+
+def test_patch_widget(dock, monkeypatch):
+    section = dock.train_section
+    assert section.config().data.patch_size is None
+    section.patch.setText("16 64 64")
+    assert section.config().data.patch_size == (16, 64, 64)
+    section.patch.setText("16 x")
+    shown = []
+    monkeypatch.setattr("napari_asymseg._qt.train.show_error", shown.append)
+    section.train_button.click()
+    assert shown and "three positive integers" in shown[0] and not section.running

@@ -156,12 +156,16 @@ class TrainSection(QWidget):
         self.steps = QSpinBox()
         self.steps.setRange(1, 1_000_000)
         self.steps.setValue(defaults.train.steps)
+        self.patch = QLineEdit("")
+        self.patch.setPlaceholderText("auto (planned from the spacing)")
+        self.patch.setToolTip("patch size Z Y X in voxels, e.g. 16 64 64; empty = auto")
         self.batch = QSpinBox()
         self.batch.setRange(1, 64)
         self.batch.setValue(defaults.train.batch_size)
         self.device = QComboBox()
         self.device.addItems(_devices())
         form.addRow("steps", self.steps)
+        form.addRow("patch", self.patch)
         form.addRow("batch", self.batch)
         form.addRow("device", self.device)
         layout.addLayout(form)
@@ -200,11 +204,27 @@ class TrainSection(QWidget):
         eps = self.smoothing.value()
         if eps > 0 and self.dock.scan is not None:
             cfg.regularizers.label_smoothing = (0.0,) + (eps,) * len(self.dock.scan.classes)
+        cfg.data.patch_size = self.patch_size()
         cfg.train.steps = self.steps.value()
         cfg.train.batch_size = self.batch.value()
         cfg.train.device = self.device.currentText()
         cfg.train.val_every = max(1, min(cfg.train.val_every, cfg.train.steps))
         return cfg
+
+    def patch_size(self) -> tuple[int, int, int] | None:
+        """The patch typed by the user (three positive integers), or None for auto."""
+        text = self.patch.text().replace(",", " ").replace("x", " ").split()
+        if not text:
+            return None
+        try:
+            values = [int(v) for v in text]
+        except ValueError:
+            values = []
+        if len(values) != 3 or min(values) < 1:
+            raise ScanError(
+                f"patch must be three positive integers Z Y X, got {self.patch.text()!r}"
+            )
+        return values[0], values[1], values[2]
 
     # -- training --------------------------------------------------------------------------
     @property
@@ -226,8 +246,12 @@ class TrainSection(QWidget):
             if init is None:
                 show_error("no model to fine-tune yet: train a new model first")
                 return
+        try:
+            cfg = self.config()
+        except ScanError as exc:
+            show_error(str(exc))
+            return
         out = self.dock.new_model_dir()
-        cfg = self.config()
         self.curves.clear()
         self.first_overlay_s = None
         self.started_at = time.perf_counter()
