@@ -199,3 +199,15 @@ def test_bf16_autocast_trains(tmp_path):
     events = run(fit(scan, cfg, tmp_path / "m"))
     assert events[0].amp == "bfloat16"
     assert all(np.isfinite(e.loss) for e in events if isinstance(e, StepEnd))
+
+
+def test_without_validation_the_latest_model_is_kept(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr", annotate=False)
+    ann = np.zeros(scan.shape, np.uint8)
+    ann[4] = scan.ground_truth[4] + 1  # one annotated slice: nothing to hold out
+    scan.write_annotations(ann)
+    cfg = tiny_config(steps=10, val_every=5)
+    events = run(fit(scan, cfg, tmp_path / "m"))
+    assert events[0].val_voxels == 0
+    assert load_checkpoint(tmp_path / "m")["step"] == 10
+    assert cfg.train.steps == 10 and cfg.model.filters == (8, 16, 16)  # caller's config intact

@@ -9,6 +9,7 @@ model's memory (GPU memory too).
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import math
 import os
@@ -257,7 +258,7 @@ def fit(
     Started, then StepEnd per step and EpochEnd per validation, then Finished.
     """
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
-    cfg = config or Config()
+    cfg = copy.deepcopy(config) if config is not None else Config()  # never the caller's
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = select_device(cfg.train.device)
@@ -369,7 +370,8 @@ def fit(
                     train_margins,
                 )
                 train_losses, train_margins = [], []
-                improved = event.dsc > best_dsc or (math.isnan(event.dsc) and best_step < 0)
+                # without held-out slices there is no score: the latest model is the best
+                improved = event.dsc > best_dsc or math.isnan(event.dsc)
                 if improved:
                     best_dsc, best_step = event.dsc, step
                     event = _with_best(event)
