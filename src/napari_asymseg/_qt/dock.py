@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -23,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_asymseg._qt.autosave import AnnotationAutosave
+from napari_asymseg._qt.layers import prediction_layer
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
 from napari_asymseg.store import Scan, ScanError
 
@@ -228,6 +230,13 @@ class AsymsegDock(QWidget):
         self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
         self.scan_section.refresh()
         self.annotate_section.refresh()
+        # after the reader has added all its layers (this runs inside napari's insert event)
+        QTimer.singleShot(0, lambda: self._ensure_prediction_layer(scan))
+
+    def _ensure_prediction_layer(self, scan: Scan) -> None:
+        if self.scan is scan:
+            prediction_layer(self.viewer, scan)
+            self.viewer.layers.selection.active = self.annotations_layer
 
     def _on_removed(self, event) -> None:
         if event.value is self.annotations_layer:

@@ -29,8 +29,12 @@ def show_results(viewer, scan: Scan) -> None:
             layer.data = data
 
 
-def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
-    """Overlay a live prediction of the slab ``z0 : z0 + len(probability)`` during training."""
+def prediction_layer(viewer, scan: Scan):
+    """The scan's prediction labels layer, created empty if there is none yet.
+
+    The dock creates it when a scan opens: adding a layer costs napari a few hundred
+    milliseconds on the GUI thread, which is invisible then but a freeze during training.
+    """
     layer = layer_for(viewer, scan.path, "prediction")
     if layer is None:
         layer = viewer.add_labels(
@@ -41,6 +45,15 @@ def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
             opacity=0.5,
             metadata={"asymseg": {"scan": str(scan.path), "role": "prediction"}},
         )
+    elif not isinstance(layer.data, np.ndarray):
+        # a stored prediction is read lazily from the store: never paint into it
+        layer.data = np.asarray(layer.data[...], dtype=np.uint8)
+    return layer
+
+
+def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
+    """Overlay a live prediction of the slab ``z0 : z0 + len(probability)`` during training."""
+    layer = prediction_layer(viewer, scan)
     # write the slab in place and redraw: no copy of the whole volume on the GUI thread
     layer.data[z0 : z0 + probability.shape[0]] = np.asarray(probability, np.float32) > 0.5
     layer.refresh()

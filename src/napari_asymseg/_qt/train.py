@@ -115,6 +115,7 @@ class TrainSection(QWidget):
     def __init__(self, dock) -> None:
         super().__init__()
         self.dock = dock
+        warm_up_torch()
         self.worker: Any = None
         self.engine_gen: Any = None
         self.pbar: progress | None = None
@@ -351,6 +352,18 @@ class TrainSection(QWidget):
         if was_training and self.dock.current_model() is not None:
             show_info("training finished: predicting the whole scan with the best model")
             self.predict()
+
+
+def warm_up_torch() -> None:
+    """Initialise torch's optimizer machinery on the GUI thread when the dock opens.
+
+    The first optimizer a process creates imports ``torch._dynamo`` (about a second here).
+    Done in the training thread, that import holds Python's GIL and freezes the viewer right
+    after the first Train click; done here, it is part of opening the dock.
+    """
+    import torch
+
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
 
 
 def _drain(gen) -> typing.Generator:
