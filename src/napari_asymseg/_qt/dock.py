@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_asymseg._qt.autosave import AnnotationAutosave
-from napari_asymseg._qt.layers import prediction_layer
+from napari_asymseg._qt.layers import prediction_layer, probability_layer
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
 from napari_asymseg.store import Scan, ScanError
 
@@ -236,6 +236,7 @@ class AsymsegDock(QWidget):
     def _ensure_prediction_layer(self, scan: Scan) -> None:
         if self.scan is scan:
             prediction_layer(self.viewer, scan)
+            probability_layer(self.viewer, scan)
             self.viewer.layers.selection.active = self.annotations_layer
 
     def _on_removed(self, event) -> None:

@@ -51,6 +51,31 @@ def prediction_layer(viewer, scan: Scan):
     return layer
 
 
+def probability_layer(viewer, scan: Scan):
+    """The scan's probability layer, created hidden and lazily empty if there is none yet.
+
+    Created when a scan opens, like :func:`prediction_layer`, so that showing the result of a
+    prediction only swaps the layer's data. The empty placeholder is a lazy dask array:
+    it costs no memory however large the scan.
+    """
+    layer = layer_for(viewer, scan.path, "probability")
+    if layer is None:
+        import dask.array as da
+
+        layer = viewer.add_image(
+            da.zeros(scan.shape, dtype=np.float16, chunks=(1, *scan.shape[1:])),
+            name=f"{scan.path.name.removesuffix('.zarr')} probability",
+            scale=scan.spacing,
+            colormap="magma",
+            contrast_limits=(0.0, 1.0),
+            blending="additive",
+            opacity=0.6,
+            visible=False,
+            metadata={"asymseg": {"scan": str(scan.path), "role": "probability"}},
+        )
+    return layer
+
+
 def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
     """Overlay a live prediction of the slab ``z0 : z0 + len(probability)`` during training."""
     layer = prediction_layer(viewer, scan)
