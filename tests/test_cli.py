@@ -161,3 +161,14 @@ def test_sample_command(tmp_path, capsys):
     scan = Scan.open(tmp_path / "s.zarr")
     assert scan.ground_truth is not None
     assert scan.annotation_counts()[2] > 0
+
+
+def test_scan_commands_do_not_import_torch(scan):
+    """Only train and predict need torch; the others start in a fraction of a second."""
+    code = (
+        "import sys; from napari_asymseg.cli import main; "
+        f"rc = main(['info', {str(scan.path)!r}]); "
+        "sys.exit(rc or (3 if 'torch' in sys.modules else 0))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -215,7 +215,10 @@ def _describe(scan) -> str:
     return f"shape {scan.shape}, spacing {sp} mm, classes {', '.join(scan.classes)}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``asymseg`` parser. The options of ``train`` and ``predict`` come from the config
+    schema and the loss registry, which import torch (seconds); they are only built when
+    ``command`` needs them (or is unknown), so ``asymseg info`` starts in a blink."""
     parser = _Parser(
         prog="asymseg",
         description="Annotate-and-train segmentation of small structures in 3D scans.",
@@ -285,15 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing scan at OUT")
     p.set_defaults(func=_cmd_sample)
 
-    from napari_asymseg._cli_options import add_config_options
-    from napari_asymseg.config import PRESETS
-    from napari_asymseg.losses import LOSSES
+    from napari_asymseg.config import PRESETS  # plain dataclasses: cheap
+
+    full = command in (None, "train", "predict")
+    if full:
+        from napari_asymseg._cli_options import add_config_options
+        from napari_asymseg.losses import LOSSES
 
     p = sub.add_parser(
         "train",
         help="train or fine-tune a model on a scan's annotations",
         description="Train a 3D segmentation model on the annotated voxels of a scan. Losses: "
-        + ", ".join(LOSSES)
+        + (", ".join(LOSSES) if full else "see asymseg train --help")
         + ". Every option below comes from the config schema; the config is saved with the "
         "model.",
     )
@@ -313,13 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a loss parameter, e.g. --loss-param margin=1 (repeatable)",
     )
-    add_config_options(p, ("data", "model", "loss", "regularizers", "train"))
+    if full:
+        add_config_options(p, ("data", "model", "loss", "regularizers", "train"))
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="predict a scan with a trained model (streamed)")
     p.add_argument("scan", help="scan directory (.zarr)")
     p.add_argument("--model", required=True, help="model folder or checkpoint file")
-    add_config_options(p, ("predict",))
+    if full:
+        add_config_options(p, ("predict",))
     p.add_argument(
         "--device",
         dest="train.device",
@@ -352,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asymseg`` console script; returns the exit code."""
-    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         args.func(args)

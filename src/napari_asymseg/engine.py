@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gc
 import math
 import os
@@ -406,8 +407,6 @@ def fit(
 
 
 def _with_best(event: EpochEnd) -> EpochEnd:
-    import dataclasses
-
     return dataclasses.replace(event, best=True)
 
 
