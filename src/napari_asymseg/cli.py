@@ -147,6 +147,58 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             )
 
 
+def _cmd_flag(args: argparse.Namespace) -> None:
+    from napari_asymseg import risk
+    from napari_asymseg.store import Scan
+
+    scan = Scan.open(args.scan)
+    given = {k for k in vars(args) if k.startswith("predict.")}
+    if args.model:
+        if "predict.tta" not in given:  # the flips' spread is part of the risk by default
+            setattr(args, "predict.tta", True)
+        _cmd_predict(args)
+    elif given:
+        raise ScanError(
+            f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "
+            "prediction options apply while predicting"
+        )
+    if args.done:
+        for flag_id in args.done:
+            risk.set_status(scan, flag_id, "done")
+    flags = risk.flag_scan(
+        scan, threshold=args.threshold, min_expected=args.min_voxels, max_flags=args.max_flags
+    )
+    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-flags.json")
+    report = {
+        "scan": str(scan.path),
+        "spacing": list(scan.spacing),
+        "threshold": args.threshold,
+        "expected_missed_voxels": sum(f.expected_missed for f in flags if not f.done),
+        "flags": [f.as_dict() for f in flags],
+    }
+    _write_json_atomic(out, report)
+    print(f"{len(flags)} flag(s); heatmap in {scan.path.name}/results/risk, list in {out}")
+    for f in flags[:10]:
+        z, y, x = f.center
+        print(
+            f"  #{f.rank:<3} z={z:<4} y={y:<4} x={x:<4} expected missed "
+            f"{f.expected_missed:8.1f} voxels ({f.expected_mm3:8.1f} mm3)  max risk "
+            f"{f.max_risk:.2f}" + ("  [done]" if f.done else "")
+        )
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ScanError(
+            f"cannot write {path} ({exc.strerror}): choose a writable --json path"
+        ) from None
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from napari_asymseg.evaluate import evaluate_scan
 
@@ -289,8 +341,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     from napari_asymseg.config import PRESETS  # plain dataclasses: cheap
+    from napari_asymseg.risk import THRESHOLD  # numpy only: cheap
 
-    full = command in (None, "train", "predict")
+    full = command in (None, "train", "predict", "flag")
     if full:
         from napari_asymseg._cli_options import add_config_options
         from napari_asymseg.losses import LOSSES
@@ -335,6 +388,46 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
     )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "flag",
+        help="write the false-negative heatmap and the ranked under-segmentation flags",
+        description="Rank the regions where the model probably misses foreground. With "
+        "--model the scan is predicted first (with test-time flips); otherwise the stored "
+        "risk map of the last prediction is used, made exact on the current annotations.",
+    )
+    p.add_argument("scan", help="scan directory (.zarr)")
+    p.add_argument("--model", help="predict with this model first (folder or checkpoint)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help=f"risk at or above which a voxel is flagged (default {THRESHOLD})",
+    )
+    p.add_argument(
+        "--min-voxels",
+        type=float,
+        default=1.0,
+        help="drop flags expected to miss fewer voxels than this (default 1)",
+    )
+    p.add_argument("--max-flags", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument(
+        "--done",
+        type=int,
+        action="append",
+        metavar="ID",
+        help="mark the stored flag ID as dealt with before ranking again (repeatable)",
+    )
+    p.add_argument("--json", help="flags file (default: SCAN-flags.json beside the scan)")
+    if full:  # --tta defaults to on here: the flips' spread is part of the risk
+        add_config_options(p, ("predict",))
+    p.add_argument(
+        "--device",
+        dest="train.device",
+        default=argparse.SUPPRESS,
+        help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
+    )
+    p.set_defaults(func=_cmd_flag)
 
     p = sub.add_parser("evaluate", help="DSC, sensitivity and precision of a prediction")
     p.add_argument("scan", help="scan directory (.zarr) with a prediction")

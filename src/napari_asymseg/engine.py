@@ -36,6 +36,13 @@ from napari_asymseg.metrics import (
     mean_scores,
 )
 from napari_asymseg.models import NetworkPlan, build_model, count_parameters, plan_network
+from napari_asymseg.risk import (
+    SIGMA_MM,
+    calibration_from_history,
+    fit_calibration,
+    foreground_margin,
+    risk_map,
+)
 from napari_asymseg.store import Scan
 from napari_asymseg.volumes import ScanError
 
@@ -91,6 +98,8 @@ class EpochEnd:
     preview: np.ndarray | None = field(default=None, compare=False, repr=False)
     """Foreground probability of the validated slab, for a live overlay."""
     preview_z0: int = 0
+    calibration: dict[str, float] | None = None
+    """Platt fit of P(foreground | margin) on the held-out voxels (for the risk map)."""
 
 
 @dataclass(frozen=True)
@@ -429,6 +438,7 @@ def _history_row(event: EpochEnd) -> dict[str, Any]:
         "train_margin",
         "val_margin",
         "best",
+        "calibration",
     )
     return {k: getattr(event, k) for k in keys}
 
@@ -556,6 +566,10 @@ def _validate(
     mean = mean_scores(scores)
     vm = foreground_margins(logits, target)
     prob = 1 - torch.softmax(logits, 1)[0, 0]
+    annotated = target[0] >= 0
+    fit = fit_calibration(
+        foreground_margin(logits[0], 0)[annotated].numpy(), (target[0] >= 1)[annotated].numpy()
+    )
     return EpochEnd(
         step=step,
         epoch=epoch,
@@ -576,13 +590,25 @@ def _validate(
         },
         preview=prob.numpy().astype(np.float16),
         preview_z0=z0,
+        calibration={"scale": fit.scale, "bias": fit.bias} if fit else None,
     )
 
 
 def sliding_logits(
-    model, image: np.ndarray, plan: NetworkPlan, cfg: Config, device, amp_dtype
+    model,
+    image: np.ndarray,
+    plan: NetworkPlan,
+    cfg: Config,
+    device,
+    amp_dtype,
+    *,
+    spread: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Logits ``[1, C, *image.shape]`` (float32, on the CPU) by MONAI's sliding window."""
+    """Logits ``[1, C, *image.shape]`` (float32, on the CPU) by MONAI's sliding window.
+
+    With test-time flips and a ``spread`` list, the standard deviation over the flips of the
+    foreground margin (``[*image.shape]``) is appended to it, for the risk map.
+    """
     from monai.inferers import sliding_window_inference
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
@@ -590,6 +616,8 @@ def sliding_logits(
     model.eval()
     flips: list[tuple[int, ...]] = [()] + ([(3,), (4,), (3, 4)] if cfg.predict.tta else [])
     total = None
+    m_sum: torch.Tensor | None = None
+    m_sq: torch.Tensor | None = None
     with (
         torch.no_grad(),
         torch.autocast(
@@ -610,7 +638,14 @@ def sliding_logits(
             assert isinstance(out, torch.Tensor)  # the model returns one tensor
             out = torch.flip(out, dims) if dims else out
             total = out.float() if total is None else total + out.float()
+            if spread is not None and len(flips) > 1:
+                m = foreground_margin(out[0], 0).cpu()
+                m_sum = m if m_sum is None else m_sum + m
+                m_sq = m * m if m_sq is None else m_sq + m * m
     assert total is not None
+    if m_sum is not None and m_sq is not None and spread is not None:
+        n = len(flips)
+        spread.append(((m_sq / n - (m_sum / n) ** 2).clamp(min=0) * n / (n - 1)).sqrt())
     return (total / len(flips)).cpu()
 
 
@@ -626,8 +661,10 @@ def predict(
 
     Memory is bounded by one slab (``slab`` slices plus the patch's margin), not the volume:
     each slab is read from zarr, predicted by MONAI's sliding window, and its central part is
-    written to ``results/prediction`` (uint8) and ``results/probability`` (float16). The
-    results replace the old ones only when every slab is done; a cancel leaves the old ones.
+    written to ``results/prediction`` (uint8), ``results/probability`` (float16) and
+    ``results/risk`` (float16, the false-negative heatmap of :mod:`napari_asymseg.risk`).
+    The results replace the old ones only when every slab is done; a cancel leaves the old
+    ones.
     """
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     ckpt = load_checkpoint(model)
@@ -645,21 +682,35 @@ def predict(
     mean, std = intensity_stats(scan.image)
     depth = scan.shape[0]
     slab = slab or max(plan.patch_size[0] * 2, 32)
-    margin = plan.patch_size[0] // 2
+    # the window's context, and room for the risk map's smoothing
+    margin = max(plan.patch_size[0] // 2, math.ceil(3 * SIGMA_MM / scan.spacing[0]))
+    calibration = calibration_from_history(ckpt.get("history", []), ckpt.get("best_step", -1))
     t0 = time.perf_counter()
     fg_voxels = 0
+    dtypes = {"prediction": np.uint8, "probability": np.float16, "risk": np.float16}
     try:
-        with scan.writing_results({"prediction": np.uint8, "probability": np.float16}) as out:
+        with scan.writing_results(dtypes) as out:
             for z0 in range(0, depth, slab):
                 z1 = min(depth, z0 + slab)
                 a, b = max(0, z0 - margin), min(depth, z1 + margin)
                 image = normalise(scan.image[a:b], cfg.data, stats=(mean, std))
-                logits = sliding_logits(net, image, plan, cfg, device, amp_dtype)[0]
+                spread: list[torch.Tensor] = []
+                logits = sliding_logits(net, image, plan, cfg, device, amp_dtype, spread=spread)
                 keep = slice(z0 - a, z0 - a + (z1 - z0))
-                probs = torch.softmax(logits[:, keep], 0)
+                probs = torch.softmax(logits[0], 0)
                 labels = probs.argmax(0).numpy().astype(np.uint8)
+                risk = risk_map(
+                    foreground_margin(logits[0], 0),
+                    labels,
+                    calibration,
+                    spread=spread[0] if spread else None,
+                    annotations=np.asarray(scan.annotations[a:b]),
+                    spacing=scan.spacing,
+                )[keep]
+                probs, labels = probs[:, keep], labels[keep]
                 out["prediction"][z0:z1] = labels
                 out["probability"][z0:z1] = (1 - probs[0]).numpy().astype(np.float16)
+                out["risk"][z0:z1] = risk.astype(np.float16)
                 fg_voxels += int((labels > 0).sum())
                 yield WindowDone(z1, depth)
     finally:

@@ -10,6 +10,9 @@ Layout of a scan group (zarr format 3 by default; format 2 groups are read and w
       results/probability   float foreground probability of the latest prediction
       results/risk          float false-negative risk of the latest prediction
 
+The group's ``asymseg_review`` attribute holds the review state (the ranked flags and which of
+them the user has dealt with), JSON like every zarr attribute.
+
 The group's ``asymseg`` attribute holds the format version, the voxel spacing (mm, Z Y X),
 the affine from (Z, Y, X) voxel indices to RAS world millimetres, and the class names.
 
@@ -49,6 +52,7 @@ ANNOTATIONS = "annotations"
 GROUND_TRUTH = "ground_truth"
 RESULTS = "results"
 RESULT_NAMES = ("prediction", "probability", "risk")
+STATE_KEY = "asymseg_review"
 
 NOT_ANNOTATED = 0
 BACKGROUND = 1
@@ -327,6 +331,23 @@ class Scan:
     @property
     def source(self) -> str | None:
         return self._meta.get("source")
+
+    # ------------------------------------------------------------------ review state
+    def read_attr(self, key: str) -> Any:
+        """A piece of review state stored with the scan (e.g. ``"flags"``), or None."""
+        return dict(cast(dict, self.group.attrs.get(STATE_KEY) or {})).get(key)
+
+    def write_attr(self, key: str, value: Any) -> None:
+        """Store JSON-able review state under ``key`` (one atomic metadata write)."""
+        state = dict(cast(dict, self.group.attrs.get(STATE_KEY) or {}))
+        state[key] = value
+        try:
+            self.group.attrs[STATE_KEY] = state
+        except (OSError, ValueError) as exc:
+            raise ScanError(
+                f"cannot save the review state in {self.path.name} ({exc}): open the scan "
+                "writable, on a disk with free space"
+            ) from None
 
     # ------------------------------------------------------------------ annotations
     @property

@@ -1,0 +1,403 @@
+"""False-negative risk (the heatmap) and under-segmentation flags (METHODS.md §5).
+
+The risk of a voxel is the probability that it is foreground although the model predicts
+background:
+
+* where the user annotated, it is exact: 1 on annotated foreground predicted background (a
+  false negative the user already knows about), 0 on every other annotated voxel;
+* where the model predicts foreground, it is 0 (that voxel cannot be a false negative);
+* elsewhere it is the *calibrated* foreground probability of an *optimistic* margin,
+  ``sigmoid(a * (m + kappa * s) + b)``, where ``m = logsumexp(z_fg) - z_bg`` is the
+  foreground-vs-background margin, ``s`` its spread over test-time flips (0 without flips),
+  and ``(a, b)`` a Platt calibration fitted on the held-out annotated slices during training.
+  Li et al. show that unseen foreground sits closer to the boundary than the training
+  foreground (the logit shift): the held-out fit sees exactly that, and its bias ``b`` moves
+  the boundary back by it. Without a fit the bias is the measured logit shift itself.
+
+Flags are connected regions of risk at or above a threshold, ranked by their expected
+missed foreground volume (the sum of the risk over the region). The user deals with a flag
+(annotates there, marks it done); done flags are remembered in the scan store and stay done
+when the flags are recomputed. The design choices (flips, smoothing, calibration) were made
+by ``benchmarks/risk_quality.py``; see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_asymseg.store import BACKGROUND, NOT_ANNOTATED, Scan
+from napari_asymseg.volumes import ScanError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads THRESHOLD without it
+    import torch
+
+KAPPA = 1.0
+"""Weight of the flip spread in the optimistic margin (in units of its standard deviation)."""
+THRESHOLD = 0.3
+"""Risk at or above which a voxel belongs to a flag."""
+SIGMA_MM = 1.5
+"""Gaussian smoothing of the risk map, in millimetres."""
+
+
+# ----------------------------------------------------------------------------- calibration
+@dataclass(frozen=True)
+class Calibration:
+    """``P(foreground | margin m) = sigmoid(scale * m + bias)``."""
+
+    scale: float = 1.0
+    bias: float = 0.0
+    source: str = "none"  # "validation", "logit_shift" or "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_calibration(
+    margins: np.ndarray, labels: np.ndarray, *, prior: float = 1e-3, iterations: int = 50
+) -> Calibration | None:
+    """Platt scaling: the logistic fit of ``labels`` (0/1) on ``margins``, by Newton's method.
+
+    A weak ridge prior keeps the fit finite when the classes separate. Returns None when there
+    is nothing to fit (one class only). Two parameters need no library: scikit-learn would add a
+    dependency for four lines of algebra.
+    """
+    m = np.asarray(margins, np.float64).ravel()
+    y = np.asarray(labels, np.float64).ravel()
+    ok = np.isfinite(m)
+    m, y = m[ok], y[ok]
+    if m.size == 0 or y.min() == y.max():
+        return None
+    # balance the classes' influence on the curvature only through their counts (plain MLE)
+    w = np.array([1.0, 0.0])  # scale, bias
+    x = np.stack([m, np.ones_like(m)], axis=1)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -40, 40)))
+        grad = x.T @ (p - y) + prior * (w - np.array([1.0, 0.0]))
+        h = (x * (p * (1 - p))[:, None]).T @ x + prior * np.eye(2)
+        step = np.linalg.solve(h, grad)
+        w = w - step
+        if np.abs(step).max() < 1e-6:
+            break
+    scale, bias = float(w[0]), float(w[1])
+    if not (math.isfinite(scale) and math.isfinite(bias)) or scale <= 0:
+        return None  # an inverted or degenerate fit: do not trust it
+    return Calibration(scale, bias, "validation")
+
+
+def calibration_from_history(history: Sequence[dict[str, Any]], best_step: int) -> Calibration:
+    """The calibration of a checkpoint: the fit at its best validation, else its logit shift."""
+    rows = [h for h in history if h.get("step") == best_step] or list(history[-1:])
+    if not rows:
+        return Calibration()
+    row = rows[-1]
+    fit = row.get("calibration")
+    if fit:
+        return Calibration(float(fit["scale"]), float(fit["bias"]), "validation")
+    shift = row.get("logit_shift")
+    if shift is not None and math.isfinite(shift) and shift < 0:
+        # held-out foreground sits |shift| closer to the boundary: move the boundary back
+        return Calibration(1.0, -float(shift), "logit_shift")
+    return Calibration()
+
+
+# ----------------------------------------------------------------------------- risk map
+def foreground_margin(logits: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``logsumexp(z_1..z_K) - z_0``: the log-odds of any foreground against background."""
+    import torch
+
+    z = logits.float()
+    fg = torch.logsumexp(z.narrow(dim, 1, z.shape[dim] - 1), dim=dim)
+    return fg - z.select(dim, 0)
+
+
+def model_risk(
+    margin: np.ndarray | torch.Tensor,
+    predicted: np.ndarray,
+    calibration: Calibration,
+    *,
+    spread: np.ndarray | torch.Tensor | None = None,
+    kappa: float = KAPPA,
+) -> np.ndarray:
+    """Risk from the model alone (no annotations): 0 where it predicts foreground."""
+    import torch
+
+    m = torch.as_tensor(margin).float()
+    if spread is not None:
+        m = m + kappa * torch.as_tensor(spread).float()
+    risk = torch.sigmoid(calibration.scale * m + calibration.bias).numpy()
+    risk[np.asarray(predicted) > 0] = 0.0
+    return risk.astype(np.float32)
+
+
+def with_annotations(
+    risk: np.ndarray, annotations: np.ndarray, prediction: np.ndarray
+) -> np.ndarray:
+    """Make the risk exact where the user annotated (1 on known false negatives, else 0)."""
+    out = np.array(risk, dtype=np.float32, copy=True)
+    ann = np.asarray(annotations)
+    annotated = ann != NOT_ANNOTATED
+    out[annotated] = 0.0
+    out[(ann > BACKGROUND) & (np.asarray(prediction) == 0)] = 1.0
+    return out
+
+
+def smooth(risk: np.ndarray, sigma_mm: float, spacing: Sequence[float]) -> np.ndarray:
+    """Gaussian smoothing of the risk, ``sigma_mm`` millimetres along every axis.
+
+    Missed foreground comes in blobs (an under-segmented rim, a missed lesion), and a voxel
+    next to known or likely misses is itself likely missed: smoothing shares that evidence.
+    """
+    if sigma_mm <= 0:
+        return np.asarray(risk, np.float32)
+    from scipy import ndimage
+
+    sigma = [sigma_mm / float(s) for s in spacing]
+    return ndimage.gaussian_filter(np.asarray(risk, np.float32), sigma, mode="nearest")
+
+
+def risk_map(
+    margin: np.ndarray | torch.Tensor,
+    prediction: np.ndarray,
+    calibration: Calibration,
+    *,
+    spread: np.ndarray | torch.Tensor | None = None,
+    annotations: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    kappa: float = KAPPA,
+    sigma_mm: float = SIGMA_MM,
+) -> np.ndarray:
+    """The heatmap of a block: model risk, exact on annotations, smoothed, 0 on predictions.
+
+    Give the block a margin of about ``3 * sigma_mm`` beyond the part you keep, so that the
+    smoothing sees the neighbours.
+    """
+    risk = model_risk(margin, prediction, calibration, spread=spread, kappa=kappa)
+    if annotations is not None:
+        risk = with_annotations(risk, annotations, prediction)
+    risk = smooth(risk, sigma_mm, spacing)
+    risk[np.asarray(prediction) > 0] = 0.0
+    if annotations is not None:
+        risk = with_annotations(risk, annotations, prediction)
+    return risk
+
+
+# ----------------------------------------------------------------------------- flags
+@dataclass(frozen=True)
+class Flag:
+    """A region where foreground is probably missed."""
+
+    id: int
+    rank: int
+    center: tuple[int, int, int]  # (z, y, x) voxel of the region's highest risk
+    bbox: tuple[int, int, int, int, int, int]  # z0, y0, x0, z1, y1, x1 (end exclusive)
+    voxels: int
+    expected_missed: float  # expected missed foreground voxels: the sum of the risk
+    expected_mm3: float
+    max_risk: float
+    known_misses: int  # annotated foreground voxels the model predicts background
+    status: str = "open"  # "open" or "done"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["center"], d["bbox"] = list(self.center), list(self.bbox)
+        d.pop("extra")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Flag:
+        keys = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        kwargs = {k: v for k, v in d.items() if k in keys}
+        kwargs["center"] = tuple(int(v) for v in d["center"])
+        kwargs["bbox"] = tuple(int(v) for v in d["bbox"])
+        return cls(**kwargs)
+
+    def contains(self, point: Sequence[int]) -> bool:
+        z0, y0, x0, z1, y1, x1 = self.bbox
+        z, y, x = point
+        return z0 <= z < z1 and y0 <= y < y1 and x0 <= x < x1
+
+
+def find_flags(
+    risk: np.ndarray,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    annotations: np.ndarray | None = None,
+    prediction: np.ndarray | None = None,
+    threshold: float = THRESHOLD,
+    min_expected: float = 1.0,
+    max_flags: int = 100,
+    done: Iterable[Flag] = (),
+) -> list[Flag]:
+    """Group voxels of risk >= ``threshold`` into 26-connected regions, ranked by expected
+    missed volume; open flags first, then the ones a stored ``done`` flag covers."""
+    from scipy import ndimage
+
+    r = np.asarray(risk, dtype=np.float32)
+    if r.ndim != 3:
+        raise ScanError(f"the risk map must be 3D, got shape {r.shape}")
+    labels, n = ndimage.label(r >= threshold, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    sums = np.asarray(ndimage.sum_labels(r, labels, index), np.float64)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    peaks = ndimage.maximum_position(r, labels, index)
+    maxima = np.asarray(ndimage.maximum(r, labels, index), np.float64)
+    slices = ndimage.find_objects(labels)
+    known = np.zeros(n, np.int64)
+    if annotations is not None and prediction is not None:
+        miss = (np.asarray(annotations) > BACKGROUND) & (np.asarray(prediction) == 0)
+        known = np.bincount(labels[miss], minlength=n + 1)[1:]
+    voxel_mm3 = float(np.prod(spacing))
+    done = list(done)
+    flags = []
+    for i in np.argsort(-sums, kind="stable"):
+        if sums[i] < min_expected:
+            continue
+        sl = slices[i]
+        assert sl is not None
+        center = tuple(int(v) for v in peaks[i])
+        status = "done" if any(d.contains(center) for d in done) else "open"
+        flags.append(
+            Flag(
+                id=0,
+                rank=0,
+                center=(center[0], center[1], center[2]),
+                bbox=(sl[0].start, sl[1].start, sl[2].start, sl[0].stop, sl[1].stop, sl[2].stop),
+                voxels=int(sizes[i]),
+                expected_missed=float(sums[i]),
+                expected_mm3=float(sums[i]) * voxel_mm3,
+                max_risk=float(maxima[i]),
+                known_misses=int(known[i]),
+                status=status,
+            )
+        )
+    ordered = [f for f in flags if not f.done] + [f for f in flags if f.done]
+    return [replace(f, id=k + 1, rank=k + 1) for k, f in enumerate(ordered[:max_flags])]
+
+
+# ----------------------------------------------------------------------------- the store
+FLAGS_KEY = "flags"
+
+
+def stored_flags(scan: Scan) -> list[Flag]:
+    """The flags last written to the scan's store (with their done/open status)."""
+    raw = scan.read_attr(FLAGS_KEY) or []
+    try:
+        return [Flag.from_dict(d) for d in raw]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScanError(
+            f"the flags stored in {scan.path.name} are damaged ({exc}): run asymseg flag again"
+        ) from None
+
+
+def save_flags(scan: Scan, flags: Sequence[Flag]) -> None:
+    scan.write_attr(FLAGS_KEY, [f.as_dict() for f in flags])
+
+
+def set_status(scan: Scan, flag_id: int, status: str) -> list[Flag]:
+    """Mark a stored flag ``done`` or ``open`` again; returns the updated list."""
+    if status not in ("open", "done"):
+        raise ScanError(f"unknown flag status {status!r}: use open or done")
+    flags = stored_flags(scan)
+    if not any(f.id == flag_id for f in flags):
+        raise ScanError(f"{scan.path.name} has no flag {flag_id}: run asymseg flag first")
+    flags = [replace(f, status=status) if f.id == flag_id else f for f in flags]
+    save_flags(scan, flags)
+    return flags
+
+
+def current_risk(scan: Scan) -> np.ndarray:
+    """The stored risk map, made exact on the scan's current annotations."""
+    results = scan.results()
+    if "risk" not in results or "prediction" not in results:
+        raise ScanError(
+            f"{scan.path.name} has no risk map yet: predict it with a model first "
+            "(asymseg flag SCAN --model MODEL, or Predict scan in the dock)"
+        )
+    prediction = np.asarray(results["prediction"][...])
+    return with_annotations(
+        np.asarray(results["risk"][...], np.float32), scan.read_annotations(), prediction
+    )
+
+
+def flag_scan(
+    scan: Scan,
+    *,
+    threshold: float = THRESHOLD,
+    min_expected: float = 1.0,
+    max_flags: int = 100,
+    save: bool = True,
+) -> list[Flag]:
+    """Recompute the scan's flags from its stored risk and current annotations.
+
+    Flags the user marked done stay done (a new flag whose peak lies inside a done flag's box).
+    """
+    risk = current_risk(scan)
+    prediction = np.asarray(scan.results()["prediction"][...])
+    done = [f for f in stored_flags(scan) if f.done]
+    flags = find_flags(
+        risk,
+        spacing=scan.spacing,
+        annotations=scan.read_annotations(),
+        prediction=prediction,
+        threshold=threshold,
+        min_expected=min_expected,
+        max_flags=max_flags,
+        done=done,
+    )
+    if save:
+        save_flags(scan, flags)
+    return flags
+
+
+# ----------------------------------------------------------------------------- evaluation
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the precision-recall curve (average precision, step-wise, ties grouped)."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(positives, bool).ravel()
+    total = int(y.sum())
+    if total == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)
+    # evaluate at the last index of each group of tied scores
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tp_at, n_at = tp[last], last + 1
+    precision = tp_at / n_at
+    recall_gain = np.diff(np.r_[0, tp_at]) / total
+    return float(np.sum(precision * recall_gain))
+
+
+__all__ = [
+    "KAPPA",
+    "SIGMA_MM",
+    "THRESHOLD",
+    "Calibration",
+    "Flag",
+    "average_precision",
+    "calibration_from_history",
+    "current_risk",
+    "find_flags",
+    "fit_calibration",
+    "flag_scan",
+    "foreground_margin",
+    "model_risk",
+    "risk_map",
+    "save_flags",
+    "set_status",
+    "smooth",
+    "stored_flags",
+    "with_annotations",
+]
