@@ -79,3 +79,29 @@ def test_bad_training_input_exit_2(tmp_path, capsys):
     code = main(["train", str(scan.path), "--out", str(tmp_path / "m"), "--loss-param", "x=1"])
     assert code == 2
     assert main(["evaluate", str(tmp_path / "missing.zarr")]) == 2
+
+
+def test_flag_writes_heatmap_and_ranked_json(tmp_path, capsys):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    model = str(tmp_path / "m")
+    # few steps: a weak model that misses lesion voxels, so there is something to flag
+    assert main(["train", str(scan.path), "--out", model, "--steps", "6", *TINY]) == 0
+    assert main(["flag", str(scan.path)]) == 2  # no prediction yet: a clear error
+    assert "no risk map" in capsys.readouterr().err
+    out = tmp_path / "flags.json"
+    assert main(["flag", str(scan.path), "--model", model, "--json", str(out)]) == 0
+    assert "flag(s)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    flags = report["flags"]
+    assert Scan.open(scan.path).result("risk") is not None
+    assert flags and [f["rank"] for f in flags] == list(range(1, len(flags) + 1))
+    ranked = [f["expected_missed"] for f in flags if f["known_misses"] == 0]
+    assert ranked == sorted(ranked, reverse=True)
+    # mark the first done: it is remembered and goes to the end of the list
+    assert main(["flag", str(scan.path), "--done", "1", "--json", str(out)]) == 0
+    again = json.loads(out.read_text())["flags"]
+    status = [f["status"] for f in again]
+    assert "done" in status and status == sorted(status, key=lambda s: s == "done")
+    assert flags[0]["center"] in [f["center"] for f in again if f["status"] == "done"]
+    assert main(["flag", str(scan.path), "--done", "99"]) == 2
+    assert main(["flag", str(scan.path), "--tta"]) == 2  # flips need a model to predict with

@@ -211,3 +211,39 @@ def test_without_validation_the_latest_model_is_kept(tmp_path):
     assert events[0].val_voxels == 0
     assert load_checkpoint(tmp_path / "m")["step"] == 10
     assert cfg.train.steps == 10 and cfg.model.filters == (8, 16, 16)  # caller's config intact
+
+
+def test_prediction_writes_the_risk_map(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    events = run(fit(scan, tiny_config(steps=40, val_every=20), tmp_path / "m"))
+    fits = [e.calibration for e in events if isinstance(e, EpochEnd)]
+    assert fits[-1] is not None and fits[-1]["scale"] > 0  # Platt fit on the held-out slices
+    assert load_checkpoint(tmp_path / "m")["history"][-1]["calibration"] == fits[-1]
+    run(predict(scan, tmp_path / "m", slab=4))
+    reopened = Scan.open(scan.path)
+    r = reopened.result("risk")[...].astype(np.float32)
+    pred = reopened.result("prediction")[...]
+    ann = reopened.read_annotations()
+    assert r.shape == scan.shape and r.dtype == np.float32
+    assert ((r >= 0) & (r <= 1)).all()
+    assert (r[pred > 0] == 0).all()  # a predicted lesion voxel cannot be a false negative
+    known = (ann >= 2) & (pred == 0)
+    assert (r[known] == 1).all()  # exact where the user annotated a missed lesion
+    assert (r[(ann != 0) & ~known] == 0).all()
+
+
+def test_prediction_with_flips_uses_their_spread(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=10, val_every=10), tmp_path / "m"))
+    ckpt = load_checkpoint(tmp_path / "m")
+    net, cfg, plan = engine.model_from_checkpoint(ckpt)
+    image = np.random.default_rng(0).normal(size=scan.shape).astype(np.float32)
+    spread: list[torch.Tensor] = []
+    cfg.predict.tta = True
+    logits = engine.sliding_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=spread)
+    assert len(spread) == 1 and spread[0].shape == scan.shape
+    assert (spread[0] >= 0).all() and spread[0].max() > 0
+    cfg.predict.tta = False
+    plain: list[torch.Tensor] = []
+    engine.sliding_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=plain)
+    assert plain == [] and logits.shape == (1, 2, *scan.shape)

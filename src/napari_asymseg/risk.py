@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads THRESHOLD
 
 KAPPA = 1.0
 """Weight of the flip spread in the optimistic margin (in units of its standard deviation)."""
-THRESHOLD = 0.3
-"""Risk at or above which a voxel belongs to a flag."""
+THRESHOLD = 0.1
+"""Risk at or above which a voxel belongs to a flag (see docs/benchmarks.md for the choice)."""
 SIGMA_MM = 1.5
 """Gaussian smoothing of the risk map, in millimetres."""
 
@@ -72,17 +72,29 @@ def fit_calibration(
     m, y = m[ok], y[ok]
     if m.size == 0 or y.min() == y.max():
         return None
-    # balance the classes' influence on the curvature only through their counts (plain MLE)
-    w = np.array([1.0, 0.0])  # scale, bias
     x = np.stack([m, np.ones_like(m)], axis=1)
+    w0 = np.array([1.0, 0.0])  # scale, bias: the prior is the uncalibrated model
+
+    def loss(w: np.ndarray) -> float:
+        z = x @ w
+        # mean negative log-likelihood, computed stably, plus the ridge prior
+        nll = np.mean(np.logaddexp(0.0, z) - y * z)
+        return float(nll + 0.5 * prior * np.sum((w - w0) ** 2))
+
+    w, f = w0.copy(), loss(w0)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -40, 40)))
-        grad = x.T @ (p - y) + prior * (w - np.array([1.0, 0.0]))
-        h = (x * (p * (1 - p))[:, None]).T @ x + prior * np.eye(2)
+        grad = x.T @ (p - y) / m.size + prior * (w - w0)
+        h = (x * (p * (1 - p))[:, None]).T @ x / m.size + prior * np.eye(2)
         step = np.linalg.solve(h, grad)
-        w = w - step
-        if np.abs(step).max() < 1e-6:
+        t = 1.0  # Newton with backtracking: plain Newton diverges from a poor start
+        while t > 1e-4 and loss(w - t * step) > f:
+            t *= 0.5
+        w = w - t * step
+        f_new = loss(w)
+        if abs(f - f_new) < 1e-10:
             break
+        f = f_new
     scale, bias = float(w[0]), float(w[1])
     if not (math.isfinite(scale) and math.isfinite(bias)) or scale <= 0:
         return None  # an inverted or degenerate fit: do not trust it
@@ -198,7 +210,7 @@ class Flag:
     voxels: int
     expected_missed: float  # expected missed foreground voxels: the sum of the risk
     expected_mm3: float
-    max_risk: float
+    max_risk: float  # highest risk on an unannotated voxel
     known_misses: int  # annotated foreground voxels the model predicts background
     status: str = "open"  # "open" or "done"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -235,11 +247,19 @@ def find_flags(
     prediction: np.ndarray | None = None,
     threshold: float = THRESHOLD,
     min_expected: float = 1.0,
+    min_known: int = 10,
     max_flags: int = 100,
     done: Iterable[Flag] = (),
 ) -> list[Flag]:
     """Group voxels of risk >= ``threshold`` into 26-connected regions, ranked by expected
-    missed volume; open flags first, then the ones a stored ``done`` flag covers."""
+    missed volume; open flags first, then the ones a stored ``done`` flag covers.
+
+    With ``annotations``, a region's expected missed volume counts its unannotated voxels only
+    (that is where annotating helps) and its centre is its riskiest unannotated voxel; the
+    annotated foreground the model misses is reported as ``known_misses`` (fine-tuning, not
+    more painting, fixes those), and a region with ``min_known`` of them is kept even when
+    nothing else in it is at risk.
+    """
     from scipy import ndimage
 
     r = np.asarray(risk, dtype=np.float32)
@@ -249,10 +269,12 @@ def find_flags(
     if n == 0:
         return []
     index = np.arange(1, n + 1)
-    sums = np.asarray(ndimage.sum_labels(r, labels, index), np.float64)
+    open_risk = r if annotations is None else r * (np.asarray(annotations) == NOT_ANNOTATED)
+    sums = np.asarray(ndimage.sum_labels(open_risk, labels, index), np.float64)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    peaks = ndimage.maximum_position(r, labels, index)
-    maxima = np.asarray(ndimage.maximum(r, labels, index), np.float64)
+    peaks = ndimage.maximum_position(open_risk, labels, index)
+    any_peaks = ndimage.maximum_position(r, labels, index)
+    maxima = np.asarray(ndimage.maximum(open_risk, labels, index), np.float64)
     slices = ndimage.find_objects(labels)
     known = np.zeros(n, np.int64)
     if annotations is not None and prediction is not None:
@@ -261,12 +283,12 @@ def find_flags(
     voxel_mm3 = float(np.prod(spacing))
     done = list(done)
     flags = []
-    for i in np.argsort(-sums, kind="stable"):
-        if sums[i] < min_expected:
+    for i in np.lexsort((-known, -sums)):
+        if sums[i] < min_expected and known[i] < min_known:
             continue
         sl = slices[i]
         assert sl is not None
-        center = tuple(int(v) for v in peaks[i])
+        center = tuple(int(v) for v in (peaks[i] if maxima[i] > 0 else any_peaks[i]))
         status = "done" if any(d.contains(center) for d in done) else "open"
         flags.append(
             Flag(

@@ -1,7 +1,8 @@
-"""The asymseg dock widget: scan, annotate, train and predict sections.
+"""The asymseg dock widget: scan, annotate, train and predict, and review sections.
 
-Each section is a small widget of its own (training lives in ``train.py``), so this file stays
-a table of contents. The flag and export sections are added by later issues.
+Each section is a small widget of its own (training lives in ``train.py``, the heatmap and
+flags in ``review.py``), so this file stays a table of contents. The sections sit in a scroll
+area: the dock fits a laptop screen.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_asymseg._qt.autosave import AnnotationAutosave
-from napari_asymseg._qt.layers import prediction_layer, probability_layer
+from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
+from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
 from napari_asymseg.store import Scan, ScanError
 
@@ -168,19 +171,28 @@ class AsymsegDock(QWidget):
         self.scan: Scan | None = None
         self.annotations_layer = None
         self.autosave: AnnotationAutosave | None = None
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         self.scan_section = ScanSection(self)
         self.annotate_section = AnnotateSection(self)
         self.train_section = TrainSection(self)
+        self.review_section = ReviewSection(self)
         for title, section in (
             ("Scan", self.scan_section),
             ("Annotate", self.annotate_section),
             ("Train and predict", self.train_section),
+            ("Review: missed regions", self.review_section),
         ):
             box = QGroupBox(title)
             QVBoxLayout(box).addWidget(section)
             layout.addWidget(box)
         layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         for layer in list(self.viewer.layers):
@@ -237,6 +249,8 @@ class AsymsegDock(QWidget):
         if self.scan is scan:
             prediction_layer(self.viewer, scan)
             probability_layer(self.viewer, scan)
+            risk_layer(self.viewer, scan)
+            self.review_section.load()  # its points layer goes on top
             self.viewer.layers.selection.active = self.annotations_layer
 
     def _on_removed(self, event) -> None:

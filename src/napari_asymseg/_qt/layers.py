@@ -76,6 +76,25 @@ def probability_layer(viewer, scan: Scan):
     return layer
 
 
+def risk_layer(viewer, scan: Scan):
+    """The scan's false-negative heatmap layer, created lazily empty if there is none yet."""
+    layer = layer_for(viewer, scan.path, "risk")
+    if layer is None:
+        import dask.array as da
+
+        layer = viewer.add_image(
+            da.zeros(scan.shape, dtype=np.float16, chunks=(1, *scan.shape[1:])),
+            name=f"{scan.path.name.removesuffix('.zarr')} risk",
+            scale=scan.spacing,
+            colormap="inferno",
+            contrast_limits=(0.0, 1.0),
+            blending="additive",
+            opacity=0.7,
+            metadata={"asymseg": {"scan": str(scan.path), "role": "risk"}},
+        )
+    return layer
+
+
 def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
     """Overlay a live prediction of the slab ``z0 : z0 + len(probability)`` during training."""
     layer = prediction_layer(viewer, scan)

@@ -232,8 +232,11 @@ class TrainSection(QWidget):
     def running(self) -> bool:
         return self.worker is not None
 
-    def start(self) -> None:
-        """The one Train click: save annotations, train in a thread, show progress."""
+    def start(self, *, fine_tune: bool | None = None, steps: int | None = None) -> None:
+        """The one Train click: save annotations, train in a thread, show progress.
+
+        ``fine_tune`` and ``steps`` override the widgets (the Review section's fast fine-tune).
+        """
         scan = self.dock.scan
         if scan is None:
             show_error("open a scan first (Open scan…, Import image…, or File > Open Sample)")
@@ -242,7 +245,7 @@ class TrainSection(QWidget):
             return
         self.dock.save_now()
         init = None
-        if self.mode.currentIndex() == 1:
+        if fine_tune or (fine_tune is None and self.mode.currentIndex() == 1):
             init = self.dock.current_model()
             if init is None:
                 show_error("no model to fine-tune yet: train a new model first")
@@ -252,6 +255,9 @@ class TrainSection(QWidget):
         except ScanError as exc:
             show_error(str(exc))
             return
+        if steps is not None:
+            cfg.train.steps = steps
+            cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
         out = self.dock.new_model_dir()
         self.curves.clear()
         self.first_overlay_s = None
@@ -333,6 +339,7 @@ class TrainSection(QWidget):
         elif isinstance(event, PredictionDone) and scan is not None:
             show_results(self.dock.viewer, scan)
             self.status.setText(f"prediction saved to {scan.path.name}")
+            self.dock.review_section.find_flags()
 
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, ScanError | TrainingError):

@@ -1,0 +1,639 @@
+"""How well does the false-negative heatmap find the voxels a model misses? (METHODS.md §5)
+
+    .venv/bin/python benchmarks/risk_quality.py            # full run (see docs/benchmarks-risk.md)
+    .venv/bin/python benchmarks/risk_quality.py --quick    # tiny plumbing run
+
+On fully labelled held-out voxels, scores every variant of :func:`napari_asymseg.risk.risk_map`
+and two baselines by their average precision (AUPRC) for the true false negatives (ground-truth
+foreground that the model predicts background), over the unannotated voxels of the evaluated
+volume, side by side on the same predictions:
+
+* baselines ``1 - max softmax`` and the softmax entropy, over all voxels as those maps are
+  shown, and the same maps zeroed on predicted foreground (``|bg``: where the gain comes from);
+* the risk map with and without test-time flips (``kappa`` 0, 1, 2 times the flip spread of the
+  margin), smoothed by ``sigma_mm`` 0, 1, 1.5, 3 mm, with the Platt calibration fitted during
+  training, without calibration, or with the logit-shift fallback.
+
+It also reports the calibration of the expected missed volume (sum of the risk over the
+unannotated voxels / the true number of missed voxels there; 1 is perfect), and for the flags
+(regions of risk >= threshold) how many there are, the share that contain a real miss and the
+share of the missed voxels they cover.
+
+Data: synthetic scans (a model per seed trained on 4 lesion slices + 1 empty slice of one scan,
+evaluated on its unannotated voxels and on 2 other scans) and Colin27 (hippocampus; trained on
+the annotated left hemisphere, evaluated on the unannotated right one). Trained models and
+predictions are cached under ``--work``, so a second run only re-scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _risk_common import (  # noqa: E402
+    PALETTE,
+    Figure,
+    cached_fit,
+    fmt,
+    machine,
+    mean_std,
+    table,
+    write_json,
+)
+
+from napari_asymseg.config import Config  # noqa: E402
+from napari_asymseg.risk import (  # noqa: E402
+    KAPPA,
+    SIGMA_MM,
+    THRESHOLD,
+    Calibration,
+    average_precision,
+    calibration_from_history,
+    risk_map,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGMAS = (0.0, 1.0, 1.5, 3.0)
+KAPPAS = (0.0, 1.0, 2.0)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.5, 0.7)
+CALIBRATIONS = ("platt", "none", "logit_shift")
+DATASETS = ("synthetic-other", "synthetic-same", "colin27")
+DATASET_TITLES = {
+    "synthetic-other": "synthetic, other scans",
+    "synthetic-same": "synthetic, same scan",
+    "colin27": "Colin27, right hemisphere",
+}
+
+
+# ----------------------------------------------------------------------------- scoring
+def method_name(mode: str, cal: str, sigma: float, kappa: float | None) -> str:
+    flips = "flips" if mode == "tta" else "no flips"
+    k = f", kappa={kappa:g}" if kappa is not None else ""
+    return f"risk [{flips}{k}, sigma={sigma:g}, {cal}]"
+
+
+def calibrations(ckpt: dict[str, Any]) -> dict[str, Calibration]:
+    history, best = ckpt.get("history", []), ckpt.get("best_step", -1)
+    rows = [h for h in history if h.get("step") == best] or history[-1:]
+    shift = rows[-1].get("logit_shift") if rows else None
+    fallback = Calibration()
+    if shift is not None and math.isfinite(shift) and shift < 0:
+        fallback = Calibration(1.0, -float(shift), "logit_shift")
+    return {
+        "platt": calibration_from_history(history, best),
+        "none": Calibration(),
+        "logit_shift": fallback,
+    }
+
+
+def flag_stats(
+    risk: np.ndarray, fn: np.ndarray, evaluated: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """Flags as :func:`napari_asymseg.risk.find_flags` builds them (26-connected regions of
+    risk >= threshold with expected missed volume >= 1), on the evaluated voxels only."""
+    from scipy import ndimage
+
+    r = np.where(evaluated, risk, 0.0).astype(np.float32)
+    labels, n = ndimage.label(r >= threshold, structure=np.ones((3, 3, 3), bool))
+    total_fn = int((fn & evaluated).sum())
+    if n == 0:
+        return {"flags": 0, "precision": float("nan"), "fn_recall": 0.0, "top1_hit": 0.0}
+    index = np.arange(1, n + 1)
+    sums = np.asarray(ndimage.sum_labels(r, labels, index))
+    hits = np.bincount(labels[fn & evaluated], minlength=n + 1)[1:]
+    keep = sums >= 1.0
+    if not keep.any():
+        return {"flags": 0, "precision": float("nan"), "fn_recall": 0.0, "top1_hit": 0.0}
+    order = np.argsort(-sums[keep], kind="stable")
+    kept_hits = hits[keep]
+    return {
+        "flags": int(keep.sum()),
+        "precision": float((kept_hits > 0).mean()),
+        "fn_recall": float(kept_hits.sum() / total_fn) if total_fn else float("nan"),
+        "top1_hit": float(kept_hits[order[0]] > 0),
+    }
+
+
+def score_volume(
+    logits: dict[str, Any],
+    spread: Any,
+    gt: np.ndarray,
+    annotations: np.ndarray,
+    spacing: tuple[float, float, float],
+    cals: dict[str, Calibration],
+    evaluated: np.ndarray,
+) -> dict[str, Any]:
+    """Every method's AUPRC and expected-missed ratio on one volume, for both prediction modes
+    (``plain``: one pass; ``tta``: mean over 4 flips, with the flip spread)."""
+    import torch
+
+    from napari_asymseg.metrics import class_scores
+    from napari_asymseg.risk import foreground_margin
+
+    out: dict[str, Any] = {}
+    for mode, z in logits.items():
+        probs = torch.softmax(z.float(), 0)
+        pred = probs.argmax(0).numpy().astype(np.uint8)
+        margin = foreground_margin(z, 0)
+        p = probs.numpy()
+        fn = (gt > 0) & (pred == 0)
+        positives = fn[evaluated]
+        n_fn = int(positives.sum())
+        s = class_scores(pred, np.where(evaluated, gt.astype(np.int64), -1), 2 if gt.max() <= 1 else int(gt.max()) + 1)
+        seg = {
+            "dsc": float(np.nanmean([c.dsc for c in s.values()])),
+            "sensitivity": float(np.nanmean([c.sensitivity for c in s.values()])),
+            "precision": float(np.nanmean([c.precision for c in s.values()])),
+        }
+        methods: dict[str, dict[str, float]] = {}
+        bg = pred == 0
+        one_minus = 1.0 - p.max(0)
+        entropy = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(0)
+        for name, score in (("1 - max prob", one_minus), ("entropy", entropy)):
+            methods[name] = {"auprc": average_precision(score[evaluated], positives)}
+            methods[f"{name} |bg"] = {
+                "auprc": average_precision(np.where(bg, score, 0.0)[evaluated], positives)
+            }
+        flags: dict[str, Any] = {}
+        for cal_name in CALIBRATIONS:
+            for kappa in KAPPAS if mode == "tta" else (None,):
+                for sigma in SIGMAS:
+                    risk = risk_map(
+                        margin,
+                        pred,
+                        cals[cal_name],
+                        spread=spread if mode == "tta" else None,
+                        annotations=annotations,
+                        spacing=spacing,
+                        kappa=kappa or 0.0,
+                        sigma_mm=sigma,
+                    )
+                    r = risk[evaluated]
+                    name = method_name(mode, cal_name, sigma, kappa)
+                    methods[name] = {
+                        "auprc": average_precision(r, positives),
+                        "missed_ratio": float(r.sum(dtype=np.float64) / n_fn) if n_fn else math.nan,
+                    }
+                    if cal_name == "platt" and (kappa is None or kappa == KAPPA):
+                        flags[f"sigma={sigma:g}"] = {
+                            f"{t:g}": flag_stats(risk, fn, evaluated, t) for t in THRESHOLDS
+                        }
+        out[mode] = {
+            "evaluated_voxels": int(evaluated.sum()),
+            "false_negatives": n_fn,
+            "positive_rate": n_fn / max(1, int(evaluated.sum())),
+            "segmentation": seg,
+            "methods": methods,
+            "flags": flags,
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- data
+def synthetic_config(args: argparse.Namespace, seed: int) -> Config:
+    cfg = Config()
+    cfg.train.steps = args.steps
+    cfg.train.seed = seed
+    if args.quick:
+        cfg.model.filters = (8, 16, 32)
+        cfg.train.val_every = max(1, args.steps // 2)
+    return cfg
+
+
+def predict_cached(model_dir: Path, image: np.ndarray, cache: Path, stats=None) -> tuple:
+    """Plain logits, flip-mean logits and flip spread of a volume (cached as .npz)."""
+    import torch
+
+    from _risk_common import logits_of
+
+    if cache.is_file():
+        data = np.load(cache)
+        return (
+            {"plain": torch.from_numpy(data["plain"]), "tta": torch.from_numpy(data["tta"])},
+            torch.from_numpy(data["spread"]),
+        )
+    plain, _ = logits_of(model_dir, image, tta=False, stats=stats)
+    tta, spread = logits_of(model_dir, image, tta=True, stats=stats)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, plain=plain.numpy(), tta=tta.numpy(), spread=spread.numpy())
+    return {"plain": plain, "tta": tta}, spread
+
+
+def run_synthetic(args: argparse.Namespace, work: Path, log) -> list[dict[str, Any]]:
+    from napari_asymseg.engine import load_checkpoint
+    from napari_asymseg.store import Scan
+    from napari_asymseg.synthetic import sparse_annotations, synthetic_scan
+
+    shape = tuple(args.shape)
+    rows = []
+    for seed in args.seeds:
+        syn = synthetic_scan(seed, shape=shape)
+        ann = sparse_annotations(syn.ground_truth, args.slices, seed=seed, n_empty=1)
+        path = work / f"synthetic-{seed}.zarr"
+        scan = (
+            Scan.open(path)
+            if path.exists()
+            else Scan.create(
+                path,
+                syn.image,
+                spacing=syn.spacing,
+                annotations=ann,
+                ground_truth=syn.ground_truth,
+            )
+        )
+        model = work / f"model-synthetic-{seed}"
+        log(f"synthetic seed {seed}: {int(syn.ground_truth.sum())} lesion voxels")
+        train = cached_fit(scan, synthetic_config(args, seed), model, log=log)
+        ckpt = load_checkpoint(model)
+        cals = calibrations(ckpt)
+        volumes = [("synthetic-same", seed, syn, ann)]
+        for k in range(args.others):
+            other_seed = 1000 + 10 * seed + k
+            other = synthetic_scan(other_seed, shape=shape)
+            volumes.append(("synthetic-other", other_seed, other, np.zeros(shape, np.uint8)))
+        for dataset, vseed, vol, vann in volumes:
+            t0 = time.perf_counter()
+            logits, spread = predict_cached(
+                model, vol.image, work / "logits" / f"{seed}-{dataset}-{vseed}.npz"
+            )
+            scores = score_volume(
+                logits, spread, vol.ground_truth, vann, vol.spacing, cals, vann == 0
+            )
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "train_seed": seed,
+                    "volume_seed": vseed,
+                    "lesion_voxels": int(vol.ground_truth.sum()),
+                    "train": train,
+                    "calibration": {k: v.as_dict() for k, v in cals.items()},
+                    **scores,
+                }
+            )
+            log(
+                f"  {dataset} {vseed}: DSC {scores['plain']['segmentation']['dsc']:.3f}, "
+                f"{scores['plain']['false_negatives']} missed voxels "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
+    return rows
+
+
+def run_colin27(args: argparse.Namespace, work: Path, log) -> list[dict[str, Any]]:
+    from napari_asymseg.data import intensity_stats
+    from napari_asymseg.engine import load_checkpoint
+    from napari_asymseg.sample_data import build_colin27
+    from napari_asymseg.store import Scan
+
+    path = work / "colin27.zarr"
+    scan = Scan.open(path) if path.exists() else build_colin27(path)
+    cfg = Config()
+    cfg.train.steps = args.colin_steps
+    cfg.train.seed = args.colin_seed
+    model = work / f"model-colin27-{args.colin_seed}"
+    log(f"Colin27 {scan.shape}: training {args.colin_steps} steps")
+    train = cached_fit(scan, cfg, model, log=log)
+    ckpt = load_checkpoint(model)
+    cals = calibrations(ckpt)
+    ann = scan.read_annotations()
+    gt = np.asarray(scan.ground_truth[...])
+    image = np.asarray(scan.image[...], np.float32)
+    # predict only the unannotated hemisphere and a margin (the window's context and room
+    # for the smoothing), with the whole scan's intensity statistics as predict() uses
+    unannotated = ann == 0
+    pad = 32
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(unannotated.any(axis=other))
+        box.append(slice(max(0, int(idx[0]) - pad), min(ann.shape[axis], int(idx[-1]) + pad + 1)))
+    crop = tuple(box)
+    t0 = time.perf_counter()
+    logits, spread = predict_cached(
+        model,
+        image[crop],
+        work / "logits" / f"colin27-{args.colin_seed}.npz",
+        stats=intensity_stats(scan.image),
+    )
+    scores = score_volume(
+        logits, spread, gt[crop], ann[crop], scan.spacing, cals, unannotated[crop]
+    )
+    log(
+        f"  colin27: DSC {scores['plain']['segmentation']['dsc']:.3f}, "
+        f"{scores['plain']['false_negatives']} missed voxels ({time.perf_counter() - t0:.0f} s)"
+    )
+    return [
+        {
+            "dataset": "colin27",
+            "train_seed": args.colin_seed,
+            "volume_seed": None,
+            "lesion_voxels": int(gt[unannotated].sum()),
+            "crop": [[s.start, s.stop] for s in crop],
+            "train": train,
+            "calibration": {k: v.as_dict() for k, v in cals.items()},
+            **scores,
+        }
+    ]
+
+
+# ----------------------------------------------------------------------------- summary
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over volumes, per dataset, mode and method."""
+    summary: dict[str, Any] = {}
+    for dataset in DATASETS:
+        sel = [r for r in rows if r["dataset"] == dataset]
+        if not sel:
+            continue
+        summary[dataset] = {"volumes": len(sel)}
+        for mode in ("plain", "tta"):
+            part: dict[str, Any] = {}
+            for key in ("dsc", "sensitivity", "precision"):
+                m, s, _ = mean_std(r[mode]["segmentation"][key] for r in sel)
+                part[key] = {"mean": m, "std": s}
+            m, s, _ = mean_std(r[mode]["positive_rate"] for r in sel)
+            part["positive_rate"] = {"mean": m, "std": s}
+            methods: dict[str, Any] = {}
+            for name in sel[0][mode]["methods"]:
+                entry = {}
+                for metric in ("auprc", "missed_ratio"):
+                    vals = [r[mode]["methods"][name].get(metric) for r in sel]
+                    if all(v is None for v in vals):
+                        continue
+                    m, s, n = mean_std(v for v in vals if v is not None)
+                    entry[metric] = {"mean": m, "std": s, "n": n}
+                methods[name] = entry
+            part["methods"] = methods
+            flags: dict[str, Any] = {}
+            for sig, per_t in sel[0][mode]["flags"].items():
+                flags[sig] = {}
+                for t in per_t:
+                    flags[sig][t] = {
+                        key: dict(
+                            zip(
+                                ("mean", "std", "n"),
+                                mean_std(r[mode]["flags"][sig][t][key] for r in sel),
+                                strict=True,
+                            )
+                        )
+                        for key in ("flags", "precision", "fn_recall", "top1_hit")
+                    }
+            part["flags"] = flags
+            summary[dataset][mode] = part
+    return summary
+
+
+def choose(summary: dict[str, Any]) -> dict[str, Any]:
+    """The defaults the numbers support: the best mean AUPRC over the datasets (each dataset
+    weighs the same), per prediction mode."""
+    datasets = [d for d in DATASETS if d in summary]
+
+    def avg(mode: str, name: str) -> float:
+        vals = [summary[d][mode]["methods"][name]["auprc"]["mean"] for d in datasets]
+        return float(np.mean(vals))
+
+    chosen: dict[str, Any] = {"datasets": datasets}
+    for mode in ("plain", "tta"):
+        names = [n for n in summary[datasets[0]][mode]["methods"] if n.startswith("risk")]
+        ranked = sorted(names, key=lambda n: -avg(mode, n))
+        chosen[mode] = {
+            "best": ranked[0],
+            "best_auprc": avg(mode, ranked[0]),
+            "ranking": [(n, avg(mode, n)) for n in ranked[:8]],
+        }
+        for base in ("1 - max prob", "entropy", "1 - max prob |bg", "entropy |bg"):
+            chosen[mode][base] = avg(mode, base)
+    return chosen
+
+
+def print_tables(summary: dict[str, Any]) -> str:
+    datasets = [d for d in DATASETS if d in summary]
+    out = []
+    for mode, title in (("plain", "one pass (no flips)"), ("tta", "4 test-time flips")):
+        header = ["method", *(f"{DATASET_TITLES[d]} (n={summary[d]['volumes']})" for d in datasets)]
+        rows = []
+        for key, label in (("dsc", "DSC"), ("sensitivity", "sensitivity"), ("positive_rate", "FN rate")):
+            digits = 5 if key == "positive_rate" else 3
+            rows.append(
+                [f"*{label} of the prediction*"]
+                + [fmt(summary[d][mode][key]["mean"], summary[d][mode][key]["std"], digits) for d in datasets]
+            )
+        names = list(summary[datasets[0]][mode]["methods"])
+        for name in names:
+            cells = []
+            for d in datasets:
+                e = summary[d][mode]["methods"][name]
+                cell = fmt(e["auprc"]["mean"], e["auprc"]["std"])
+                if "missed_ratio" in e:
+                    cell += f" ({e['missed_ratio']['mean']:.2f})"
+                cells.append(cell)
+            rows.append([name, *cells])
+        out.append(f"\nAUPRC for the false negatives, {title}; (expected/true missed volume)\n")
+        out.append(table(header, rows))
+    # flags at the default smoothing
+    sig = f"sigma={SIGMA_MM:g}"
+    header = ["dataset", "mode", *(f"t={t:g}" for t in THRESHOLDS)]
+    rows = []
+    for d in datasets:
+        for mode in ("plain", "tta"):
+            f = summary[d][mode]["flags"][sig]
+            rows.append(
+                [DATASET_TITLES[d], mode]
+                + [
+                    f"{f[f'{t:g}']['flags']['mean']:.1f} / "
+                    f"{f[f'{t:g}']['precision']['mean']:.2f} / "
+                    f"{f[f'{t:g}']['fn_recall']['mean']:.2f}"
+                    for t in THRESHOLDS
+                ]
+            )
+    out.append(
+        f"\nFlags at {sig} (Platt, kappa={KAPPA:g} with flips): "
+        "count / share containing a real miss / share of missed voxels covered\n"
+    )
+    out.append(table(header, rows))
+    text = "\n".join(out)
+    print(text)
+    return text
+
+
+# ----------------------------------------------------------------------------- figure
+def draw(summary: dict[str, Any], path: Path) -> None:
+    datasets = [d for d in DATASETS if d in summary]
+    fig = Figure(1500, 470, "False-negative risk map: AUPRC for the missed voxels (mean ± std)")
+
+    def auprc(d: str, mode: str, name: str) -> tuple[float, float]:
+        e = summary[d][mode]["methods"][name]["auprc"]
+        return e["mean"], e["std"]
+
+    # 1. the risk map (defaults) against the baselines
+    series = [
+        ("1 - max prob", "plain", "1 - max prob", PALETTE[6]),
+        ("entropy", "plain", "entropy", PALETTE[5]),
+        ("entropy |bg", "plain", "entropy |bg", PALETTE[3]),
+        (
+            f"risk, no flips, sigma={SIGMA_MM:g}",
+            "plain",
+            method_name("plain", "platt", SIGMA_MM, None),
+            PALETTE[0],
+        ),
+        (
+            f"risk, flips kappa={KAPPA:g}, sigma={SIGMA_MM:g}",
+            "tta",
+            method_name("tta", "platt", SIGMA_MM, KAPPA),
+            PALETTE[2],
+        ),
+    ]
+    top = max(auprc(d, m, n)[0] + auprc(d, m, n)[1] for d in datasets for _, m, n, _ in series)
+    ylim = (0.0, min(1.0, max(0.1, top * 1.15)))
+    p = fig.panel(
+        (0, 30, 560, 470),
+        ylim=ylim,
+        title="risk map vs baselines",
+        ylabel="AUPRC",
+        xticks=[],
+    )
+    p.bars(
+        [DATASET_TITLES[d].replace(", ", "\n", 1).split("\n")[0] + ("" if d == "colin27" else (" other" if "other" in d else " same")) for d in datasets],
+        [
+            (label, [auprc(d, m, n)[0] for d in datasets], [auprc(d, m, n)[1] for d in datasets], c)
+            for label, m, n, c in series
+        ],
+    )
+    p.legend([(label, c) for label, _, _, c in series], "ul")
+
+    # 2. smoothing and flips: mean AUPRC over datasets against sigma
+    def avg(mode: str, name: str) -> float:
+        return float(np.mean([auprc(d, mode, name)[0] for d in datasets]))
+
+    lines = [("no flips", "plain", None, PALETTE[0])] + [
+        (f"flips, kappa={k:g}", "tta", k, PALETTE[i + 1]) for i, k in enumerate(KAPPAS)
+    ]
+    ys = {
+        label: [avg(m, method_name(m, "platt", s, k)) for s in SIGMAS] for label, m, k, _ in lines
+    }
+    lo = min(min(v) for v in ys.values())
+    hi = max(max(v) for v in ys.values())
+    pad = max(0.01, (hi - lo) * 0.15)
+    p = fig.panel(
+        (570, 30, 1030, 470),
+        xlim=(-0.2, 3.2),
+        ylim=(max(0.0, lo - pad), hi + pad),
+        title="smoothing and flips (Platt; mean over datasets)",
+        xlabel="sigma_mm",
+        ylabel="mean AUPRC",
+        xticks=list(SIGMAS),
+    )
+    for label, _, _, c in lines:
+        p.line(list(SIGMAS), ys[label], c)
+    p.legend([(label, c) for label, _, _, c in lines], "lr")
+
+    # 3. calibration of the expected missed volume
+    cal_colors = {"platt": PALETTE[0], "none": PALETTE[1], "logit_shift": PALETTE[3]}
+    vals = {
+        cal: [
+            summary[d]["plain"]["methods"][method_name("plain", cal, SIGMA_MM, None)][
+                "missed_ratio"
+            ]
+            for d in datasets
+        ]
+        for cal in CALIBRATIONS
+    }
+    hi = max(e["mean"] + e["std"] for v in vals.values() for e in v)
+    p = fig.panel(
+        (1040, 30, 1500, 470),
+        ylim=(0.0, max(1.2, hi * 1.1)),
+        title=f"expected / true missed volume (sigma={SIGMA_MM:g})",
+        ylabel="ratio (1 = calibrated)",
+        xticks=[],
+    )
+    p.bars(
+        [d.replace("synthetic-", "syn. ") for d in datasets],
+        [
+            (cal, [e["mean"] for e in v], [e["std"] for e in v], cal_colors[cal])
+            for cal, v in vals.items()
+        ],
+    )
+    p.hline(1.0)
+    p.legend([(cal, c) for cal, c in cal_colors.items()], "ul")
+    fig.save(path)
+
+
+# ----------------------------------------------------------------------------- main
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default="/tmp/asymseg-risk-quality", help="cache folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training scans")
+    p.add_argument("--others", type=int, default=2, help="other scans evaluated per seed")
+    p.add_argument("--steps", type=int, default=100, help="training steps (synthetic)")
+    p.add_argument("--slices", type=int, default=4, help="annotated lesion slices")
+    p.add_argument("--shape", type=int, nargs=3, default=[40, 112, 112])
+    p.add_argument("--colin-steps", type=int, default=150)
+    p.add_argument("--colin-seed", type=int, default=0)
+    p.add_argument("--no-colin", action="store_true", help="skip Colin27")
+    p.add_argument("--quick", action="store_true", help="tiny configuration (plumbing only)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/risk_quality.json"))
+    p.add_argument("--figure", default=str(ROOT / "docs/images/risk-quality.png"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.others, args.steps = args.seeds[:1], 1, 4
+        args.shape, args.slices, args.no_colin = [16, 48, 48], 2, True
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+
+    rows = run_synthetic(args, work, log)
+    if not args.no_colin:
+        rows += run_colin27(args, work, log)
+    summary = summarise(rows)
+    chosen = choose(summary)
+    tables = print_tables(summary)
+    result = {
+        "benchmark": "risk_quality",
+        "machine": machine(),
+        "runtime_s": time.perf_counter() - t0,
+        "config": {
+            "quick": args.quick,
+            "seeds": args.seeds,
+            "other_scans_per_seed": args.others,
+            "synthetic_shape": args.shape,
+            "synthetic_steps": args.steps,
+            "annotated_lesion_slices": args.slices,
+            "annotated_empty_slices": 1,
+            "colin27": None
+            if args.no_colin
+            else {"steps": args.colin_steps, "seed": args.colin_seed},
+            "model": "default Config() (unet, filters 16-32-64-128, asym_focal)"
+            if not args.quick
+            else "filters 8-16-32",
+            "sigmas_mm": list(SIGMAS),
+            "kappas": list(KAPPAS),
+            "thresholds": list(THRESHOLDS),
+            "current_defaults": {"KAPPA": KAPPA, "SIGMA_MM": SIGMA_MM, "THRESHOLD": THRESHOLD},
+        },
+        "summary": summary,
+        "chosen": chosen,
+        "volumes": rows,
+        "tables": tables,
+    }
+    write_json(args.out, result)
+    draw(summary, Path(args.figure))
+    log(f"wrote {args.out} and {args.figure}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
