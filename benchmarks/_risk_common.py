@@ -300,9 +300,7 @@ class Panel:
         """A polyline with markers, and a translucent band between ``lo`` and ``hi``."""
         from PIL import Image, ImageColor, ImageDraw
 
-        pts = [
-            (self.px(x), self.py(y)) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)
-        ]
+        pts = [(self.px(x), self.py(y)) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
         if lo is not None and hi is not None:
             band = [(self.px(x), self.py(y)) for x, y in zip(xs, hi, strict=True)]
             band += [(self.px(x), self.py(y)) for x, y in zip(xs[::-1], lo[::-1], strict=True)]
@@ -334,7 +332,9 @@ class Panel:
         bw = gw * 0.8 / k
         for g, name in enumerate(groups):
             gx = self.x0 + g * gw + gw * 0.1
-            self.fig.text((self.x0 + (g + 0.5) * gw, self.y1 + 6), name, self.fig.small, anchor="ma")
+            self.fig.text(
+                (self.x0 + (g + 0.5) * gw, self.y1 + 6), name, self.fig.small, anchor="ma"
+            )
             for s, (_, values, errors, color) in enumerate(series):
                 v, e = values[g], errors[g]
                 if not math.isfinite(v):

@@ -52,7 +52,6 @@ from _risk_common import (  # noqa: E402
     table,
     write_json,
 )
-
 from napari_asymseg.config import Config  # noqa: E402
 from napari_asymseg.risk import KAPPA, SIGMA_MM, THRESHOLD  # noqa: E402
 
@@ -217,9 +216,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path, log) -> dict[str, 
     for strategy in args.strategies:
         sdir = root / strategy
         state_file = sdir / "state.json"
-        state = (
-            json.loads(state_file.read_text()) if state_file.is_file() else {"rounds": []}
-        )
+        state = json.loads(state_file.read_text()) if state_file.is_file() else {"rounds": []}
         scan_path = sdir / "scan.zarr"
         if not state["rounds"] or not scan_path.exists():
             state = {"rounds": []}
@@ -264,10 +261,11 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path, log) -> dict[str, 
                 }
             )
             write_json(state_file, state)
+            held = metrics["held_out"]
             log(
                 f"  {strategy:8s} round {r}: {how}, +{hit} lesion voxels revealed, held-out "
-                f"DSC {metrics['held_out']['dsc']:.3f} sens {metrics['held_out']['sensitivity']:.3f}"
-                f" ({time.perf_counter() - t0:.0f} s)"
+                f"DSC {held['dsc']:.3f} sens {held['sensitivity']:.3f} "
+                f"({time.perf_counter() - t0:.0f} s)"
             )
         result["strategies"][strategy] = state["rounds"]
     result["initial"] = start
@@ -368,9 +366,7 @@ def print_tables(summary: dict[str, Any], strategies: list[str]) -> str:
         rows = []
         for st in strategies:
             c = summary[where][st]
-            rows.append(
-                [st, "added voxels", *(f"{v:.0f}" for v in c["dsc"]["added_voxels"])]
-            )
+            rows.append([st, "added voxels", *(f"{v:.0f}" for v in c["dsc"]["added_voxels"])])
             for key in ("dsc", "sensitivity", "precision"):
                 rows.append(
                     [
@@ -406,8 +402,13 @@ def print_tables(summary: dict[str, Any], strategies: list[str]) -> str:
                         st,
                         f"{g['random_final_dsc']:.3f}",
                         "not reached" if frac is None else f"{100 * frac:.0f}%",
-                        "n/a" if g["fraction_of_total"] is None else f"{100 * g['fraction_of_total']:.0f}%",
-                        " ".join("-" if v is None else f"{100 * v:.0f}%" for v in g["per_seed_fraction_of_added"]),
+                        "n/a"
+                        if g["fraction_of_total"] is None
+                        else f"{100 * g['fraction_of_total']:.0f}%",
+                        " ".join(
+                            "-" if v is None else f"{100 * v:.0f}%"
+                            for v in g["per_seed_fraction_of_added"]
+                        ),
                         "yes" if g["met"] else "no",
                     ]
                 )
@@ -432,9 +433,7 @@ def print_tables(summary: dict[str, Any], strategies: list[str]) -> str:
 
 
 def draw(summary: dict[str, Any], strategies: list[str], path: Path, n_seeds: int) -> None:
-    fig = Figure(
-        1400, 820, f"Active learning on synthetic scans: mean ± std over {n_seeds} seeds"
-    )
+    fig = Figure(1400, 820, f"Active learning on synthetic scans: mean ± std over {n_seeds} seeds")
     panels = [
         ("held_out", "dsc", "DSC, held-out half"),
         ("held_out", "sensitivity", "sensitivity, held-out half"),

@@ -48,7 +48,6 @@ from _risk_common import (  # noqa: E402
     table,
     write_json,
 )
-
 from napari_asymseg.config import Config  # noqa: E402
 from napari_asymseg.risk import (  # noqa: E402
     KAPPA,
@@ -66,6 +65,7 @@ KAPPAS = (0.0, 1.0, 2.0)
 THRESHOLDS = (0.1, 0.2, 0.3, 0.5, 0.7)
 CALIBRATIONS = ("platt", "none", "logit_shift")
 DATASETS = ("synthetic-other", "synthetic-same", "colin27")
+SHORT = {"synthetic-other": "syn. other", "synthetic-same": "syn. same", "colin27": "Colin27"}
 DATASET_TITLES = {
     "synthetic-other": "synthetic, other scans",
     "synthetic-same": "synthetic, same scan",
@@ -74,10 +74,13 @@ DATASET_TITLES = {
 
 
 # ----------------------------------------------------------------------------- scoring
-def method_name(mode: str, cal: str, sigma: float, kappa: float | None) -> str:
+def method_name(
+    mode: str, cal: str, sigma: float, kappa: float | None, annotations: bool = True
+) -> str:
     flips = "flips" if mode == "tta" else "no flips"
     k = f", kappa={kappa:g}" if kappa is not None else ""
-    return f"risk [{flips}{k}, sigma={sigma:g}, {cal}]"
+    ann = "" if annotations else ", model only"
+    return f"risk [{flips}{k}, sigma={sigma:g}, {cal}{ann}]"
 
 
 def calibrations(ckpt: dict[str, Any]) -> dict[str, Calibration]:
@@ -147,7 +150,11 @@ def score_volume(
         fn = (gt > 0) & (pred == 0)
         positives = fn[evaluated]
         n_fn = int(positives.sum())
-        s = class_scores(pred, np.where(evaluated, gt.astype(np.int64), -1), 2 if gt.max() <= 1 else int(gt.max()) + 1)
+        s = class_scores(
+            pred,
+            np.where(evaluated, gt.astype(np.int64), -1),
+            2 if gt.max() <= 1 else int(gt.max()) + 1,
+        )
         seg = {
             "dsc": float(np.nanmean([c.dsc for c in s.values()])),
             "sensitivity": float(np.nanmean([c.sensitivity for c in s.values()])),
@@ -182,10 +189,27 @@ def score_volume(
                         "auprc": average_precision(r, positives),
                         "missed_ratio": float(r.sum(dtype=np.float64) / n_fn) if n_fn else math.nan,
                     }
-                    if cal_name == "platt" and (kappa is None or kappa == KAPPA):
-                        flags[f"sigma={sigma:g}"] = {
-                            f"{t:g}": flag_stats(risk, fn, evaluated, t) for t in THRESHOLDS
-                        }
+                    if cal_name != "platt" or kappa not in (None, KAPPA):
+                        continue
+                    flags[f"sigma={sigma:g}"] = {
+                        f"{t:g}": flag_stats(risk, fn, evaluated, t) for t in THRESHOLDS
+                    }
+                    # the same without the annotations: the model's evidence alone
+                    alone = risk_map(
+                        margin,
+                        pred,
+                        cals[cal_name],
+                        spread=spread if mode == "tta" else None,
+                        spacing=spacing,
+                        kappa=kappa or 0.0,
+                        sigma_mm=sigma,
+                    )[evaluated]
+                    methods[method_name(mode, cal_name, sigma, kappa, False)] = {
+                        "auprc": average_precision(alone, positives),
+                        "missed_ratio": float(alone.sum(dtype=np.float64) / n_fn)
+                        if n_fn
+                        else math.nan,
+                    }
         out[mode] = {
             "evaluated_voxels": int(evaluated.sum()),
             "false_negatives": n_fn,
@@ -418,11 +442,18 @@ def print_tables(summary: dict[str, Any]) -> str:
     for mode, title in (("plain", "one pass (no flips)"), ("tta", "4 test-time flips")):
         header = ["method", *(f"{DATASET_TITLES[d]} (n={summary[d]['volumes']})" for d in datasets)]
         rows = []
-        for key, label in (("dsc", "DSC"), ("sensitivity", "sensitivity"), ("positive_rate", "FN rate")):
+        for key, label in (
+            ("dsc", "DSC"),
+            ("sensitivity", "sensitivity"),
+            ("positive_rate", "FN rate"),
+        ):
             digits = 5 if key == "positive_rate" else 3
             rows.append(
                 [f"*{label} of the prediction*"]
-                + [fmt(summary[d][mode][key]["mean"], summary[d][mode][key]["std"], digits) for d in datasets]
+                + [
+                    fmt(summary[d][mode][key]["mean"], summary[d][mode][key]["std"], digits)
+                    for d in datasets
+                ]
             )
         names = list(summary[datasets[0]][mode]["methods"])
         for name in names:
@@ -499,7 +530,7 @@ def draw(summary: dict[str, Any], path: Path) -> None:
         xticks=[],
     )
     p.bars(
-        [DATASET_TITLES[d].replace(", ", "\n", 1).split("\n")[0] + ("" if d == "colin27" else (" other" if "other" in d else " same")) for d in datasets],
+        [SHORT[d] for d in datasets],
         [
             (label, [auprc(d, m, n)[0] for d in datasets], [auprc(d, m, n)[1] for d in datasets], c)
             for label, m, n, c in series
@@ -545,15 +576,17 @@ def draw(summary: dict[str, Any], path: Path) -> None:
         for cal in CALIBRATIONS
     }
     hi = max(e["mean"] + e["std"] for v in vals.values() for e in v)
+    lo = min(max(1e-3, e["mean"] - e["std"]) for v in vals.values() for e in v)
     p = fig.panel(
         (1040, 30, 1500, 470),
-        ylim=(0.0, max(1.2, hi * 1.1)),
+        ylim=(min(0.1, lo / 1.5), max(10.0, hi * 1.5)),
+        ylog=True,
         title=f"expected / true missed volume (sigma={SIGMA_MM:g})",
         ylabel="ratio (1 = calibrated)",
         xticks=[],
     )
     p.bars(
-        [d.replace("synthetic-", "syn. ") for d in datasets],
+        [SHORT[d] for d in datasets],
         [
             (cal, [e["mean"] for e in v], [e["std"] for e in v], cal_colors[cal])
             for cal, v in vals.items()
@@ -570,10 +603,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", default="/tmp/asymseg-risk-quality", help="cache folder")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training scans")
     p.add_argument("--others", type=int, default=2, help="other scans evaluated per seed")
-    p.add_argument("--steps", type=int, default=100, help="training steps (synthetic)")
+    p.add_argument("--steps", type=int, default=120, help="training steps (synthetic)")
     p.add_argument("--slices", type=int, default=4, help="annotated lesion slices")
     p.add_argument("--shape", type=int, nargs=3, default=[40, 112, 112])
-    p.add_argument("--colin-steps", type=int, default=150)
+    p.add_argument("--colin-steps", type=int, default=200)
     p.add_argument("--colin-seed", type=int, default=0)
     p.add_argument("--no-colin", action="store_true", help="skip Colin27")
     p.add_argument("--quick", action="store_true", help="tiny configuration (plumbing only)")

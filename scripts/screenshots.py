@@ -4,7 +4,7 @@
 
 Each picture is the napari window as a user sees it, driven through the dock's own buttons:
 the sample scan as it opens, then after a click on Train (default settings) and the automatic
-prediction that follows.
+prediction that follows, then the Review section with the top-ranked flag selected.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
@@ -59,6 +60,18 @@ def main() -> int:
     for _ in range(30):
         QApplication.processEvents()
     shot("viewer-trained.png")
+
+    review = dock.review_section
+    while review.worker is not None or not review.flags:  # the flags follow the prediction
+        QApplication.processEvents()
+        time.sleep(0.05)
+    dock.annotations_layer.visible = True
+    review.list.setCurrentRow(0)  # jumps to the top-ranked flag
+    bar = dock.scroll_area.verticalScrollBar()
+    bar.setValue(bar.maximum())  # the Review section is at the bottom of the dock
+    for _ in range(30):
+        QApplication.processEvents()
+    shot("viewer-review.png")
     viewer.close()
     return 0
 

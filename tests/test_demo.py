@@ -22,3 +22,6 @@ def test_headless_demo_writes_results(tmp_path, capsys):
     assert (out / "model" / "best.pt").is_file()
     assert summary["training"]["curves"][-1]["step"] == 6
     assert "dsc" in summary["whole-scan evaluation"]["lesion"]
+    assert "probably missed" in printed
+    flags = summary["flags"]
+    assert [f["rank"] for f in flags] == list(range(1, len(flags) + 1))

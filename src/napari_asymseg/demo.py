@@ -1,8 +1,9 @@
 """The headless main job: the same workflow as the viewer demo, written to a folder.
 
 Without a display (a server, CI), ``asymseg demo`` opens the sample scan, trains a model on its
-few annotated slices, predicts the whole scan, scores the prediction against the reference,
-exports the masks, and writes a picture.
+few annotated slices, predicts the whole scan (with its false-negative heatmap), ranks the
+regions where lesion is probably missed, scores the prediction against the reference, exports
+the masks, and writes a picture.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     from napari_asymseg.engine import EpochEnd, Finished, fit, predict
     from napari_asymseg.evaluate import evaluate_scan
     from napari_asymseg.export import export_mask
+    from napari_asymseg.risk import flag_scan
 
     out.mkdir(parents=True, exist_ok=True)
     scan = Scan.open(sample_scan())
@@ -97,6 +99,11 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
             }
     for _ in predict(scan, out / "model"):
         pass
+    flags = flag_scan(scan)
+    summary["flags"] = [f.as_dict() for f in flags[:10]]
+    print(f"{len(flags)} region(s) where lesion is probably missed; the top three:")
+    for f in flags[:3]:
+        print(f"  #{f.rank} slice {f.center[0]}: ~{f.expected_missed:.0f} voxels expected missed")
     summary["whole-scan evaluation"] = evaluate_scan(scan)["classes"]
     for what in ("prediction", "annotations", "ground_truth"):
         export_mask(scan, out / f"{what}.nii.gz", what=what, overwrite=True)

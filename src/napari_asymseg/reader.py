@@ -156,7 +156,8 @@ def result_layers(scan: Scan) -> list[LayerData]:
                         "name": f"{name} {role}",
                         "scale": scale,
                         "colormap": cmap,
-                        "contrast_limits": (0.0, 1.0),
+                        # risks of 0.5 and more saturate: the heatmap shows the doubtful
+                        "contrast_limits": (0.0, 0.5 if role == "risk" else 1.0),
                         "blending": "additive",
                         "opacity": 0.6,
                         "visible": role == "risk",

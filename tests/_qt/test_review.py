@@ -62,6 +62,7 @@ def test_click_a_flag_jumps_there_and_done_is_remembered(dock, qtbot):
     assert viewer.layers.selection.active is dock.annotations_layer  # ready to paint
     review.done_button.click()
     assert review.flags[row].done and "done" in review.list.item(row).text()
+    assert f"z {flag.center[0]}," in review.list.item(row).toolTip()
     assert risk.stored_flags(Scan.open(dock.scan.path))[row].done
     # recomputing keeps it done, and done flags go to the end of the list
     review.find_flags()

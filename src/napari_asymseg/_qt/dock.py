@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -187,12 +187,17 @@ class AsymsegDock(QWidget):
             QVBoxLayout(box).addWidget(section)
             layout.addWidget(box)
         layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setWidget(content)
+        # scroll vertically only: the dock is as wide as its widest section
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = self.scroll_area.verticalScrollBar()
+        width = bar.sizeHint().width() if bar is not None else 16
+        self.setMinimumWidth(content.minimumSizeHint().width() + width + 4)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.scroll_area)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         for layer in list(self.viewer.layers):

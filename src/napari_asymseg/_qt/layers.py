@@ -87,7 +87,7 @@ def risk_layer(viewer, scan: Scan):
             name=f"{scan.path.name.removesuffix('.zarr')} risk",
             scale=scan.spacing,
             colormap="inferno",
-            contrast_limits=(0.0, 1.0),
+            contrast_limits=(0.0, 0.5),  # as the reader: risks of 0.5 and more saturate
             blending="additive",
             opacity=0.7,
             metadata={"asymseg": {"scan": str(scan.path), "role": "risk"}},

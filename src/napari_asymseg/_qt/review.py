@@ -43,13 +43,30 @@ def camera_of(viewer):
 
 
 def flag_text(flag: risk_mod.Flag) -> str:
-    z, y, x = flag.center
-    known = f", {flag.known_misses:,} annotated" if flag.known_misses else ""
+    """The list's line for a flag: short enough for a narrow dock (details in the tooltip)."""
     state = "  ✓ done" if flag.done else ""
     return (
-        f"#{flag.rank}  slice {z}  ~{flag.expected_missed:,.0f} voxels "
-        f"({flag.expected_mm3:,.0f} mm³), max risk {flag.max_risk:.2f}{known}{state}"
+        f"#{flag.rank}  slice {flag.center[0]}  ~{flag.expected_missed:,.0f} voxels  "
+        f"risk {flag.max_risk:.2f}{state}"
     )
+
+
+def flag_tooltip(flag: risk_mod.Flag) -> str:
+    z, y, x = flag.center
+    z0, y0, x0, z1, y1, x1 = flag.bbox
+    lines = [
+        f"flag #{flag.rank} ({flag.status}) at z {z}, y {y}, x {x}",
+        f"expected missed foreground: {flag.expected_missed:,.1f} voxels "
+        f"({flag.expected_mm3:,.1f} mm³) over {flag.voxels:,} voxels at risk",
+        f"highest risk on an unannotated voxel: {flag.max_risk:.2f}",
+        f"box: z {z0}-{z1 - 1}, y {y0}-{y1 - 1}, x {x0}-{x1 - 1}",
+    ]
+    if flag.known_misses:
+        lines.append(
+            f"{flag.known_misses:,} of your lesion voxels here are missed by the model "
+            "(fine-tune to fix those)"
+        )
+    return "\n".join(lines)
 
 
 class ReviewSection(QWidget):
@@ -85,7 +102,7 @@ class ReviewSection(QWidget):
         layout.addWidget(self.summary)
         self.list = QListWidget()
         self.list.setToolTip("click a flag to jump there; paint what is missed, then mark it done")
-        self.list.setMinimumHeight(110)
+        self.list.setMinimumHeight(150)
         self.list.currentRowChanged.connect(self._on_row)
         layout.addWidget(self.list)
 
@@ -145,6 +162,7 @@ class ReviewSection(QWidget):
         self.list.clear()
         for flag in self.flags:
             item = QListWidgetItem(flag_text(flag))
+            item.setToolTip(flag_tooltip(flag))
             if flag.done:
                 item.setForeground(QColor(_DONE_COLOR))
             self.list.addItem(item)
@@ -178,10 +196,10 @@ class ReviewSection(QWidget):
                 centers,
                 name=f"{scan.path.name.removesuffix('.zarr')} flags",
                 scale=scan.spacing,
-                size=max(scan.spacing) * 6,
+                size=max(scan.spacing) * 4,
                 face_color="transparent",
                 border_color=colors,
-                border_width=0.15,
+                border_width=0.12,
                 features=features,
                 text={"string": "{rank}", "color": _OPEN_COLOR, "size": 10},
                 metadata={"asymseg": {"scan": str(scan.path), "role": "flags"}},
