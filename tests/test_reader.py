@@ -48,7 +48,7 @@ def test_results_become_layers(scan):
     layers = roles(read_scan(str(scan.path)))
     assert layers["prediction"][2] == "labels"
     assert layers["probability"][1]["blending"] == "additive"
-    assert layers["risk"][1]["contrast_limits"] == (0.0, 1.0)
+    assert layers["risk"][1]["contrast_limits"] == (0.0, 0.5)
     np.testing.assert_array_equal(np.asarray(layers["prediction"][0]), pred)
 
 
