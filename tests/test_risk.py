@@ -165,3 +165,12 @@ def test_average_precision_known_values():
     # one tie group holding everything: precision = prevalence
     assert risk.average_precision([0.5] * 4, [1, 0, 0, 0]) == pytest.approx(0.25)
     assert math.isnan(risk.average_precision([0.1, 0.2], [0, 0]))
+
+
+def test_flags_on_a_read_only_scan_are_a_clear_error(tmp_path):
+    scan = Scan.create(tmp_path / "s.zarr", np.zeros((10, 20, 20), np.float32))
+    scan.write_result("prediction", np.zeros(scan.shape, np.uint8))
+    scan.write_result("risk", _two_blobs())
+    with pytest.raises(ScanError, match="open the scan writable"):
+        risk.flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3)
+    assert risk.flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3, save=False)
