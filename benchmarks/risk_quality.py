@@ -62,7 +62,7 @@ from napari_asymseg.risk import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SIGMAS = (0.0, 1.0, 1.5, 3.0)
 KAPPAS = (0.0, 1.0, 2.0)
-THRESHOLDS = (0.1, 0.2, 0.3, 0.5, 0.7)
+THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 CALIBRATIONS = ("platt", "none", "logit_shift")
 DATASETS = ("synthetic-other", "synthetic-same", "colin27")
 SHORT = {"synthetic-other": "syn. other", "synthetic-same": "syn. same", "colin27": "Colin27"}

@@ -199,6 +199,25 @@ def _write_json_atomic(path: Path, obj: object) -> None:
         ) from None
 
 
+def _cmd_bundle(args: argparse.Namespace) -> None:
+    from napari_asymseg.bundle import export_bundle
+
+    out = export_bundle(
+        args.model,
+        args.out,
+        onnx=args.onnx,
+        torchscript=args.torchscript,
+        zip=args.zip,
+        overwrite=args.overwrite,
+    )
+    meta = json.loads((out / "configs" / "metadata.json").read_text()) if out.is_dir() else None
+    check = (meta or {}).get("asymseg", {}).get("onnx_check") or {}
+    note = (
+        f" (ONNX matches torch within {check['max_abs_diff']:.1e})" if check.get("checked") else ""
+    )
+    print(f"model bundle written to {out}{note}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from napari_asymseg.evaluate import evaluate_scan
 
@@ -428,6 +447,31 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
     )
     p.set_defaults(func=_cmd_flag)
+
+    p = sub.add_parser(
+        "bundle",
+        help="export a trained model as a bundle: weights, TorchScript, ONNX, config, metrics",
+        description="Write a self-describing model bundle in MONAI's layout (configs/, models/, "
+        "docs/). asymseg predict --model and asymseg train --init accept the bundle (folder "
+        "or zip) in place of a model folder.",
+    )
+    p.add_argument("model", help="model folder, checkpoint or bundle")
+    p.add_argument("out", help="the bundle folder to write (with --zip: OUT.zip)")
+    p.add_argument("--zip", action="store_true", help="write one zip file instead of a folder")
+    p.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include models/model.onnx, checked with onnxruntime (default on)",
+    )
+    p.add_argument(
+        "--torchscript",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include models/model.ts (default on)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at OUT")
+    p.set_defaults(func=_cmd_bundle)
 
     p = sub.add_parser("evaluate", help="DSC, sensitivity and precision of a prediction")
     p.add_argument("scan", help="scan directory (.zarr) with a prediction")

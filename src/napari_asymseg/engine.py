@@ -179,8 +179,13 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint file (or the best model of a model folder); clear errors if broken."""
+    """Load a checkpoint file, the best model of a model folder, or a model bundle (folder or
+    zip, :mod:`napari_asymseg.bundle`); clear errors if broken."""
+    from napari_asymseg.bundle import is_bundle, load_bundle
+
     path = Path(path)
+    if is_bundle(path):
+        return load_bundle(path)
     if path.is_dir():
         path = path / BEST
     if not path.is_file():
@@ -198,10 +203,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, Config, NetworkPlan]:
-    config = config_from_dict(ckpt["config"])
-    plan = NetworkPlan(**{k: _tuples(v) for k, v in ckpt["plan"].items()})
-    model = build_model(config.model, plan, out_channels=int(ckpt["num_classes"]))
-    model.load_state_dict(ckpt["model"])
+    """The network (with its weights), config and plan of a checkpoint or bundle."""
+    try:
+        config = config_from_dict(ckpt["config"])
+        plan = NetworkPlan(**{k: _tuples(v) for k, v in ckpt["plan"].items()})
+        model = build_model(config.model, plan, out_channels=int(ckpt["num_classes"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        made_by = ckpt.get("versions", {}).get("napari-asymseg", "an unknown version")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ScanError(
+            f"this model was made by napari-asymseg {made_by} and does not fit this version "
+            f"{__version__} ({first[:120]}): use the version that made it, or train again"
+        ) from None
     return model, config, plan
 
 
@@ -325,6 +339,7 @@ def fit(
         "config": config_to_dict(cfg),
         "plan": _plan_dict(plan),
         "num_classes": data.num_classes,
+        "classes": list(scan.classes),
         "spacing": list(data.spacing),
         "annotations_hash": data.annotations_hash,
         "seed": cfg.train.seed,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from torch import nn
 
@@ -93,23 +94,36 @@ def _round_up(n: int, d: int) -> int:
     return -(-int(n) // d) * d
 
 
+def dynunet_args(
+    cfg: ModelConfig, plan: NetworkPlan, in_channels: int, out_channels: int, *, res: bool
+) -> dict[str, Any]:
+    """The keyword arguments of MONAI's ``DynUNet`` for this config and plan (plain JSON).
+
+    Model bundles write them into ``configs/inference.json``, so MONAI's bundle tools can
+    build the same network without this plugin.
+    """
+    return {
+        "spatial_dims": 3,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "kernel_size": [list(k) for k in plan.kernels],
+        "strides": [list(s) for s in plan.strides],
+        "upsample_kernel_size": [list(s) for s in plan.strides[1:]],
+        "filters": list(cfg.filters),
+        "dropout": cfg.dropout or None,
+        "norm_name": ["INSTANCE", {"affine": True}],
+        "res_block": res,
+    }
+
+
 def _dynunet(
     cfg: ModelConfig, plan: NetworkPlan, in_channels: int, out_channels: int, *, res: bool
 ) -> nn.Module:
     from monai.networks.nets import DynUNet
 
-    return DynUNet(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        kernel_size=[list(k) for k in plan.kernels],
-        strides=[list(s) for s in plan.strides],
-        upsample_kernel_size=[list(s) for s in plan.strides[1:]],
-        filters=list(cfg.filters),
-        dropout=cfg.dropout or None,
-        norm_name=("INSTANCE", {"affine": True}),
-        res_block=res,
-    )
+    args = dynunet_args(cfg, plan, in_channels, out_channels, res=res)
+    args["norm_name"] = tuple(args["norm_name"])
+    return DynUNet(**args)
 
 
 ModelFactory = Callable[[ModelConfig, NetworkPlan, int, int], nn.Module]
