@@ -40,11 +40,14 @@ def export_mask(
     *,
     what: str = "prediction",
     overwrite: bool = False,
+    mask: np.ndarray | None = None,
 ) -> Path:
     """Write a mask of ``scan`` to NIfTI (source affine), TIFF, or OME-Zarr (image + labels).
 
-    The file is written beside its destination and renamed into place, so an interrupted
-    export never leaves a half-written file under the requested name.
+    ``mask`` (0..K on the scan's grid) replaces the stored ``what``: the napari writer passes
+    the layer's data as the user sees it. The file is written beside its destination and
+    renamed into place, so an interrupted export never leaves a half-written file under the
+    requested name.
     """
     out = Path(out)
     ext = suffix(out)
@@ -54,7 +57,13 @@ def export_mask(
         )
     if out.exists() and not overwrite:
         raise ScanError(f"{out} already exists: choose another name, or pass --overwrite")
-    mask = mask_from_scan(scan, what)
+    if mask is None:
+        mask = mask_from_scan(scan, what)
+    elif mask.shape != scan.shape:
+        raise ScanError(
+            f"the mask is {mask.shape} but {scan.path.name} is {scan.shape}: export a layer "
+            "of this scan"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{out.name}")
     try:

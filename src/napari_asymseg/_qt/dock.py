@@ -1,8 +1,8 @@
 """The asymseg dock widget: scan, annotate, train and predict, and review sections.
 
 Each section is a small widget of its own (training lives in ``train.py``, the heatmap and
-flags in ``review.py``), so this file stays a table of contents. The sections sit in a scroll
-area: the dock fits a laptop screen.
+flags in ``review.py``, masks and model bundles in ``export.py``), so this file stays a table
+of contents. The sections sit in a scroll area: the dock fits a laptop screen.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_asymseg._qt.autosave import AnnotationAutosave
+from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
 from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
@@ -177,11 +178,13 @@ class AsymsegDock(QWidget):
         self.annotate_section = AnnotateSection(self)
         self.train_section = TrainSection(self)
         self.review_section = ReviewSection(self)
+        self.export_section = ExportSection(self)
         for title, section in (
             ("Scan", self.scan_section),
             ("Annotate", self.annotate_section),
             ("Train and predict", self.train_section),
             ("Review: missed regions", self.review_section),
+            ("Export", self.export_section),
         ):
             box = QGroupBox(title)
             QVBoxLayout(box).addWidget(section)

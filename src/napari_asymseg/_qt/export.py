@@ -1,0 +1,154 @@
+"""The Export section: masks to NIfTI / TIFF / OME-Zarr, model bundles out and in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from napari_asymseg.store import ScanError
+
+_MASK_FILTER = "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr)"
+_SUFFIXES = {"NIfTI": ".nii.gz", "TIFF": ".tif", "OME-Zarr": ".ome.zarr"}
+
+
+class ExportSection(QWidget):
+    """Export the prediction or the annotations, export the current model, load a bundle."""
+
+    def __init__(self, dock) -> None:
+        super().__init__()
+        self.dock = dock
+        self.worker: Any = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.what = QComboBox()
+        self.what.addItems(["prediction", "annotations"])
+        self.what.setToolTip("the mask to export (annotations: unannotated voxels export as 0)")
+        self.mask_button = QPushButton("Export mask…")
+        self.mask_button.setToolTip(
+            "NIfTI with the scan's affine, TIFF with its spacing, or OME-Zarr (image + labels)"
+        )
+        self.mask_button.clicked.connect(self._choose_mask)
+        row.addWidget(self.what)
+        row.addWidget(self.mask_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.bundle_button = QPushButton("Export model…")
+        self.bundle_button.setToolTip(
+            "the current model as a bundle: weights, TorchScript, ONNX, config, metrics "
+            "(a name ending in .zip writes one zip file)"
+        )
+        self.bundle_button.clicked.connect(self._choose_bundle)
+        self.load_button = QPushButton("Load model…")
+        self.load_button.setToolTip(
+            "use a model bundle (folder or zip) or checkpoint as the current model: predict "
+            "with it or fine-tune it"
+        )
+        self.load_button.clicked.connect(self._choose_load)
+        row.addWidget(self.bundle_button)
+        row.addWidget(self.load_button)
+        layout.addLayout(row)
+
+    # -- dialogs -------------------------------------------------------------------------------
+    def _choose_mask(self) -> None:
+        scan = self.dock.scan
+        if scan is None:
+            show_error("open a scan first")
+            return
+        stem = scan.path.name.removesuffix(".zarr")
+        default = str(scan.path.with_name(f"{stem}-{self.what.currentText()}.nii.gz"))
+        path, chosen = QFileDialog.getSaveFileName(self, "Export mask", default, _MASK_FILTER)
+        if path:
+            kind = chosen.split(" (")[0]
+            if not path.endswith((".nii", ".nii.gz", ".tif", ".tiff", ".ome.zarr")):
+                path += _SUFFIXES.get(kind, ".nii.gz")
+            self.export_mask(path)
+
+    def _choose_bundle(self) -> None:
+        model = self.dock.current_model()
+        if model is None:
+            show_error("no model yet: train one first")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export model bundle (a folder; .zip for one file)", str(model) + "-bundle"
+        )
+        if path:
+            self.export_bundle(path)
+
+    def _choose_load(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Load model bundle (folder)")
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Load model bundle (.zip) or checkpoint (.pt)", "", "Models (*.zip *.pt)"
+            )
+        if path:
+            self.load_model(path)
+
+    # -- actions (the tests call these) --------------------------------------------------------
+    def export_mask(self, path: str | Path) -> None:
+        from napari_asymseg.export import export_mask
+
+        scan = self.dock.scan
+        if scan is None:
+            show_error("open a scan first")
+            return
+        self.dock.save_now()  # the annotations as painted
+        what = self.what.currentText()
+        self._run(
+            export_mask, scan, path, what=what, overwrite=True, done=f"{what} exported to {{}}"
+        )
+
+    def export_bundle(self, path: str | Path) -> None:
+        from napari_asymseg.bundle import export_bundle
+
+        model = self.dock.current_model()
+        if model is None:
+            show_error("no model yet: train one first")
+            return
+        path = Path(path)
+        zipped = path.suffix == ".zip"
+        out = path.with_suffix("") if zipped else path
+        self._run(
+            export_bundle, model, out, zip=zipped, overwrite=True, done="model bundle written to {}"
+        )
+
+    def load_model(self, path: str | Path) -> Path | None:
+        """Make a bundle (or checkpoint) the scan's current model: a copy in its model folder."""
+        from napari_asymseg.engine import BEST, load_checkpoint, save_atomic
+
+        scan = self.dock.scan
+        if scan is None:
+            show_error("open a scan first")
+            return None
+        try:
+            ckpt = load_checkpoint(path)
+            if int(ckpt["num_classes"]) != scan.num_classes:
+                raise ScanError(
+                    f"the model predicts {int(ckpt['num_classes']) - 1} class(es) but "
+                    f"{scan.path.name} has {scan.num_classes - 1}: load a model for these classes"
+                )
+            out = self.dock.new_model_dir()
+            out.mkdir(parents=True)
+            save_atomic(ckpt, out / BEST)
+        except ScanError as exc:
+            show_error(str(exc))
+            return None
+        show_info(f"loaded {Path(path).name} as the current model: Predict scan, or fine-tune it")
+        return out
+
+    def _run(self, func, *args, done: str, **kwargs) -> None:
+        if self.worker is not None:
+            return
+        worker: Any = create_worker(func, *args, **kwargs, _progress={"desc": "exporting"})
+        worker.returned.connect(lambda out: show_info(done.format(out)))
+        worker.errored.connect(lambda exc: show_error(str(exc)))
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        worker.start()
+
+    def _finished(self) -> None:
+        self.worker = None
