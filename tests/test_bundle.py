@@ -190,3 +190,24 @@ def test_bundle_cli_refuses_to_overwrite(trained, tmp_path, capsys):
     assert main(["bundle", str(tmp_path / "nothing"), str(tmp_path / "b")]) == 2
     assert not (tmp_path / "b").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_the_documented_example_runs(trained, tmp_path, monkeypatch):
+    """docs/export.md's recipe for using a bundle without the plugin works as written."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    root, scan, bundle = trained
+    doc = (Path(__file__).parents[1] / "docs" / "export.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", doc, re.S)[-1]
+    shutil.copytree(bundle, tmp_path / "case01-bundle")
+    np.save(tmp_path / "scan.npy", np.asarray(scan.image[...]))
+    monkeypatch.chdir(tmp_path)
+    env: dict = {}
+    exec(compile(code, "docs/export.md", "exec"), env)
+    list(predict(scan, root / "m"))
+    expected = Scan.open(scan.path).result("prediction")[...]
+    assert np.mean(env["mask"] == expected) > 0.999  # same model, same window, same blending
+    assert env["patch_logits"].shape[:2] == (1, 2)
