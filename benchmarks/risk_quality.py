@@ -28,6 +28,7 @@ predictions are cached under ``--work``, so a second run only re-scores.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -495,102 +496,153 @@ def print_tables(summary: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- figure
 def draw(summary: dict[str, Any], path: Path) -> None:
+    """Four panels, log scales (AUPRCs span 0.005 to 0.7): the defaults against the baselines,
+    the smoothing, the flips, and the calibration of the expected missed volume."""
     datasets = [d for d in DATASETS if d in summary]
-    fig = Figure(1500, 470, "False-negative risk map: AUPRC for the missed voxels (mean ± std)")
+    fig = Figure(1400, 900, "False-negative risk map: AUPRC for the missed voxels (mean ± std)")
+    dcolors = dict(zip(DATASETS, (PALETTE[1], PALETTE[0], PALETTE[2]), strict=True))
 
-    def auprc(d: str, mode: str, name: str) -> tuple[float, float]:
-        e = summary[d][mode]["methods"][name]["auprc"]
+    def entry(d: str, mode: str, name: str, metric: str = "auprc") -> tuple[float, float]:
+        e = summary[d][mode]["methods"][name][metric]
         return e["mean"], e["std"]
 
-    # 1. the risk map (defaults) against the baselines
+    def log_range(values: list[float]) -> tuple[float, float]:
+        v = [x for x in values if x > 0 and math.isfinite(x)]
+        return 10 ** math.floor(math.log10(min(v))), 10 ** math.ceil(math.log10(max(v)))
+
+    def chance(panel: Any) -> None:  # the positive rate: the AUPRC of a random score
+        gw = (panel.x1 - panel.x0) / len(datasets)
+        for g, d in enumerate(datasets):
+            y = panel.py(summary[d]["plain"]["positive_rate"]["mean"])
+            x = panel.x0 + g * gw + 4
+            while x < panel.x0 + (g + 1) * gw - 4:
+                panel.draw.line([(x, y), (x + 5, y)], fill="black", width=2)
+                x += 9
+
+    # A. the defaults against the baselines
     series = [
         ("1 - max prob", "plain", "1 - max prob", PALETTE[6]),
         ("entropy", "plain", "entropy", PALETTE[5]),
-        ("entropy |bg", "plain", "entropy |bg", PALETTE[3]),
+        ("1 - max prob, zeroed on predicted fg", "plain", "1 - max prob |bg", PALETTE[4]),
         (
-            f"risk, no flips, sigma={SIGMA_MM:g}",
+            f"risk, model only (sigma={SIGMA_MM:g})",
+            "plain",
+            method_name("plain", "platt", SIGMA_MM, None, False),
+            PALETTE[3],
+        ),
+        (
+            f"risk, no flips (sigma={SIGMA_MM:g})",
             "plain",
             method_name("plain", "platt", SIGMA_MM, None),
             PALETTE[0],
         ),
         (
-            f"risk, flips kappa={KAPPA:g}, sigma={SIGMA_MM:g}",
+            f"risk, flips kappa={KAPPA:g} (sigma={SIGMA_MM:g})",
             "tta",
             method_name("tta", "platt", SIGMA_MM, KAPPA),
             PALETTE[2],
         ),
     ]
-    top = max(auprc(d, m, n)[0] + auprc(d, m, n)[1] for d in datasets for _, m, n, _ in series)
-    ylim = (0.0, min(1.0, max(0.1, top * 1.15)))
+    vals = [entry(d, m, n)[0] for d in datasets for _, m, n, _ in series]
+    vals += [summary[d]["plain"]["positive_rate"]["mean"] for d in datasets]
     p = fig.panel(
-        (0, 30, 560, 470),
-        ylim=ylim,
-        title="risk map vs baselines",
+        (0, 30, 700, 465),
+        ylim=log_range(vals),
+        ylog=True,
+        title="A. defaults vs baselines (dashes: chance = share of missed voxels)",
         ylabel="AUPRC",
         xticks=[],
     )
     p.bars(
         [SHORT[d] for d in datasets],
         [
-            (label, [auprc(d, m, n)[0] for d in datasets], [auprc(d, m, n)[1] for d in datasets], c)
+            (label, [entry(d, m, n)[0] for d in datasets], [entry(d, m, n)[1] for d in datasets], c)
             for label, m, n, c in series
         ],
     )
+    chance(p)
     p.legend([(label, c) for label, _, _, c in series], "ul")
 
-    # 2. smoothing and flips: mean AUPRC over datasets against sigma
-    def avg(mode: str, name: str) -> float:
-        return float(np.mean([auprc(d, mode, name)[0] for d in datasets]))
-
-    lines = [("no flips", "plain", None, PALETTE[0])] + [
-        (f"flips, kappa={k:g}", "tta", k, PALETTE[i + 1]) for i, k in enumerate(KAPPAS)
-    ]
-    ys = {
-        label: [avg(m, method_name(m, "platt", s, k)) for s in SIGMAS] for label, m, k, _ in lines
-    }
-    lo = min(min(v) for v in ys.values())
-    hi = max(max(v) for v in ys.values())
-    pad = max(0.01, (hi - lo) * 0.15)
+    # B. smoothing, with and without the annotations (no flips, Platt)
+    lines = []
+    for d in datasets:
+        for with_ann in (True, False):
+            if not with_ann and d == "synthetic-other":
+                continue  # nothing is annotated there: the same curve
+            ys = [
+                entry(d, "plain", method_name("plain", "platt", s, None, with_ann))[0]
+                for s in SIGMAS
+            ]
+            label = f"{SHORT[d]}" + ("" if with_ann else ", model only")
+            color = dcolors[d] if with_ann else PALETTE[5 if d == "synthetic-same" else 3]
+            lines.append((label, ys, color))
     p = fig.panel(
-        (570, 30, 1030, 470),
+        (700, 30, 1400, 465),
         xlim=(-0.2, 3.2),
-        ylim=(max(0.0, lo - pad), hi + pad),
-        title="smoothing and flips (Platt; mean over datasets)",
+        ylim=log_range([y for _, ys, _ in lines for y in ys]),
+        ylog=True,
+        title="B. smoothing (no flips, Platt)",
         xlabel="sigma_mm",
-        ylabel="mean AUPRC",
+        ylabel="AUPRC",
         xticks=list(SIGMAS),
     )
-    for label, _, _, c in lines:
-        p.line(list(SIGMAS), ys[label], c)
-    p.legend([(label, c) for label, _, _, c in lines], "lr")
+    for _, ys, c in lines:
+        p.line(list(SIGMAS), ys, c)
+    p.legend([(label, c) for label, _, c in lines], "lr")
 
-    # 3. calibration of the expected missed volume
-    cal_colors = {"platt": PALETTE[0], "none": PALETTE[1], "logit_shift": PALETTE[3]}
-    vals = {
-        cal: [
-            summary[d]["plain"]["methods"][method_name("plain", cal, SIGMA_MM, None)][
-                "missed_ratio"
-            ]
-            for d in datasets
-        ]
-        for cal in CALIBRATIONS
-    }
-    hi = max(e["mean"] + e["std"] for v in vals.values() for e in v)
-    lo = min(max(1e-3, e["mean"] - e["std"]) for v in vals.values() for e in v)
+    # C. flips
+    variants = [("no flips", "plain", None, PALETTE[0])] + [
+        (f"flips, kappa={k:g}", "tta", k, PALETTE[i + 1]) for i, k in enumerate(KAPPAS)
+    ]
+    vals = [
+        entry(d, m, method_name(m, "platt", SIGMA_MM, k))[0]
+        for d in datasets
+        for _, m, k, _ in variants
+    ]
     p = fig.panel(
-        (1040, 30, 1500, 470),
-        ylim=(min(0.1, lo / 1.5), max(10.0, hi * 1.5)),
+        (0, 465, 700, 900),
+        ylim=log_range(vals),
         ylog=True,
-        title=f"expected / true missed volume (sigma={SIGMA_MM:g})",
-        ylabel="ratio (1 = calibrated)",
+        title=f"C. test-time flips (sigma={SIGMA_MM:g}, Platt)",
+        ylabel="AUPRC",
         xticks=[],
     )
     p.bars(
         [SHORT[d] for d in datasets],
         [
-            (cal, [e["mean"] for e in v], [e["std"] for e in v], cal_colors[cal])
-            for cal, v in vals.items()
+            (
+                label,
+                [entry(d, m, method_name(m, "platt", SIGMA_MM, k))[0] for d in datasets],
+                [entry(d, m, method_name(m, "platt", SIGMA_MM, k))[1] for d in datasets],
+                c,
+            )
+            for label, m, k, c in variants
         ],
+    )
+    chance(p)
+    p.legend([(label, c) for label, _, _, c in variants], "ul")
+
+    # D. calibration of the expected missed volume
+    cal_colors = {"platt": PALETTE[0], "none": PALETTE[1], "logit_shift": PALETTE[3]}
+    ratios = {
+        cal: [
+            entry(d, "plain", method_name("plain", cal, SIGMA_MM, None), "missed_ratio")
+            for d in datasets
+        ]
+        for cal in CALIBRATIONS
+    }
+    lo, hi = log_range([m for v in ratios.values() for m, _ in v] + [1.0])
+    p = fig.panel(
+        (700, 465, 1400, 900),
+        ylim=(min(lo, 0.1), hi),
+        ylog=True,
+        title=f"D. expected / true missed volume (no flips, sigma={SIGMA_MM:g}); 1 = calibrated",
+        ylabel="ratio",
+        xticks=[],
+    )
+    p.bars(
+        [SHORT[d] for d in datasets],
+        [(cal, [m for m, _ in v], [s for _, s in v], cal_colors[cal]) for cal, v in ratios.items()],
     )
     p.hline(1.0)
     p.legend([(cal, c) for cal, c in cal_colors.items()], "ul")
@@ -610,6 +662,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--colin-seed", type=int, default=0)
     p.add_argument("--no-colin", action="store_true", help="skip Colin27")
     p.add_argument("--quick", action="store_true", help="tiny configuration (plumbing only)")
+    p.add_argument("--redraw", action="store_true", help="only redraw the figure from --out")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/risk_quality.json"))
     p.add_argument("--figure", default=str(ROOT / "docs/images/risk-quality.png"))
     args = p.parse_args(argv)
@@ -621,6 +674,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    if args.redraw:
+        result = json.loads(Path(args.out).read_text())
+        draw(result["summary"], Path(args.figure))
+        return result
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

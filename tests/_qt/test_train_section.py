@@ -46,6 +46,9 @@ def test_train_then_prediction_appears(dock, qtbot):
         lambda: not section.running and "probability" in roles(dock.viewer), timeout=120_000
     )
     assert section.curves.points["dsc"]  # the curves got their validation point
+    # the live diagnostics: margin histograms of training patches and held-out slices
+    assert sum(section.diagnostics.train) > 0 and sum(section.diagnostics.val) > 0
+    assert section.diagnostics.step == 4
     assert dock.current_model() is not None
     assert Scan.open(dock.scan.path).result("prediction") is not None
 

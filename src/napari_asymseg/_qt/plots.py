@@ -87,3 +87,70 @@ class CurvesWidget(QWidget):
                 painter.drawLine(to_xy(*a), to_xy(*b))
             for p in pts[-1:]:
                 painter.drawEllipse(to_xy(*p), 2.5, 2.5)
+
+
+class MarginHistogramWidget(QWidget):
+    """Li et al.'s diagnostic, live: the foreground margin ``z_fg - z_bg`` on the training
+    patches and on the held-out slices, as two normalised histograms over [-lim, lim].
+
+    Overfitting shows as the held-out histogram (orange) sliding towards 0, the decision
+    boundary (the dotted line), while the training one (blue) moves right: the logit shift Δ.
+    """
+
+    def __init__(self, lim: float = 20.0) -> None:
+        super().__init__()
+        self.setMinimumHeight(110)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.lim = lim
+        self.train: list[int] = []
+        self.val: list[int] = []
+        self.shift = float("nan")
+        self.step = 0
+
+    def clear(self) -> None:
+        self.train, self.val, self.shift, self.step = [], [], float("nan"), 0
+        self.update()
+
+    def set(self, step: int, train: list[int], val: list[int], shift: float) -> None:
+        self.step, self.train, self.val, self.shift = step, list(train), list(val), shift
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = self.width(), self.height()
+        painter.fillRect(0, 0, w, h, QColor("#262930"))
+        shift = f"Δ {self.shift:+.2f}" if math.isfinite(self.shift) else "Δ –"
+        x = 8.0
+        for text, color in (
+            ("train margin", "#4fc3f7"),
+            ("held-out margin", "#ff8a65"),
+            (f"{shift}  (step {self.step})" if self.step else shift, "#ffd54f"),
+        ):
+            painter.setPen(QColor(color))
+            painter.drawText(QPointF(x, 12), text)
+            x += painter.fontMetrics().horizontalAdvance(text) + 12
+        pad_l, pad_r, pad_t, pad_b = 8.0, 8.0, 18.0, 16.0
+        pw, ph = w - pad_l - pad_r, h - pad_t - pad_b
+        painter.setPen(QPen(QColor("#555"), 1, Qt.PenStyle.DotLine))
+        painter.drawLine(QPointF(pad_l + pw / 2, pad_t), QPointF(pad_l + pw / 2, pad_t + ph))
+        painter.setPen(QColor("#888"))
+        painter.drawText(QPointF(pad_l, h - 3), f"{-self.lim:g}")
+        painter.drawText(QPointF(pad_l + pw / 2 - 3, h - 3), "0")
+        painter.drawText(QPointF(w - pad_r - 16, h - 3), f"{self.lim:g}")
+        for counts, color in ((self.train, "#4fc3f7"), (self.val, "#ff8a65")):
+            total = sum(counts)
+            if not total:
+                continue
+            peak = max(counts) / total
+            painter.setPen(QPen(QColor(color), 2))
+            n = len(counts)
+            prev = None
+            for i, c in enumerate(counts):
+                px = pad_l + (i + 0.5) / n * pw
+                py = pad_t + (1 - (c / total) / peak) * ph
+                point = QPointF(px, py)
+                if prev is not None:
+                    painter.drawLine(prev, point)
+                prev = point
+        painter.end()

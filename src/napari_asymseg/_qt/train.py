@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_asymseg._qt.layers import show_preview, show_results
-from napari_asymseg._qt.plots import CurvesWidget
+from napari_asymseg._qt.plots import CurvesWidget, MarginHistogramWidget
 from napari_asymseg.config import Config, LossConfig, asym_combined
 from napari_asymseg.engine import (
     BEST,
@@ -187,6 +187,14 @@ class TrainSection(QWidget):
         layout.addWidget(self.status)
         self.curves = CurvesWidget()
         layout.addWidget(self.curves)
+        self.diagnostics = MarginHistogramWidget()
+        self.diagnostics.setToolTip(
+            "foreground margin z_fg - z_bg on training patches vs held-out slices (Li et al. "
+            "Fig. 2): held-out foreground drifting towards 0 while training moves right is "
+            "overfitting; the asymmetric losses counter it"
+        )
+        layout.addWidget(QLabel("Diagnostics: foreground logit margin"))
+        layout.addWidget(self.diagnostics)
 
     # -- configuration ---------------------------------------------------------------------
     def apply_preset(self) -> None:
@@ -260,6 +268,7 @@ class TrainSection(QWidget):
             cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
         out = self.dock.new_model_dir()
         self.curves.clear()
+        self.diagnostics.clear()
         self.first_overlay_s = None
         self.started_at = time.perf_counter()
         self._run(fit(scan, cfg, out, init=init), total=cfg.train.steps, desc="training")
@@ -318,6 +327,7 @@ class TrainSection(QWidget):
                     "logit_shift": event.logit_shift,
                 },
             )
+            self.diagnostics.set(event.step, event.train_hist, event.val_hist, event.logit_shift)
             self.status.setText(
                 f"step {event.step}: DSC {event.dsc:.3f}, sensitivity {event.sensitivity:.3f}, "
                 f"precision {event.precision:.3f}, logit shift {event.logit_shift:+.2f}"
