@@ -377,7 +377,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("scan", help="scan directory (.zarr) with annotations")
     p.add_argument("--out", default="asymseg-model", help="model folder (default asymseg-model)")
-    p.add_argument("--init", help="checkpoint or model folder to fine-tune from")
+    p.add_argument("--init", help="model folder, checkpoint or bundle to fine-tune from")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     p.add_argument(
         "--preset",
@@ -416,7 +416,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "risk map of the last prediction is used, made exact on the current annotations.",
     )
     p.add_argument("scan", help="scan directory (.zarr)")
-    p.add_argument("--model", help="predict with this model first (folder or checkpoint)")
+    p.add_argument("--model", help="predict with this model first (folder, checkpoint or bundle)")
     p.add_argument(
         "--threshold",
         type=float,
