@@ -397,7 +397,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict a scan with a trained model (streamed)")
     p.add_argument("scan", help="scan directory (.zarr)")
-    p.add_argument("--model", required=True, help="model folder or checkpoint file")
+    p.add_argument(
+        "--model", required=True, help="model folder, checkpoint or bundle (folder or zip)"
+    )
     if full:
         add_config_options(p, ("predict",))
     p.add_argument(
