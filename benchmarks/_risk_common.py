@@ -45,23 +45,34 @@ def machine() -> dict[str, Any]:
 
 
 def finite(value: Any) -> Any:
-    """JSON-safe numbers: NaN and infinities become None (JSON has no NaN)."""
+    """JSON-safe numbers, 5 significant digits: NaN and infinities become None."""
     if isinstance(value, dict):
         return {str(k): finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return float(f"{value:.5g}") if math.isfinite(value) else None  # 5 digits suffice
     return value
 
 
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+def write_json(
+    path: str | os.PathLike, data: dict[str, Any], *, compact: Sequence[str] = ()
+) -> None:
+    """Indented JSON; the lists named in ``compact`` get one compact line per element (the
+    bulky per-volume or per-seed records)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = finite(data)
+    marks = {key: f"@@{key}@@" for key in compact if key in data}
+    text = json.dumps({k: marks.get(k, v) for k, v in data.items()}, indent=1)
+    for key, mark in marks.items():
+        lines = ",\n  ".join(json.dumps(item, separators=(",", ":")) for item in data[key])
+        text = text.replace(json.dumps(mark), f"[\n  {lines}\n ]")
     tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(finite(data), indent=1) + "\n")
+    tmp.write_text(text + "\n")
+    json.loads(tmp.read_text())  # never leave a broken file
     os.replace(tmp, path)
 
 
@@ -296,6 +307,7 @@ class Panel:
         hi: Sequence[float] | None = None,
         width: int = 2,
         marker: bool = True,
+        dash: bool = False,
     ) -> None:
         """A polyline with markers, and a translucent band between ``lo`` and ``hi``."""
         from PIL import Image, ImageColor, ImageDraw
@@ -308,8 +320,14 @@ class Panel:
             ImageDraw.Draw(layer).polygon(band, fill=(*ImageColor.getrgb(color), 45))
             self.fig.image.paste(layer, (0, 0), layer)
             self.draw = self.fig.draw = ImageDraw.Draw(self.fig.image)
-        if len(pts) > 1:
+        if len(pts) > 1 and not dash:
             self.draw.line(pts, fill=color, width=width, joint="curve")
+        for (xa, ya), (xb, yb) in zip(pts[:-1], pts[1:], strict=True) if dash else ():
+            n = max(1, int(math.hypot(xb - xa, yb - ya) / 12))
+            for i in range(n):  # 8 px on, 4 px off
+                t0, t1 = i / n, (i + 0.67) / n
+                seg = [(xa + t * (xb - xa), ya + t * (yb - ya)) for t in (t0, t1)]
+                self.draw.line(seg, fill=color, width=width)
         if marker:
             for x, y in pts:
                 self.draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)

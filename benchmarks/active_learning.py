@@ -184,7 +184,8 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path, log) -> dict[str, 
             ground_truth=vol["gt"],
         )
     cfg = Config()
-    cfg.model.filters = tuple(args.filters)
+    if args.filters:
+        cfg.model.filters = tuple(args.filters)
     cfg.train.steps = args.init_steps
     cfg.train.seed = seed
     if args.patch:
@@ -192,6 +193,12 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path, log) -> dict[str, 
     log(f"seed {seed}: {int(vol['gt'].sum())} lesion voxels in the training half")
     init_model = root / "model-initial"
     init_fit = cached_fit(Scan.open(base_scan), cfg, init_model, log=log)
+    if init_fit["best_val_dsc"] < args.min_init_dsc:
+        log(
+            f"  the initial model's best validation DSC is {init_fit['best_val_dsc']:.2f} "
+            f"< {args.min_init_dsc}: seed skipped (a model that finds nothing has no flags)"
+        )
+        return None
     start_file = root / "initial-scores.json"
     if start_file.is_file():
         start = json.loads(start_file.read_text())
@@ -350,6 +357,30 @@ def summarise(seeds: list[dict[str, Any]], strategies: list[str]) -> dict[str, A
             "new_voxels_per_box": mean_std(new)[:2],
         }
     summary["revealed"] = hits
+    # less sensitive to one round's noise than a final value: the mean score over the range of
+    # added voxels that every strategy covered (area under the interpolated curve / range)
+    summary["mean_over_common_range"] = {}
+    for where in ("held_out", "train_scan"):
+        x_end = min(summary[where][st]["dsc"]["added_voxels"][-1] for st in strategies)
+        grid = np.linspace(0.0, x_end, 101)
+        summary["mean_over_common_range"][where] = {
+            "added_voxels": x_end,
+            **{
+                st: {
+                    key: float(
+                        np.mean(
+                            np.interp(
+                                grid,
+                                summary[where][st][key]["added_voxels"],
+                                summary[where][st][key]["mean"],
+                            )
+                        )
+                    )
+                    for key in ("dsc", "sensitivity", "precision")
+                }
+                for st in strategies
+            },
+        }
     if "random" in strategies:
         summary["goal"] = {
             where: {st: goal(seeds, summary, st, where) for st in strategies if st != "random"}
@@ -377,6 +408,15 @@ def print_tables(summary: dict[str, Any], strategies: list[str]) -> str:
                 )
         out.append(f"\nScores on the {title} (mean ± std over seeds)\n")
         out.append(table(header, rows))
+    rows = []
+    for where, per in summary["mean_over_common_range"].items():
+        for st in strategies:
+            rows.append(
+                [where, st, f"{per['added_voxels']:.0f}"]
+                + [f"{per[st][key]:.3f}" for key in ("dsc", "sensitivity", "precision")]
+            )
+    out.append("\nMean score over the added-voxel range all strategies covered\n")
+    out.append(table(["scored on", "strategy", "range", "DSC", "sensitivity", "precision"], rows))
     rows = []
     for st, h in summary["revealed"].items():
         rows.append(
@@ -471,25 +511,35 @@ def draw(summary: dict[str, Any], strategies: list[str], path: Path, n_seeds: in
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="/tmp/asymseg-active-learning", help="cache folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=list(range(1, 13)), help="candidate seeds"
+    )
+    p.add_argument("--n-seeds", type=int, default=3, help="usable seeds to run")
+    p.add_argument(
+        "--min-init-dsc",
+        type=float,
+        default=0.3,
+        help="skip a seed whose initial model's best validation DSC is lower",
+    )
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--shape", type=int, nargs=3, default=[32, 96, 96], help="training half")
     p.add_argument("--box", type=int, nargs=3, default=[3, 32, 32])
     p.add_argument("--init-slices", type=int, default=4, help="annotated lesion slices at start")
-    p.add_argument("--init-steps", type=int, default=150)
-    p.add_argument("--steps", type=int, default=30, help="fine-tuning steps per round")
+    p.add_argument("--init-steps", type=int, default=120)
+    p.add_argument("--steps", type=int, default=40, help="fine-tuning steps per round")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning peak learning rate")
-    p.add_argument("--filters", type=int, nargs="+", default=[8, 16, 32])
-    p.add_argument("--patch", type=int, nargs=3, default=[16, 48, 48], help="patch (Z Y X)")
+    p.add_argument("--filters", type=int, nargs="+", default=None, help="default: Config()'s")
+    p.add_argument("--patch", type=int, nargs=3, default=None, help="default: planned")
     p.add_argument("--quick", action="store_true", help="tiny configuration (plumbing only)")
+    p.add_argument("--redraw", action="store_true", help="only re-summarise --out and redraw")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/active_learning.json"))
     p.add_argument("--figure", default=str(ROOT / "docs/images/active-learning.png"))
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.rounds, args.shape = args.seeds[:1], 2, [16, 48, 48]
+        args.n_seeds, args.rounds, args.shape = 1, 2, [16, 48, 48]
         args.init_steps, args.steps, args.box, args.patch = 4, 2, [3, 16, 16], [8, 32, 32]
-        args.init_slices = 2
+        args.init_slices, args.filters, args.min_init_dsc = 2, [8, 16, 32], -1.0
     for st in args.strategies:
         if st not in (*STRATEGIES, "risk_box"):
             p.error(f"unknown strategy {st}")
@@ -498,6 +548,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    if args.redraw:  # summarise the stored per-seed rounds again, and draw
+        result = json.loads(Path(args.out).read_text())
+        strategies = result["config"]["strategies"]
+        result["summary"] = summary = summarise(result["seeds"], strategies)
+        result["tables"] = print_tables(summary, strategies)
+        write_json(args.out, result, compact=["seeds"])
+        draw(summary, strategies, Path(args.figure), len(result["seeds"]))
+        return result
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -507,6 +565,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     seeds, skipped = [], []
     for seed in args.seeds:
+        if len(seeds) == args.n_seeds:
+            break
         res = run_seed(args, seed, work, log)
         if res is None:
             skipped.append(seed)
@@ -533,8 +593,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "initial_steps": args.init_steps,
             "fine_tune_steps": args.steps,
             "fine_tune_lr": args.lr,
-            "filters": args.filters,
-            "patch": args.patch,
+            "filters": args.filters or list(Config().model.filters),
+            "patch": args.patch or "planned by the engine",
+            "min_initial_val_dsc": args.min_init_dsc,
             "random_centres": "uniform over unannotated voxels of the body (smoothed image "
             "above half its 60th percentile, holes filled)",
             "risk_defaults": {"KAPPA": KAPPA, "SIGMA_MM": SIGMA_MM, "THRESHOLD": THRESHOLD},
@@ -544,7 +605,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": seeds,
         "tables": tables,
     }
-    write_json(args.out, result)
+    write_json(args.out, result, compact=["seeds"])
     draw(summary, args.strategies, Path(args.figure), len(seeds))
     log(f"wrote {args.out} and {args.figure}")
     return result

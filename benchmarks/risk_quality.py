@@ -76,12 +76,48 @@ DATASET_TITLES = {
 
 # ----------------------------------------------------------------------------- scoring
 def method_name(
-    mode: str, cal: str, sigma: float, kappa: float | None, annotations: bool = True
+    mode: str,
+    cal: str,
+    sigma: float,
+    kappa: float | None,
+    annotations: bool = True,
+    unmasked: bool = False,
 ) -> str:
     flips = "flips" if mode == "tta" else "no flips"
     k = f", kappa={kappa:g}" if kappa is not None else ""
     ann = "" if annotations else ", model only"
-    return f"risk [{flips}{k}, sigma={sigma:g}, {cal}{ann}]"
+    fg = ", fg zeroed first" if unmasked else ""
+    return f"risk [{flips}{k}, sigma={sigma:g}, {cal}{ann}{fg}]"
+
+
+def flag_key(sigma: float, kappa: float | None, unmasked: bool = False) -> str:
+    k = f"kappa={kappa:g}, " if kappa is not None else ""
+    return f"{k}sigma={sigma:g}" + (", fg zeroed first" if unmasked else "")
+
+
+def risk_fg_zeroed_first(
+    margin: Any,
+    pred: np.ndarray,
+    cal: Calibration,
+    *,
+    spread: Any,
+    annotations: np.ndarray | None,
+    spacing: tuple[float, float, float],
+    kappa: float,
+    sigma_mm: float,
+) -> np.ndarray:
+    """The first design of :func:`risk_map`, kept for comparison: predicted foreground is set
+    to 0 *before* smoothing, which pulls the risk down at the rim of every predicted lesion."""
+    from napari_asymseg.risk import model_risk, smooth, with_annotations
+
+    risk = model_risk(margin, pred, cal, spread=spread, kappa=kappa)
+    if annotations is not None:
+        risk = with_annotations(risk, annotations, pred)
+    risk = smooth(risk, sigma_mm, spacing)
+    risk[pred > 0] = 0.0
+    if annotations is not None:
+        risk = with_annotations(risk, annotations, pred)
+    return risk
 
 
 def calibrations(ckpt: dict[str, Any]) -> dict[str, Calibration]:
@@ -190,27 +226,39 @@ def score_volume(
                         "auprc": average_precision(r, positives),
                         "missed_ratio": float(r.sum(dtype=np.float64) / n_fn) if n_fn else math.nan,
                     }
-                    if cal_name != "platt" or kappa not in (None, KAPPA):
+                    if cal_name != "platt" or kappa not in (None, 0.0, KAPPA):
                         continue
-                    flags[f"sigma={sigma:g}"] = {
+                    flags[flag_key(sigma, kappa)] = {
                         f"{t:g}": flag_stats(risk, fn, evaluated, t) for t in THRESHOLDS
                     }
-                    # the same without the annotations: the model's evidence alone
-                    alone = risk_map(
-                        margin,
-                        pred,
-                        cals[cal_name],
-                        spread=spread if mode == "tta" else None,
-                        spacing=spacing,
-                        kappa=kappa or 0.0,
-                        sigma_mm=sigma,
-                    )[evaluated]
-                    methods[method_name(mode, cal_name, sigma, kappa, False)] = {
-                        "auprc": average_precision(alone, positives),
-                        "missed_ratio": float(alone.sum(dtype=np.float64) / n_fn)
-                        if n_fn
-                        else math.nan,
+                    common = {
+                        "spread": spread if mode == "tta" else None,
+                        "spacing": spacing,
+                        "kappa": kappa or 0.0,
+                        "sigma_mm": sigma,
                     }
+                    # the same without the annotations: the model's evidence alone
+                    alone = risk_map(margin, pred, cals[cal_name], **common)
+                    # the first design: predicted foreground zeroed before the smoothing
+                    unmasked = risk_fg_zeroed_first(
+                        margin, pred, cals[cal_name], annotations=annotations, **common
+                    )
+                    flags[flag_key(sigma, kappa, True)] = {
+                        f"{t:g}": flag_stats(unmasked, fn, evaluated, t) for t in THRESHOLDS
+                    }
+                    for variant, r in (
+                        (method_name(mode, cal_name, sigma, kappa, False), alone[evaluated]),
+                        (
+                            method_name(mode, cal_name, sigma, kappa, True, True),
+                            unmasked[evaluated],
+                        ),
+                    ):
+                        methods[variant] = {
+                            "auprc": average_precision(r, positives),
+                            "missed_ratio": float(r.sum(dtype=np.float64) / n_fn)
+                            if n_fn
+                            else math.nan,
+                        }
         out[mode] = {
             "evaluated_voxels": int(evaluated.sum()),
             "false_negatives": n_fn,
@@ -415,25 +463,35 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def choose(summary: dict[str, Any]) -> dict[str, Any]:
-    """The defaults the numbers support: the best mean AUPRC over the datasets (each dataset
-    weighs the same), per prediction mode."""
+    """The designs the numbers support, per prediction mode, by two criteria: the best mean
+    AUPRC over the datasets (each dataset weighs the same), and the best worst case of the
+    lift over the strongest baseline of each dataset (AUPRC / best baseline AUPRC)."""
     datasets = [d for d in DATASETS if d in summary]
+    baselines = ("1 - max prob", "entropy", "1 - max prob |bg", "entropy |bg")
+
+    def auprc(d: str, mode: str, name: str) -> float:
+        return summary[d][mode]["methods"][name]["auprc"]["mean"]
 
     def avg(mode: str, name: str) -> float:
-        vals = [summary[d][mode]["methods"][name]["auprc"]["mean"] for d in datasets]
-        return float(np.mean(vals))
+        return float(np.mean([auprc(d, mode, name) for d in datasets]))
+
+    def worst_lift(mode: str, name: str) -> float:
+        return min(
+            auprc(d, mode, name) / max(auprc(d, mode, b) for b in baselines) for d in datasets
+        )
 
     chosen: dict[str, Any] = {"datasets": datasets}
     for mode in ("plain", "tta"):
         names = [n for n in summary[datasets[0]][mode]["methods"] if n.startswith("risk")]
-        ranked = sorted(names, key=lambda n: -avg(mode, n))
+        by_mean = sorted(names, key=lambda n: -avg(mode, n))
+        by_lift = sorted(names, key=lambda n: -worst_lift(mode, n))
         chosen[mode] = {
-            "best": ranked[0],
-            "best_auprc": avg(mode, ranked[0]),
-            "ranking": [(n, avg(mode, n)) for n in ranked[:8]],
+            "best_mean_auprc": by_mean[0],
+            "ranking_mean_auprc": [(n, avg(mode, n)) for n in by_mean[:8]],
+            "best_worst_case_lift": by_lift[0],
+            "ranking_worst_case_lift": [(n, worst_lift(mode, n)) for n in by_lift[:8]],
+            "baselines_mean_auprc": {b: avg(mode, b) for b in baselines},
         }
-        for base in ("1 - max prob", "entropy", "1 - max prob |bg", "entropy |bg"):
-            chosen[mode][base] = avg(mode, base)
     return chosen
 
 
@@ -468,25 +526,31 @@ def print_tables(summary: dict[str, Any]) -> str:
             rows.append([name, *cells])
         out.append(f"\nAUPRC for the false negatives, {title}; (expected/true missed volume)\n")
         out.append(table(header, rows))
-    # flags at the default smoothing
-    sig = f"sigma={SIGMA_MM:g}"
-    header = ["dataset", "mode", *(f"t={t:g}" for t in THRESHOLDS)]
+    # flags: the default smoothing and 3 mm, no flips (both smoothing designs), flips kappa 0
+    header = ["dataset", "variant", *(f"t={t:g}" for t in THRESHOLDS)]
     rows = []
     for d in datasets:
-        for mode in ("plain", "tta"):
-            f = summary[d][mode]["flags"][sig]
-            rows.append(
-                [DATASET_TITLES[d], mode]
-                + [
-                    f"{f[f'{t:g}']['flags']['mean']:.1f} / "
-                    f"{f[f'{t:g}']['precision']['mean']:.2f} / "
-                    f"{f[f'{t:g}']['fn_recall']['mean']:.2f}"
-                    for t in THRESHOLDS
-                ]
-            )
+        for mode, kappa, unmasked in (
+            ("plain", None, False),
+            ("plain", None, True),
+            ("tta", 0.0, False),
+        ):
+            for sigma in sorted({SIGMA_MM, 3.0}):
+                f = summary[d][mode]["flags"][flag_key(sigma, kappa, unmasked)]
+                rows.append(
+                    [
+                        DATASET_TITLES[d],
+                        ("flips, " if mode == "tta" else "") + flag_key(sigma, kappa, unmasked),
+                    ]
+                    + [
+                        f"{f[f'{t:g}']['flags']['mean']:.1f} / "
+                        f"{f[f'{t:g}']['precision']['mean']:.2f} / "
+                        f"{f[f'{t:g}']['fn_recall']['mean']:.2f}"
+                        for t in THRESHOLDS
+                    ]
+                )
     out.append(
-        f"\nFlags at {sig} (Platt, kappa={KAPPA:g} with flips): "
-        "count / share containing a real miss / share of missed voxels covered\n"
+        "\nFlags (Platt): count / share containing a real miss / share of missed voxels covered\n"
     )
     out.append(table(header, rows))
     text = "\n".join(out)
@@ -531,15 +595,15 @@ def draw(summary: dict[str, Any], path: Path) -> None:
             PALETTE[3],
         ),
         (
-            f"risk, no flips (sigma={SIGMA_MM:g})",
+            f"risk as implemented (sigma={SIGMA_MM:g})",
             "plain",
             method_name("plain", "platt", SIGMA_MM, None),
             PALETTE[0],
         ),
         (
-            f"risk, flips kappa={KAPPA:g} (sigma={SIGMA_MM:g})",
-            "tta",
-            method_name("tta", "platt", SIGMA_MM, KAPPA),
+            "risk, first design: fg zeroed first (sigma=3)",
+            "plain",
+            method_name("plain", "platt", 3.0, None, True, True),
             PALETTE[2],
         ),
     ]
@@ -563,32 +627,28 @@ def draw(summary: dict[str, Any], path: Path) -> None:
     chance(p)
     p.legend([(label, c) for label, _, _, c in series], "ul")
 
-    # B. smoothing, with and without the annotations (no flips, Platt)
+    # B. smoothing: as implemented (solid) and the first design, fg zeroed first (dashed)
     lines = []
     for d in datasets:
-        for with_ann in (True, False):
-            if not with_ann and d == "synthetic-other":
-                continue  # nothing is annotated there: the same curve
+        for unmasked in (False, True):
             ys = [
-                entry(d, "plain", method_name("plain", "platt", s, None, with_ann))[0]
+                entry(d, "plain", method_name("plain", "platt", s, None, True, unmasked))[0]
                 for s in SIGMAS
             ]
-            label = f"{SHORT[d]}" + ("" if with_ann else ", model only")
-            color = dcolors[d] if with_ann else PALETTE[5 if d == "synthetic-same" else 3]
-            lines.append((label, ys, color))
+            lines.append((SHORT[d] + (", fg zeroed first" if unmasked else ""), ys, d, unmasked))
     p = fig.panel(
         (700, 30, 1400, 465),
         xlim=(-0.2, 3.2),
-        ylim=log_range([y for _, ys, _ in lines for y in ys]),
+        ylim=log_range([y for _, ys, _, _ in lines for y in ys]),
         ylog=True,
-        title="B. smoothing (no flips, Platt)",
+        title="B. smoothing (no flips, Platt); dashed: first design, predicted fg zeroed first",
         xlabel="sigma_mm",
         ylabel="AUPRC",
         xticks=list(SIGMAS),
     )
-    for _, ys, c in lines:
-        p.line(list(SIGMAS), ys, c)
-    p.legend([(label, c) for label, _, c in lines], "lr")
+    for _, ys, d, unmasked in lines:
+        p.line(list(SIGMAS), ys, dcolors[d], dash=unmasked)
+    p.legend([(SHORT[d], dcolors[d]) for d in datasets], "lr")
 
     # C. flips
     variants = [("no flips", "plain", None, PALETTE[0])] + [
@@ -599,6 +659,7 @@ def draw(summary: dict[str, Any], path: Path) -> None:
         for d in datasets
         for _, m, k, _ in variants
     ]
+    vals += [summary[d]["plain"]["positive_rate"]["mean"] for d in datasets]
     p = fig.panel(
         (0, 465, 700, 900),
         ylim=log_range(vals),
@@ -650,10 +711,16 @@ def draw(summary: dict[str, Any], path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+def training_seconds(rows: list[dict[str, Any]]) -> float:
+    """The time spent training the models (once each, possibly in an earlier, cached run)."""
+    seen = {(r["dataset"] == "colin27", r["train_seed"]): r["train"]["seconds"] for r in rows}
+    return float(sum(seen.values()))
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="/tmp/asymseg-risk-quality", help="cache folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training scans")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 9)), help="training scans")
     p.add_argument("--others", type=int, default=2, help="other scans evaluated per seed")
     p.add_argument("--steps", type=int, default=120, help="training steps (synthetic)")
     p.add_argument("--slices", type=int, default=4, help="annotated lesion slices")
@@ -674,9 +741,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
-    if args.redraw:
+    if args.redraw:  # summarise the stored per-volume scores again, and draw
         result = json.loads(Path(args.out).read_text())
-        draw(result["summary"], Path(args.figure))
+        result["summary"] = summary = summarise(result["volumes"])
+        result["chosen"] = choose(summary)
+        result["tables"] = print_tables(summary)
+        result["training_s_total"] = training_seconds(result["volumes"])
+        write_json(args.out, result, compact=["volumes"])
+        draw(summary, Path(args.figure))
         return result
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -714,12 +786,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "thresholds": list(THRESHOLDS),
             "current_defaults": {"KAPPA": KAPPA, "SIGMA_MM": SIGMA_MM, "THRESHOLD": THRESHOLD},
         },
+        "training_s_total": training_seconds(rows),
         "summary": summary,
         "chosen": chosen,
         "volumes": rows,
         "tables": tables,
     }
-    write_json(args.out, result)
+    write_json(args.out, result, compact=["volumes"])
     draw(summary, Path(args.figure))
     log(f"wrote {args.out} and {args.figure}")
     return result

@@ -174,3 +174,17 @@ def test_flags_on_a_read_only_scan_are_a_clear_error(tmp_path):
     with pytest.raises(ScanError, match="open the scan writable"):
         risk.flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3)
     assert risk.flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3, save=False)
+
+
+def test_the_rim_of_a_predicted_lesion_keeps_its_evidence():
+    """Predicted foreground is zeroed after smoothing: the voxels next to a predicted lesion,
+    where under-segmentation misses, inherit its high probability."""
+    shape = (9, 15, 15)
+    margin = np.full(shape, -3.0, np.float32)
+    pred = np.zeros(shape, np.uint8)
+    margin[3:6, 5:10, 5:10] = 5.0
+    pred[3:6, 5:10, 5:10] = 1
+    r = risk.risk_map(margin, pred, Calibration(), sigma_mm=1.0)
+    assert (r[pred > 0] == 0).all()
+    rim, far = r[4, 4, 7], r[4, 0, 0]
+    assert rim > 0.25 and far == pytest.approx(1 / (1 + math.exp(3)), rel=0.05) and rim > 5 * far

@@ -6,13 +6,14 @@ background:
 * where the user annotated, it is exact: 1 on annotated foreground predicted background (a
   false negative the user already knows about), 0 on every other annotated voxel;
 * where the model predicts foreground, it is 0 (that voxel cannot be a false negative);
-* elsewhere it is the *calibrated* foreground probability of an *optimistic* margin,
-  ``sigmoid(a * (m + kappa * s) + b)``, where ``m = logsumexp(z_fg) - z_bg`` is the
-  foreground-vs-background margin, ``s`` its spread over test-time flips (0 without flips),
-  and ``(a, b)`` a Platt calibration fitted on the held-out annotated slices during training.
-  Li et al. show that unseen foreground sits closer to the boundary than the training
-  foreground (the logit shift): the held-out fit sees exactly that, and its bias ``b`` moves
-  the boundary back by it. Without a fit the bias is the measured logit shift itself.
+* elsewhere it is the *calibrated* foreground probability of a margin,
+  ``sigmoid(a * (m + kappa * s) + b)``, smoothed over SIGMA_MM millimetres, where
+  ``m = logsumexp(z_fg) - z_bg`` is the foreground-vs-background margin, ``s`` its spread
+  over test-time flips (0 without flips), and ``(a, b)`` a Platt calibration fitted on the
+  held-out annotated slices during training. Li et al. show that unseen foreground sits
+  closer to the boundary than the training foreground (the logit shift): the held-out fit
+  sees that, and its bias ``b`` moves the boundary back by it. Without a fit the bias is the
+  measured logit shift itself.
 
 Flags are connected regions of risk at or above a threshold, ranked by their expected
 missed foreground volume (the sum of the risk over the region). The user deals with a flag
@@ -36,12 +37,15 @@ from napari_asymseg.volumes import ScanError
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads THRESHOLD without it
     import torch
 
-KAPPA = 1.0
-"""Weight of the flip spread in the optimistic margin (in units of its standard deviation)."""
+KAPPA = 0.0
+"""Weight of the flip spread in the optimistic margin (in units of its standard deviation).
+Measured: the spread term lowered the AUPRC everywhere (benchmarks/risk_quality.py), so the
+flips only average the margin by default."""
 THRESHOLD = 0.1
 """Risk at or above which a voxel belongs to a flag (see docs/benchmarks.md for the choice)."""
-SIGMA_MM = 1.5
-"""Gaussian smoothing of the risk map, in millimetres."""
+SIGMA_MM = 3.0
+"""Gaussian smoothing of the risk map, in millimetres (the best worst case over the three
+datasets of benchmarks/risk_quality.py)."""
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -183,12 +187,17 @@ def risk_map(
     kappa: float = KAPPA,
     sigma_mm: float = SIGMA_MM,
 ) -> np.ndarray:
-    """The heatmap of a block: model risk, exact on annotations, smoothed, 0 on predictions.
+    """The heatmap of a block: calibrated probability, exact on annotations, smoothed, then 0
+    on predicted foreground.
 
-    Give the block a margin of about ``3 * sigma_mm`` beyond the part you keep, so that the
-    smoothing sees the neighbours.
+    The predicted foreground keeps its (high) probability through the smoothing: a voxel at
+    the rim of a predicted lesion, where under-segmentation misses voxels, inherits its
+    neighbours' evidence instead of their zeros (measured: AUPRC on Colin27 0.017 -> 0.085,
+    benchmarks/risk_quality.py). Give the block a margin of about ``3 * sigma_mm`` beyond the
+    part you keep, so that the smoothing sees the neighbours.
     """
-    risk = model_risk(margin, prediction, calibration, spread=spread, kappa=kappa)
+    pred = np.asarray(prediction)
+    risk = model_risk(margin, np.zeros_like(pred), calibration, spread=spread, kappa=kappa)
     if annotations is not None:
         risk = with_annotations(risk, annotations, prediction)
     risk = smooth(risk, sigma_mm, spacing)

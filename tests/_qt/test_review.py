@@ -85,7 +85,8 @@ def test_annotate_then_fine_tune_warm_starts(dock, qtbot):
     from napari_asymseg.engine import load_checkpoint
 
     ckpt = load_checkpoint(dock.current_model())
-    assert ckpt["config"]["train"]["steps"] == 40  # the fast fine-tune
+    assert ckpt["config"]["train"]["steps"] == 40  # the fast fine-tune, at a gentler rate
+    assert ckpt["config"]["train"]["lr"] == pytest.approx(1e-3)
     assert list(ckpt["config"]["model"]["filters"]) == [8, 16, 16]  # the network it started from
     assert Scan.open(dock.scan.path).read_annotations()[z, y, x] == 2  # saved first
 

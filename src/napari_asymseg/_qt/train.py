@@ -240,10 +240,13 @@ class TrainSection(QWidget):
     def running(self) -> bool:
         return self.worker is not None
 
-    def start(self, *, fine_tune: bool | None = None, steps: int | None = None) -> None:
+    def start(
+        self, *, fine_tune: bool | None = None, steps: int | None = None, lr: float | None = None
+    ) -> None:
         """The one Train click: save annotations, train in a thread, show progress.
 
-        ``fine_tune`` and ``steps`` override the widgets (the Review section's fast fine-tune).
+        ``fine_tune``, ``steps`` and ``lr`` override the widgets (the Review section's fast
+        fine-tune).
         """
         scan = self.dock.scan
         if scan is None:
@@ -263,6 +266,8 @@ class TrainSection(QWidget):
         except ScanError as exc:
             show_error(str(exc))
             return
+        if lr is not None:
+            cfg.train.lr = lr
         if steps is not None:
             cfg.train.steps = steps
             cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
