@@ -48,7 +48,7 @@ def test_risk_quality_quick(tmp_path):
             assert math.isfinite(methods[default]["missed_ratio"]["mean"])
     n_risk = len(risk_quality.SIGMAS) * len(risk_quality.CALIBRATIONS)
     tta = data["summary"]["synthetic-other"]["tta"]["methods"]
-    grid = [n for n in tta if n.startswith("risk") and "only" not in n and "fg in" not in n]
+    grid = [n for n in tta if n.startswith("risk") and "only" not in n and "zeroed first" not in n]
     assert len(grid) == n_risk * len(risk_quality.KAPPAS)
     assert risk_quality.method_name("tta", "platt", 3.0, 0.0, True, True) in tta
     assert {"best_mean_auprc", "best_worst_case_lift"} <= set(data["chosen"]["plain"])
