@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -193,11 +193,11 @@ class AsymsegDock(QWidget):
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setWidget(content)
-        # scroll vertically only: the dock is as wide as its widest section
-        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # as wide as the widest section wants to be, so that nothing is cut off; a horizontal
+        # scroll bar appears only if the user makes the dock narrower than that
         bar = self.scroll_area.verticalScrollBar()
         width = bar.sizeHint().width() if bar is not None else 16
-        self.setMinimumWidth(content.minimumSizeHint().width() + width + 4)
+        self.setMinimumWidth(min(content.sizeHint().width() + width + 4, 520))
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.scroll_area)

@@ -48,6 +48,11 @@ def camera_of(viewer):
 def flag_text(flag: risk_mod.Flag) -> str:
     """The list's line for a flag: short enough for a narrow dock (details in the tooltip)."""
     state = "  ✓ done" if flag.done else ""
+    if flag.expected_missed < 1 and flag.known_misses:  # only painted lesion the model misses
+        return (
+            f"#{flag.rank}  slice {flag.center[0]}  {flag.known_misses:,} painted voxels "
+            f"missed{state}"
+        )
     return (
         f"#{flag.rank}  slice {flag.center[0]}  ~{flag.expected_missed:,.0f} voxels  "
         f"risk {flag.max_risk:.2f}{state}"
