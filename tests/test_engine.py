@@ -247,3 +247,20 @@ def test_prediction_with_flips_uses_their_spread(tmp_path):
     plain: list[torch.Tensor] = []
     engine.sliding_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=plain)
     assert plain == [] and logits.shape == (1, 2, *scan.shape)
+
+
+def test_fine_tune_is_never_worse_than_its_start(tmp_path, monkeypatch):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=40, val_every=20), tmp_path / "a"))
+    start = load_checkpoint(tmp_path / "a")
+    cfg = tiny_config(steps=4, val_every=2)
+    cfg.train.lr = 5.0  # a destructive rate: every step makes the model worse
+    events = run(fit(scan, cfg, tmp_path / "b", init=tmp_path / "a"))
+    vals = [e for e in events if isinstance(e, EpochEnd)]
+    assert vals[0].step == 0 and vals[0].best  # the starting model, scored first
+    tuned = load_checkpoint(tmp_path / "b")
+    if all(v.dsc <= vals[0].dsc for v in vals[1:]):
+        assert tuned["best_step"] == 0
+        for k, v in start["model"].items():
+            assert torch.equal(tuned["model"][k], v)
+    assert tuned["best_dsc"] == max(v.dsc for v in vals) >= vals[0].dsc

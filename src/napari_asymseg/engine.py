@@ -362,6 +362,26 @@ def fit(
         with _torch_settings(cfg):
             train_losses: list[float] = []
             train_margins: list[np.ndarray] = []
+            if start is not None and step == 0 and data.val is not None:
+                # a fine-tune is never worse than where it started: score the starting model
+                # first; it stays best.pt until a validation beats it
+                event = _validate(model, data, plan, cfg, device, amp_dtype, loss_fn, 0, 0, [], [])
+                best_dsc = event.dsc if math.isfinite(event.dsc) else -1.0
+                best_step = 0
+                event = _with_best(event)
+                history.append(_history_row(event))
+                save_atomic(
+                    {
+                        **meta,
+                        "model": model.state_dict(),
+                        "step": 0,
+                        "best_dsc": best_dsc,
+                        "best_step": 0,
+                        "history": history,
+                    },
+                    out / BEST,
+                )
+                yield event
             while step < cfg.train.steps:
                 ts = time.perf_counter()
                 lr = _lr_at(step, cfg.train.steps, cfg.train.lr)
