@@ -377,3 +377,13 @@ class Panel:
             yy = y + 4 + 15 * i
             self.draw.rectangle([x + 5, yy + 3, x + 17, yy + 10], fill=color)
             self.fig.text((x + 22, yy), label, font)
+
+
+def timed_log() -> Callable[[str], None]:
+    """A ``log(msg)`` that prefixes the seconds since it was made."""
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+
+    return log

@@ -50,6 +50,7 @@ from _risk_common import (  # noqa: E402
     machine,
     mean_std,
     table,
+    timed_log,
     write_json,
 )
 from napari_asymseg.config import Config  # noqa: E402
@@ -559,9 +560,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+    log = timed_log()
 
     seeds, skipped = [], []
     for seed in args.seeds:

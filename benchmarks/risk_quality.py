@@ -47,6 +47,7 @@ from _risk_common import (  # noqa: E402
     machine,
     mean_std,
     table,
+    timed_log,
     write_json,
 )
 from napari_asymseg.config import Config  # noqa: E402
@@ -753,9 +754,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+    log = timed_log()
 
     rows = run_synthetic(args, work, log)
     if not args.no_colin:

@@ -154,7 +154,7 @@ def _cmd_flag(args: argparse.Namespace) -> None:
     scan = Scan.open(args.scan)
     given = {k for k in vars(args) if k.startswith("predict.")}
     if args.model:
-        if "predict.tta" not in given:  # the flips' spread is part of the risk by default
+        if "predict.tta" not in given:  # flip averaging sharpens the risk map (benchmarks)
             setattr(args, "predict.tta", True)
         _cmd_predict(args)
     elif given:
@@ -400,14 +400,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", required=True, help="model folder, checkpoint or bundle (folder or zip)"
     )
-    if full:
-        add_config_options(p, ("predict",))
-    p.add_argument(
-        "--device",
-        dest="train.device",
-        default=argparse.SUPPRESS,
-        help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
-    )
+    _prediction_options(p, full)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
@@ -440,14 +433,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="mark the stored flag ID as dealt with before ranking again (repeatable)",
     )
     p.add_argument("--json", help="flags file (default: SCAN-flags.json beside the scan)")
-    if full:  # --tta defaults to on here: the flips' spread is part of the risk
-        add_config_options(p, ("predict",))
-    p.add_argument(
-        "--device",
-        dest="train.device",
-        default=argparse.SUPPRESS,
-        help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
-    )
+    _prediction_options(p, full)  # --tta defaults to on here: flips sharpen the risk map
     p.set_defaults(func=_cmd_flag)
 
     p = sub.add_parser(
@@ -495,6 +481,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps of the headless run")
     p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _prediction_options(p: argparse.ArgumentParser, full: bool) -> None:
+    """The prediction options (from the config schema, when built) and ``--device``."""
+    if full:
+        from napari_asymseg._cli_options import add_config_options
+
+        add_config_options(p, ("predict",))
+    p.add_argument(
+        "--device",
+        dest="train.device",
+        default=argparse.SUPPRESS,
+        help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from napari_asymseg.metrics import (
 )
 from napari_asymseg.models import NetworkPlan, build_model, count_parameters, plan_network
 from napari_asymseg.risk import (
+    KAPPA,
     SIGMA_MM,
     calibration_from_history,
     fit_calibration,
@@ -729,8 +730,10 @@ def predict(
                 z1 = min(depth, z0 + slab)
                 a, b = max(0, z0 - margin), min(depth, z1 + margin)
                 image = normalise(scan.image[a:b], cfg.data, stats=(mean, std))
-                spread: list[torch.Tensor] = []
-                logits = sliding_logits(net, image, plan, cfg, device, amp_dtype, spread=spread)
+                spread: list[torch.Tensor] = []  # filled only when the risk weighs it
+                logits = sliding_logits(
+                    net, image, plan, cfg, device, amp_dtype, spread=spread if KAPPA else None
+                )
                 keep = slice(z0 - a, z0 - a + (z1 - z0))
                 probs = torch.softmax(logits[0], 0)
                 labels = probs.argmax(0).numpy().astype(np.uint8)

@@ -348,18 +348,21 @@ def set_status(scan: Scan, flag_id: int, status: str) -> list[Flag]:
     return flags
 
 
-def current_risk(scan: Scan) -> np.ndarray:
-    """The stored risk map, made exact on the scan's current annotations."""
+def _stored_risk(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
+    """The stored risk map and prediction; a clear error before any prediction."""
     results = scan.results()
     if "risk" not in results or "prediction" not in results:
         raise ScanError(
             f"{scan.path.name} has no risk map yet: predict it with a model first "
             "(asymseg flag SCAN --model MODEL, or Predict scan in the dock)"
         )
-    prediction = np.asarray(results["prediction"][...])
-    return with_annotations(
-        np.asarray(results["risk"][...], np.float32), scan.read_annotations(), prediction
-    )
+    return np.asarray(results["risk"][...], np.float32), np.asarray(results["prediction"][...])
+
+
+def current_risk(scan: Scan) -> np.ndarray:
+    """The stored risk map, made exact on the scan's current annotations."""
+    risk, prediction = _stored_risk(scan)
+    return with_annotations(risk, scan.read_annotations(), prediction)
 
 
 def flag_scan(
@@ -374,18 +377,17 @@ def flag_scan(
 
     Flags the user marked done stay done (a new flag whose peak lies inside a done flag's box).
     """
-    risk = current_risk(scan)
-    prediction = np.asarray(scan.results()["prediction"][...])
-    done = [f for f in stored_flags(scan) if f.done]
+    risk, prediction = _stored_risk(scan)
+    annotations = scan.read_annotations()
     flags = find_flags(
-        risk,
+        with_annotations(risk, annotations, prediction),
         spacing=scan.spacing,
-        annotations=scan.read_annotations(),
+        annotations=annotations,
         prediction=prediction,
         threshold=threshold,
         min_expected=min_expected,
         max_flags=max_flags,
-        done=done,
+        done=[f for f in stored_flags(scan) if f.done],
     )
     if save:
         save_flags(scan, flags)

@@ -2,14 +2,12 @@
 
 import numpy as np
 import pytest
+from dock_helpers import dock_with_model
 
-from engine_helpers import tiny_config
-from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import layer_for
 from napari_asymseg.bundle import is_bundle
-from napari_asymseg.engine import fit, predict
+from napari_asymseg.engine import predict
 from napari_asymseg.export import read_mask
-from napari_asymseg.sample_data import sample_scan
 from napari_asymseg.store import Scan
 
 pytestmark = pytest.mark.viewer
@@ -17,12 +15,7 @@ pytestmark = pytest.mark.viewer
 
 @pytest.fixture
 def dock(make_napari_viewer, tmp_path, qtbot):
-    viewer = make_napari_viewer()
-    widget = AsymsegDock(viewer)
-    viewer.window.add_dock_widget(widget, name="asymseg")
-    widget.open_scan(sample_scan(tmp_path))
-    qtbot.waitUntil(lambda: layer_for(viewer, widget.scan.path, "risk") is not None)
-    list(fit(widget.scan, tiny_config(steps=4, val_every=4), widget.new_model_dir()))
+    widget = dock_with_model(make_napari_viewer, tmp_path, qtbot, steps=4)
     list(predict(widget.scan, widget.current_model()))
     return widget
 

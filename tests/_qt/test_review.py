@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from dock_helpers import dock_with_model
 
-from engine_helpers import tiny_config
 from napari_asymseg import risk
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import layer_for
 from napari_asymseg._qt.review import camera_of
-from napari_asymseg.engine import fit
 from napari_asymseg.sample_data import sample_scan
 from napari_asymseg.store import Scan
 
@@ -17,14 +16,7 @@ pytestmark = pytest.mark.viewer
 
 @pytest.fixture
 def dock(make_napari_viewer, tmp_path, qtbot):
-    viewer = make_napari_viewer()
-    widget = AsymsegDock(viewer)
-    viewer.window.add_dock_widget(widget, name="asymseg")
-    widget.open_scan(sample_scan(tmp_path))
-    qtbot.waitUntil(lambda: layer_for(viewer, widget.scan.path, "risk") is not None)
-    # a small, briefly trained model: it misses lesion voxels, so there is something to flag
-    list(fit(widget.scan, tiny_config(steps=8, val_every=8), widget.new_model_dir()))
-    return widget
+    return dock_with_model(make_napari_viewer, tmp_path, qtbot, steps=8)
 
 
 def predict_and_flag(dock, qtbot):

@@ -55,42 +55,38 @@ def probability_layer(viewer, scan: Scan):
     """The scan's probability layer, created hidden and lazily empty if there is none yet.
 
     Created when a scan opens, like :func:`prediction_layer`, so that showing the result of a
-    prediction only swaps the layer's data. The empty placeholder is a lazy dask array:
-    it costs no memory however large the scan.
+    prediction only swaps the layer's data.
     """
-    layer = layer_for(viewer, scan.path, "probability")
-    if layer is None:
-        import dask.array as da
-
-        layer = viewer.add_image(
-            da.zeros(scan.shape, dtype=np.float16, chunks=(1, *scan.shape[1:])),
-            name=f"{scan.path.name.removesuffix('.zarr')} probability",
-            scale=scan.spacing,
-            colormap="magma",
-            contrast_limits=(0.0, 1.0),
-            blending="additive",
-            opacity=0.6,
-            visible=False,
-            metadata={"asymseg": {"scan": str(scan.path), "role": "probability"}},
-        )
-    return layer
+    return _lazy_image_layer(viewer, scan, "probability", "magma", 1.0, 0.6, visible=False)
 
 
 def risk_layer(viewer, scan: Scan):
-    """The scan's false-negative heatmap layer, created lazily empty if there is none yet."""
-    layer = layer_for(viewer, scan.path, "risk")
+    """The scan's false-negative heatmap layer, created lazily empty if there is none yet.
+
+    Risks of 0.5 and more saturate, as in the reader: the heatmap shows the doubtful.
+    """
+    return _lazy_image_layer(viewer, scan, "risk", "inferno", 0.5, 0.7, visible=True)
+
+
+def _lazy_image_layer(
+    viewer, scan: Scan, role: str, colormap: str, top: float, opacity: float, *, visible: bool
+):
+    """An additive image layer of ``role``; until a result exists its data is a lazy dask
+    array of zeros, which costs no memory however large the scan."""
+    layer = layer_for(viewer, scan.path, role)
     if layer is None:
         import dask.array as da
 
         layer = viewer.add_image(
             da.zeros(scan.shape, dtype=np.float16, chunks=(1, *scan.shape[1:])),
-            name=f"{scan.path.name.removesuffix('.zarr')} risk",
+            name=f"{scan.path.name.removesuffix('.zarr')} {role}",
             scale=scan.spacing,
-            colormap="inferno",
-            contrast_limits=(0.0, 0.5),  # as the reader: risks of 0.5 and more saturate
+            colormap=colormap,
+            contrast_limits=(0.0, top),
             blending="additive",
-            opacity=0.7,
-            metadata={"asymseg": {"scan": str(scan.path), "role": "risk"}},
+            opacity=opacity,
+            visible=visible,
+            metadata={"asymseg": {"scan": str(scan.path), "role": role}},
         )
     return layer
 

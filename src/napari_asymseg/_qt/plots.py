@@ -23,6 +23,23 @@ SERIES = {
 }
 
 
+def _canvas(widget: QWidget) -> tuple[QPainter, int, int]:
+    """An antialiased painter on ``widget``, its background filled; with the width, height."""
+    painter = QPainter(widget)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    w, h = widget.width(), widget.height()
+    painter.fillRect(0, 0, w, h, QColor("#262930"))
+    return painter, w, h
+
+
+def _legend(painter: QPainter, items, x: float, y: float) -> None:
+    """Coloured labels in a row, from ``(x, y)``."""
+    for label, color in items:
+        painter.setPen(QColor(color))
+        painter.drawText(QPointF(x, y), label)
+        x += painter.fontMetrics().horizontalAdvance(label) + 12
+
+
 class CurvesWidget(QWidget):
     """Two panels: scores (0..1) on top, losses and the logit shift (own scale) below."""
 
@@ -43,10 +60,7 @@ class CurvesWidget(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        w, h = self.width(), self.height()
-        painter.fillRect(0, 0, w, h, QColor("#262930"))
+        painter, w, h = _canvas(self)
         top = (0, 0, w, h * 0.55)
         bottom = (0, h * 0.58, w, h * 0.42)
         self._panel(painter, top, ("dsc", "sensitivity", "precision"), fixed=(0.0, 1.0))
@@ -58,12 +72,7 @@ class CurvesWidget(QWidget):
         pad_l, pad_r, pad_t, pad_b = 8, 8, 16, 6
         steps = [p[0] for k in keys for p in self.points[k]]
         vals = [p[1] for k in keys for p in self.points[k]]
-        legend_x = x0 + pad_l
-        for k in keys:
-            label, color = SERIES[k]
-            painter.setPen(QColor(color))
-            painter.drawText(QPointF(legend_x, y0 + 12), label)
-            legend_x += painter.fontMetrics().horizontalAdvance(label) + 12
+        _legend(painter, [SERIES[k] for k in keys], x0 + pad_l, y0 + 12)
         if not steps:
             return
         lo, hi = fixed if fixed else (min(vals + [0.0]), max(vals + [1e-6]))
@@ -116,20 +125,14 @@ class MarginHistogramWidget(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        w, h = self.width(), self.height()
-        painter.fillRect(0, 0, w, h, QColor("#262930"))
+        painter, w, h = _canvas(self)
         shift = f"Δ {self.shift:+.2f}" if math.isfinite(self.shift) else "Δ –"
-        x = 8.0
-        for text, color in (
+        items = [
             ("train margin", "#4fc3f7"),
             ("held-out margin", "#ff8a65"),
             (f"{shift}  (step {self.step})" if self.step else shift, "#ffd54f"),
-        ):
-            painter.setPen(QColor(color))
-            painter.drawText(QPointF(x, 12), text)
-            x += painter.fontMetrics().horizontalAdvance(text) + 12
+        ]
+        _legend(painter, items, 8.0, 12)
         pad_l, pad_r, pad_t, pad_b = 8.0, 8.0, 18.0, 16.0
         pw, ph = w - pad_l - pad_r, h - pad_t - pad_b
         painter.setPen(QPen(QColor("#555"), 1, Qt.PenStyle.DotLine))

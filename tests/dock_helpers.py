@@ -1,0 +1,21 @@
+"""A dock on the sample scan with a small, briefly trained model (for the widget tests)."""
+
+from __future__ import annotations
+
+from engine_helpers import tiny_config
+from napari_asymseg._qt.dock import AsymsegDock
+from napari_asymseg._qt.layers import layer_for
+from napari_asymseg.engine import fit
+from napari_asymseg.sample_data import sample_scan
+
+
+def dock_with_model(make_napari_viewer, tmp_path, qtbot, *, steps: int) -> AsymsegDock:
+    """The dock with the sample scan open, once its result layers exist, and a model trained
+    for ``steps`` steps (few: a weak model misses lesion voxels, so there is something to flag)."""
+    viewer = make_napari_viewer()
+    widget = AsymsegDock(viewer)
+    viewer.window.add_dock_widget(widget, name="asymseg")
+    widget.open_scan(sample_scan(tmp_path))
+    qtbot.waitUntil(lambda: layer_for(viewer, widget.scan.path, "risk") is not None)
+    list(fit(widget.scan, tiny_config(steps=steps, val_every=steps), widget.new_model_dir()))
+    return widget
