@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -222,7 +222,6 @@ class Flag:
     max_risk: float  # highest risk on an unannotated voxel
     known_misses: int  # annotated foreground voxels the model predicts background
     status: str = "open"  # "open" or "done"
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def done(self) -> bool:
@@ -231,12 +230,11 @@ class Flag:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["center"], d["bbox"] = list(self.center), list(self.bbox)
-        d.pop("extra")
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Flag:
-        keys = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        keys = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in d.items() if k in keys}
         kwargs["center"] = tuple(int(v) for v in d["center"])
         kwargs["bbox"] = tuple(int(v) for v in d["bbox"])
