@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from dock_helpers import dock_with_model
 
+from dock_helpers import dock_with_model
 from napari_asymseg._qt.layers import layer_for
 from napari_asymseg.bundle import is_bundle
 from napari_asymseg.engine import predict
