@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _risk_common import (  # noqa: E402
+from _common import (  # noqa: E402
     PALETTE,
     Figure,
     cached_fit,

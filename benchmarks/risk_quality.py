@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _risk_common import (  # noqa: E402
+from _common import (  # noqa: E402
     PALETTE,
     Figure,
     cached_fit,
@@ -286,7 +286,7 @@ def predict_cached(model_dir: Path, image: np.ndarray, cache: Path, stats=None) 
     """Plain logits, flip-mean logits and flip spread of a volume (cached as .npz)."""
     import torch
 
-    from _risk_common import logits_of
+    from _common import logits_of
 
     if cache.is_file():
         data = np.load(cache)

@@ -3,8 +3,9 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
 Each picture is the napari window as a user sees it, driven through the dock's own buttons:
-the sample scan as it opens, then after a click on Train (default settings) and the automatic
-prediction that follows, then the Review section with the top-ranked flag selected.
+the sample scan as it opens, then the live curves and Diagnostics panel half-way through
+training, then after a click on Train (default settings) and the automatic prediction that
+follows, then the Review section with the top-ranked flag selected.
 """
 
 from __future__ import annotations
@@ -43,9 +44,20 @@ def main() -> int:
     loop = QEventLoop()
     watcher = QTimer()
     watcher.setInterval(200)
-    watcher.timeout.connect(
-        lambda: loop.quit() if not section.running and dock.current_model() else None
-    )
+    live: list[bool] = []
+
+    def watch() -> None:
+        if section.running and section.diagnostics.step >= 60 and not live:
+            # mid-training: the curves and the live Diagnostics panel, scrolled into view
+            live.append(True)
+            dock.scroll_area.ensureWidgetVisible(section.diagnostics, 0, 10)
+            QApplication.processEvents()
+            shot("viewer-diagnostics.png")
+            dock.scroll_area.verticalScrollBar().setValue(0)
+        if not section.running and dock.current_model():
+            loop.quit()
+
+    watcher.timeout.connect(watch)
     section.train_button.click()
     watcher.start()
     loop.exec()

@@ -193,11 +193,13 @@ class AsymsegDock(QWidget):
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setWidget(content)
-        # as wide as the widest section wants to be, so that nothing is cut off; a horizontal
-        # scroll bar appears only if the user makes the dock narrower than that
-        bar = self.scroll_area.verticalScrollBar()
-        width = bar.sizeHint().width() if bar is not None else 16
-        self.setMinimumWidth(min(content.sizeHint().width() + width + 4, 520))
+        for combo in content.findChildren(QComboBox):
+            # long entries (class or loss names) elide instead of widening the whole dock
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(8)
+        self._fit_width()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.scroll_area)
@@ -205,6 +207,18 @@ class AsymsegDock(QWidget):
         self.viewer.layers.events.removed.connect(self._on_removed)
         for layer in list(self.viewer.layers):
             self._attach(layer)
+
+    def _fit_width(self) -> None:
+        """As wide as the widest section needs, so that nothing is cut off (napari's dock area
+        follows); a horizontal scroll bar appears only if the user makes the dock narrower."""
+        content = self.scroll_area.widget()
+        bar = self.scroll_area.verticalScrollBar()
+        extra = (bar.sizeHint().width() if bar is not None else 16) + 4
+        self.setMinimumWidth(min(content.minimumSizeHint().width() + extra, 520))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        QTimer.singleShot(0, self._fit_width)  # napari's style sheet applies on showing
 
     # -- scans ---------------------------------------------------------------------------------
     def open_scan(self, path: str | Path) -> None:
@@ -250,6 +264,8 @@ class AsymsegDock(QWidget):
         self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
         self.scan_section.refresh()
         self.annotate_section.refresh()
+        # the scan's texts and class names may widen a section; measured once laid out
+        QTimer.singleShot(0, self._fit_width)
         # after the reader has added all its layers (this runs inside napari's insert event)
         QTimer.singleShot(0, lambda: self._ensure_prediction_layer(scan))
 

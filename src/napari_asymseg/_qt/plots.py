@@ -111,6 +111,11 @@ class MarginHistogramWidget(QWidget):
         self.setMinimumHeight(110)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.lim = lim
+        self.setToolTip(
+            "foreground margin z_fg - z_bg on the annotated lesion voxels of the training "
+            "patches (blue) and of the held-out slices (orange); Δ = |held-out mean| - "
+            "|training mean|. Held-out sliding towards 0 (dotted) = overfitting"
+        )
         self.train: list[int] = []
         self.val: list[int] = []
         self.shift = float("nan")
@@ -128,9 +133,9 @@ class MarginHistogramWidget(QWidget):
         painter, w, h = _canvas(self)
         shift = f"Δ {self.shift:+.2f}" if math.isfinite(self.shift) else "Δ –"
         items = [
-            ("train margin", "#4fc3f7"),
-            ("held-out margin", "#ff8a65"),
-            (f"{shift}  (step {self.step})" if self.step else shift, "#ffd54f"),
+            ("training", "#4fc3f7"),
+            ("held-out", "#ff8a65"),
+            (f"{shift}, step {self.step}" if self.step else shift, "#ffd54f"),
         ]
         _legend(painter, items, 8.0, 12)
         pad_l, pad_r, pad_t, pad_b = 8.0, 8.0, 18.0, 16.0

@@ -1,4 +1,4 @@
-"""Shared helpers of the risk benchmarks (``risk_quality.py``, ``active_learning.py``).
+"""Shared helpers of the benchmarks (bookkeeping, driving the engine, Pillow figures).
 
 Training and prediction go through the engine exactly as the CLI drives it; the figures are
 drawn with Pillow (a napari dependency), since matplotlib is not among the project's

@@ -1,8 +1,8 @@
-"""Plumbing of the risk benchmarks: each runs end to end on a tiny configuration.
+"""Plumbing of the quality and risk benchmarks: each runs end to end on a tiny configuration.
 
-The numbers of such a run mean nothing (a few training steps on a tiny scan); the test checks
-that the benchmarks still drive the engine, write complete JSON and draw their figures.
-Both together take ~15 s on 2 idle cores.
+The numbers of such a run mean nothing (a few training steps on a tiny scan); the tests check
+that the benchmarks still drive the engine, write complete JSON, draw their figures and resume.
+Together they take ~35 s on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import numpy as np  # noqa: E402
+
 import active_learning  # noqa: E402
+import quality  # noqa: E402
 import risk_quality  # noqa: E402
 
 
@@ -80,3 +83,57 @@ def test_active_learning_quick(tmp_path):
     # a second run resumes from the cache: same rounds, no new training
     again = active_learning.main(args)
     assert again["seeds"][0]["strategies"] == data["seeds"][0]["strategies"]
+
+
+def test_annotated_slices_are_stratified_and_nested():
+    truth = np.zeros((40, 6, 6), np.uint8)
+    truth[10:20, 2:4, 2:4] = 1
+    small, large = (quality.annotate(truth, f, seed=3) for f in (0.1, 0.5))
+    rows_small = set(np.flatnonzero(small.any(axis=(1, 2))))
+    rows_large = set(np.flatnonzero(large.any(axis=(1, 2))))
+    assert rows_small < rows_large  # nested: more annotation only adds slices
+    # 10% of the 10 lesion slices and of the 30 others; 50% of each
+    assert len(rows_small) == 1 + 3 and len(rows_large) == 5 + 15
+    for ann in (small, large):
+        picked = ann.any(axis=(1, 2))
+        assert np.array_equal(ann[picked], truth[picked] + 1)  # whole slices, exact labels
+        assert (ann == 2).any()
+    assert not np.array_equal(small, quality.annotate(truth, 0.1, seed=4))
+
+
+def test_quality_quick_runs_and_resumes(tmp_path, monkeypatch):
+    out, fig, logit_fig = tmp_path / "q.json", tmp_path / "q.png", tmp_path / "l.png"
+    args = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
+    args += ["--figure", str(fig), "--logit-figure", str(logit_fig)]
+    quality.main(args)
+    data = json.loads(out.read_text())
+    assert {"machine", "runtime_s", "config", "summary", "trends", "records", "tables"} <= set(data)
+    assert set(data["summary"]) == {"synthetic", "colin27"}
+    for dataset in data["summary"].values():
+        assert dataset["fractions"] == [0.1, 0.5]
+        assert set(dataset["rows"]) == {"ce", "dice", "asym_combined"}
+        for per in dataset["rows"].values():
+            for entry in per.values():
+                assert entry["n"] == 1
+                for key in ("dsc", "sensitivity"):
+                    assert 0 <= entry[key]["mean"] <= 1
+        ce = dataset["rows"]["ce"]["0.1"]
+        assert ce["dsc_vs_ce"]["mean"] == 0  # CE against itself
+        hists = dataset["histograms"]["asym_combined"]["0.1"]
+        assert all(sum(hists[part]) > 0 for part in ("train_fg", "train_bg", "test_fg", "test_bg"))
+        # Δ during training: at every quarter of the steps, only at the diagnostic fraction
+        assert dataset["epochs"]["ce"]["0.1"]["step"] == [1, 2, 3, 4]
+        assert "0.5" not in dataset["epochs"]["ce"]
+    assert len(data["records"]) == 2 * 2 * 3
+    assert data["progress"] == {"runs": 12, "planned": 12, "complete": True}
+    same = data["summary"]["synthetic"]["rows"]["dice"]["0.5"]["same_sensitivity"]["mean"]
+    assert 0 <= same <= 1  # also scored on the unannotated slices of the training volume
+    assert fig.stat().st_size > 10_000 and logit_fig.stat().st_size > 10_000
+
+    # every run is stored: a second invocation trains nothing and reports the same numbers
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("napari_asymseg.engine.fit", no_training)
+    quality.main(args)
+    assert json.loads(out.read_text())["records"] == data["records"]
