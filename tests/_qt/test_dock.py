@@ -71,6 +71,20 @@ def test_open_paint_autosave_reopen(viewer_and_dock, tmp_path):
     assert (annotations_layer(viewer).data[z, 50:55, 60:64] == 2).all()
 
 
+def test_dock_is_as_wide_as_its_widest_section(viewer_and_dock, tmp_path, qtbot):
+    viewer, dock = viewer_and_dock
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.window._qt_window.show()
+    dock.open_scan(sample_scan(tmp_path))
+    content = dock.scroll_area.widget()
+
+    def fits() -> bool:  # nothing cut off: no horizontal scrolling needed
+        return dock.scroll_area.viewport().width() >= content.minimumSizeHint().width()
+
+    qtbot.waitUntil(fits, timeout=3000)
+    assert not dock.scroll_area.horizontalScrollBar().isVisible()
+
+
 def test_autosave_timer_saves_without_a_call(viewer_and_dock, tmp_path, qtbot):
     viewer, dock = viewer_and_dock
     path = sample_scan(tmp_path)
