@@ -7,14 +7,16 @@
 Every row of the table trains a model with the engine's ``fit()`` (as the dock and the CLI do)
 on 5%, 10%, 20% and 50% of the training slices, fully annotated, and is scored on held-out
 volumes with DSC, sensitivity and precision of the argmax prediction, as mean ± standard
-deviation over seeds.
+deviation over seeds. The same scores on the unannotated slices of the training volume (the
+dock's use: annotate a few slices, segment the rest) come with every run.
 
-Data (``prepare``):
+Data (``synthetic_split``, ``colin27_split``):
 
 * synthetic: per seed, 3 synthetic scans stacked along z are the training volume and 2 other
   scans are the test volumes (lesion appearance varies between scans, as the seed intends);
-* Colin27: the hippocampus (AAL 37/38) in a box around both hippocampi; the left half is the
-  training volume, the right half mirrored to look like a left one is the test volume.
+* Colin27: the hippocampus (AAL 37/38) in a box around both hippocampi (12 voxels of margin);
+  the left half is the training volume, the right half mirrored to look like a left one is the
+  test volume.
 
 The annotated slices (axial) are drawn per seed, stratified: the same fraction of the slices
 with foreground and of those without (at least one with), nested, so that a larger fraction
@@ -31,8 +33,9 @@ A run's record is written as soon as it is scored (``--work``/records); a second
 skips finished runs, so an interrupted benchmark resumes where it stopped.
 
 Budget: a small network (filters 8-16-32, about 83 k parameters), 16x48x48 (synthetic) and
-32x32x32 (Colin27) patches, batch 2, 200 steps. That fits 16 rows x 4 fractions x 3 seeds x
-2 datasets (384 models) into about 1.5 hours on 2 CPU cores; the paper trained far longer.
+32x32x32 (Colin27) patches, batch 2, 200 steps (the paper trained far longer). One dataset
+(16 rows x 4 fractions x 3 seeds = 192 models) takes 1.5-3 hours on 2 CPU cores; run one
+process per dataset (``--datasets``), then ``--redraw`` to merge them.
 """
 
 from __future__ import annotations
@@ -807,6 +810,8 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
         "patch_synthetic": args.patch_synthetic,
         "patch_colin27": args.patch_colin,
         "synthetic_shape": args.shape,
+        "synthetic_train_scans": args.train_scans,
+        "synthetic_test_scans": args.test_scans,
         "batch_size": Config().train.batch_size,
         "val_fraction": 0.0,
         "diagnosed_rows": list(DIAGNOSED),
