@@ -70,8 +70,10 @@ from napari_asymseg.config import Config, asym_combined  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.05, 0.1, 0.2, 0.5)
 DATASETS = ("synthetic", "colin27")
+SHORT = {"synthetic": "synthetic", "colin27": "Colin27"}
 TITLES = {"synthetic": "synthetic scans (train 3, test 2 others)", "colin27": "Colin27 hippocampus"}
 BINS, LIM = 40, 20.0  # margin histograms: 40 bins over [-20, 20]
+SHOWN_LIM = 12.0  # the figure's margin axis: the histograms of these models end well inside
 
 
 # ----------------------------------------------------------------------------- the rows
@@ -593,6 +595,30 @@ def print_tables(summary: dict[str, Any]) -> str:
     return text
 
 
+def print_trends(tr: dict[str, Any]) -> str:
+    """The paper's claims in two tables per dataset: each row against CE, and each asymmetric
+    technique against its symmetric twin (differences of means, averaged over the fractions)."""
+    parts = []
+    for d, t in tr.items():
+        header = ["method", "ΔDSC", "ΔSENS", "ΔPRC", "ΔDSC same", "ΔSENS same", "ΔPRC same"]
+        rows = [
+            [LABELS[k]]
+            + [f"{v[m]:+.2f}" if math.isfinite(v[m]) else "n/a" for m in (*SCORES, *SAME)]
+            for k, v in t["vs_ce"].items()
+            if k != "ce"
+        ]
+        parts.append(f"Against CE, same seed ({TITLES[d]})\n\n" + table(header, rows))
+        rows = [
+            [LABELS[k] + " vs symmetric"]
+            + [f"{v[m]:+.2f}" if math.isfinite(v[m]) else "n/a" for m in (*SCORES, *SAME)]
+            for k, v in t["asym_vs_sym"].items()
+        ]
+        parts.append(f"Asymmetric against symmetric ({TITLES[d]})\n\n" + table(header, rows))
+    text = "\n\n".join(parts)
+    print(text)
+    return text
+
+
 # ----------------------------------------------------------------------------- figures
 SHOWN = ("ce", "dice", "focal", "asym_focal", "asym_large_margin", "asym_combined", "gdl")
 
@@ -608,7 +634,7 @@ def draw_quality(summary: dict[str, Any], path: Path) -> None:
             for per in s["rows"].values()
             for f in s["fractions"]
         ):
-            views.append((d, "same_", "unannotated training slices"))
+            views.append((d, "same_", "unannotated slices"))
     names = (("dsc", "DSC"), ("sensitivity", "sensitivity"), ("precision", "precision"))
     w, h = 360, 280
     fig = Figure(
@@ -623,7 +649,7 @@ def draw_quality(summary: dict[str, Any], path: Path) -> None:
                 (j * w, 34 + i * h, (j + 1) * w, 34 + (i + 1) * h),
                 xlim=(min(xs) - 0.1, max(xs) + 0.1),
                 ylim=(0.0, 1.0),
-                title=f"{TITLES[d].split(' (')[0]}, {where}: {label}",
+                title=f"{SHORT[d]}, {where}: {label}",
                 xlabel="annotated training slices",
                 ylabel=label,
                 xticks=xs,
@@ -634,7 +660,7 @@ def draw_quality(summary: dict[str, Any], path: Path) -> None:
                 # asymmetric rows solid, the others dashed, CE solid (the reference)
                 dash = not key.startswith("asym") and key != "ce"
                 panel.line(xs, ys, PALETTE[c % len(PALETTE)], dash=dash)
-            if j == 0 and i == 0:
+            if j == 0:
                 panel.legend(
                     [(LABELS[k], PALETTE[c % len(PALETTE)]) for c, k in enumerate(shown)], "ul"
                 )
@@ -671,19 +697,20 @@ def draw_logits(summary: dict[str, Any], path: Path, fraction: float) -> None:
                 continue
             panel = fig.panel(
                 (j * w, 34 + i * h, (j + 1) * w, 34 + (i + 1) * h),
-                xlim=(-LIM, LIM),
+                xlim=(-SHOWN_LIM, SHOWN_LIM),
                 ylim=(0.0, 0.5),
-                title=f"{TITLES[d].split(' (')[0]}: {LABELS[key]}",
+                title=f"{SHORT[d]}: {LABELS[key]}",
                 xlabel="margin (> 0: foreground predicted)",
                 ylabel="share of voxels",
             )
-            panel.hline(0.0)
+            panel.line([0.0, 0.0], [0.0, 0.5], "#555555", width=1, marker=False, dash=True)
+            inside = [k for k, c in enumerate(centres) if abs(c) < SHOWN_LIM]
             for part, _, color, dash in parts:
                 counts = np.asarray(hists[part], np.float64)
                 if counts.sum() > 0:
-                    panel.line(
-                        centres, (counts / counts.sum()).tolist(), color, dash=dash, marker=False
-                    )
+                    share = (counts / counts.sum()).tolist()
+                    xs, ys = [centres[k] for k in inside], [share[k] for k in inside]
+                    panel.line(xs, ys, color, dash=dash, marker=False)
             panel.legend(
                 [(label + (" (dashed)" if dash else ""), c) for _, label, c, dash in parts], "ul"
             )
@@ -761,7 +788,7 @@ def finish(
         "progress": {"runs": len(records), "planned": planned, "complete": len(records) >= planned},
         "summary": summary,
         "trends": trends(summary),
-        "tables": print_tables(summary),
+        "tables": print_tables(summary) + "\n\n" + print_trends(trends(summary)),
         "training_s_total": float(sum(r["train_s"] for r in records)),
         "records": [{k: v for k, v in r.items() if k != "hist"} for r in records],
     }
