@@ -7,6 +7,7 @@ a traceback; the message names the problem and the fix.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from napari_asymseg import __version__
+from napari_asymseg.lock import ScanLock
 from napari_asymseg.store import ScanError
 
 EXIT_BAD_INPUT = 2
@@ -43,18 +45,20 @@ def _label_map(text: str) -> dict[int, int]:
 def _cmd_import(args: argparse.Namespace) -> None:
     from napari_asymseg.io import import_scan
 
-    scan = import_scan(
-        args.image,
-        args.out,
-        labels=args.labels,
-        truth=args.truth,
-        label_map=args.label_map,
-        classes=args.classes.split(",") if args.classes else None,
-        channel=args.channel,
-        multiscale=args.multiscale,
-        zarr_format=args.zarr_format,
-        overwrite=args.overwrite,
-    )
+    # replacing a scan that another program is writing would pull it from under its feet
+    with ScanLock(args.out, "asymseg import") if args.overwrite else contextlib.nullcontext():
+        scan = import_scan(
+            args.image,
+            args.out,
+            labels=args.labels,
+            truth=args.truth,
+            label_map=args.label_map,
+            classes=args.classes.split(",") if args.classes else None,
+            channel=args.channel,
+            multiscale=args.multiscale,
+            zarr_format=args.zarr_format,
+            overwrite=args.overwrite,
+        )
     print(f"wrote {scan.path}: {_describe(scan)}")
 
 
@@ -126,6 +130,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    with ScanLock(args.scan, "asymseg predict"):  # one writer per scan
+        _predict(args)
+
+
+def _predict(args: argparse.Namespace) -> None:
     from napari_asymseg._cli_options import config_from_args
     from napari_asymseg.config import config_from_dict
     from napari_asymseg.engine import PredictionDone, WindowDone, load_checkpoint, predict
@@ -148,6 +157,11 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_flag(args: argparse.Namespace) -> None:
+    with ScanLock(args.scan, "asymseg flag"):  # one writer per scan
+        _flag(args)
+
+
+def _flag(args: argparse.Namespace) -> None:
     from napari_asymseg import risk
     from napari_asymseg.store import Scan
 
@@ -156,7 +170,7 @@ def _cmd_flag(args: argparse.Namespace) -> None:
     if args.model:
         if "predict.tta" not in given:  # flip averaging sharpens the risk map (benchmarks)
             setattr(args, "predict.tta", True)
-        _cmd_predict(args)
+        _predict(args)
     elif given:
         raise ScanError(
             f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "

@@ -211,7 +211,7 @@ class Scan:
         if mode not in ("r", "r+"):
             raise ScanError(f"mode must be 'r' or 'r+', got {mode!r}")
         if mode == "r+" and path.is_dir():
-            _recover(path)
+            _recover_unless_busy(path)
         group = _open_group(path, mode)
         meta = group.attrs.get(ATTRS_KEY)
         if not isinstance(meta, dict):
@@ -531,6 +531,24 @@ def _swap_in(new: Path, target: Path) -> None:
     os.rename(new, target)
     if had_target:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_unless_busy(path: Path) -> None:
+    """:func:`_recover`, unless a writer holds the scan's lock: its half-finished swap is work
+    in progress, not a crash to roll back."""
+    from napari_asymseg.lock import ScanBusy, ScanLock
+
+    lock = ScanLock(path, "recovery")
+    try:
+        lock.acquire()
+    except ScanBusy:
+        return
+    except ScanError:  # not writable: nothing can be recovered, reading still works
+        return
+    try:
+        _recover(path)
+    finally:
+        lock.release()
 
 
 def _recover(path: Path) -> None:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from napari_asymseg._qt.dock import AsymsegDock, annotation_stats
+from napari_asymseg.lock import ScanBusy, ScanLock
 from napari_asymseg.sample_data import sample_scan
 from napari_asymseg.store import Scan
 
@@ -83,6 +84,26 @@ def test_dock_is_as_wide_as_its_widest_section(viewer_and_dock, tmp_path, qtbot)
 
     qtbot.waitUntil(fits, timeout=3000)
     assert not dock.scroll_area.horizontalScrollBar().isVisible()
+
+
+def test_scan_written_elsewhere_opens_read_only(viewer_and_dock, tmp_path, monkeypatch):
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    errors: list[str] = []
+    monkeypatch.setattr("napari_asymseg._qt.dock.show_error", errors.append)
+    with ScanLock(path, "asymseg predict"):  # e.g. the CLI predicting into it
+        dock.open_scan(path)
+        layer = annotations_layer(viewer)
+        assert dock.read_only and not layer.editable and dock.autosave is None
+        dock.train_section.start()  # refused with a notification, nothing runs
+        assert not dock.train_section.running
+        assert errors and "read-only" in errors[-1]
+    # once the other writer is done, opening the scan again makes it editable
+    viewer.layers.clear()
+    dock.open_scan(path)
+    assert not dock.read_only and annotations_layer(viewer).editable
+    with pytest.raises(ScanBusy):  # and now the dock is the one writer
+        ScanLock(path, "asymseg flag").acquire()
 
 
 def test_autosave_timer_saves_without_a_call(viewer_and_dock, tmp_path, qtbot):

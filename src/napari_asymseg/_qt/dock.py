@@ -7,11 +7,12 @@ of contents. The sections sit in a scroll area: the dock fits a laptop screen.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import numpy as np
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
@@ -30,6 +31,7 @@ from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
 from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
+from napari_asymseg.lock import ScanBusy, ScanLock
 from napari_asymseg.store import Scan, ScanError
 
 _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
@@ -172,6 +174,7 @@ class AsymsegDock(QWidget):
         self.scan: Scan | None = None
         self.annotations_layer = None
         self.autosave: AnnotationAutosave | None = None
+        self.lock: ScanLock | None = None  # held while a scan is open here: one writer per scan
         content = QWidget()
         layout = QVBoxLayout(content)
         self.scan_section = ScanSection(self)
@@ -212,6 +215,8 @@ class AsymsegDock(QWidget):
         """As wide as the widest section needs, so that nothing is cut off (napari's dock area
         follows); a horizontal scroll bar appears only if the user makes the dock narrower."""
         content = self.scroll_area.widget()
+        if content is None:
+            return
         bar = self.scroll_area.verticalScrollBar()
         extra = (bar.sizeHint().width() if bar is not None else 16) + 4
         self.setMinimumWidth(min(content.minimumSizeHint().width() + extra, 520))
@@ -259,9 +264,18 @@ class AsymsegDock(QWidget):
         self.save_now()
         if self.autosave is not None:
             self.autosave.stop()
+        self._release()
         self.scan, self.annotations_layer = scan, layer
-        self.autosave = AnnotationAutosave(layer, scan)
-        self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
+        lock = ScanLock(path, f"napari (asymseg dock, pid {os.getpid()})")
+        try:
+            self.lock = lock.acquire()
+        except ScanBusy as exc:
+            # another viewer or the CLI writes this scan: look, but never write over it
+            layer.editable = False
+            show_warning(f"{exc}. It is open read-only here: reopen it when that has finished")
+        else:
+            self.autosave = AnnotationAutosave(layer, scan)
+            self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
         self.scan_section.refresh()
         self.annotate_section.refresh()
         # the scan's texts and class names may widen a section; measured once laid out
@@ -283,6 +297,28 @@ class AsymsegDock(QWidget):
             if self.autosave is not None:
                 self.autosave.stop()
             self.autosave, self.annotations_layer = None, None
+            self._release()
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    @property
+    def read_only(self) -> bool:
+        """A scan is open, but another program holds its lock."""
+        return self.scan is not None and self.lock is None
+
+    def writable(self) -> bool:
+        """Whether the open scan may be written; says why not (a notification) otherwise."""
+        if self.read_only:
+            assert self.scan is not None
+            show_error(
+                f"{self.scan.path.name} is open read-only (another program was writing it when "
+                "it opened): close it there, then open it here again to paint, train or predict"
+            )
+            return False
+        return True
 
     def current_model(self) -> Path | None:
         """The latest model trained on this scan (its folder), if any."""
@@ -311,4 +347,5 @@ class AsymsegDock(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.train_section.cancel()
         self.save_now()
+        self._release()
         super().closeEvent(event)

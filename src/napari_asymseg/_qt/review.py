@@ -145,7 +145,7 @@ class ReviewSection(QWidget):
         if scan is None:
             show_error("open a scan first")
             return
-        if self.worker is not None:
+        if self.worker is not None or not self.dock.writable():
             return
         self.dock.save_now()  # the flags see the annotations as painted
         worker: Any = create_worker(risk_mod.flag_scan, scan)
@@ -254,6 +254,8 @@ class ReviewSection(QWidget):
         scan, flag = self.dock.scan, self.current_flag()
         if scan is None or flag is None:
             show_error("pick a flag in the list first")
+            return
+        if not self.dock.writable():
             return
         row = self.list.currentRow()
         try:

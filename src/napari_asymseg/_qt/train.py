@@ -252,7 +252,7 @@ class TrainSection(QWidget):
         if scan is None:
             show_error("open a scan first (Open scan…, Import image…, or File > Open Sample)")
             return
-        if self.running:
+        if self.running or not self.dock.writable():
             return
         self.dock.save_now()
         init = None
@@ -283,7 +283,7 @@ class TrainSection(QWidget):
         if scan is None or model is None:
             show_error("open a scan and train a model before predicting")
             return
-        if self.running:
+        if self.running or not self.dock.writable():
             return
         self._run(predict(scan, model), total=scan.shape[0], desc="predicting")
 
