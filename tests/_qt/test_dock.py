@@ -97,7 +97,7 @@ def test_scan_written_elsewhere_opens_read_only(viewer_and_dock, tmp_path, monke
         assert dock.read_only and not layer.editable and dock.autosave is None
         dock.train_section.start()  # refused with a notification, nothing runs
         assert not dock.train_section.running
-        assert errors and "read-only" in errors[-1]
+        assert errors and "read-only" in errors[-1] and "asymseg predict" in errors[-1]
     # once the other writer is done, opening the scan again makes it editable
     viewer.layers.clear()
     dock.open_scan(path)

@@ -31,7 +31,7 @@ from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
 from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
-from napari_asymseg.lock import ScanBusy, ScanLock
+from napari_asymseg.lock import ScanLock
 from napari_asymseg.store import Scan, ScanError
 
 _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
@@ -175,6 +175,7 @@ class AsymsegDock(QWidget):
         self.annotations_layer = None
         self.autosave: AnnotationAutosave | None = None
         self.lock: ScanLock | None = None  # held while a scan is open here: one writer per scan
+        self.read_only_reason = ""
         content = QWidget()
         layout = QVBoxLayout(content)
         self.scan_section = ScanSection(self)
@@ -269,10 +270,11 @@ class AsymsegDock(QWidget):
         lock = ScanLock(path, f"napari (asymseg dock, pid {os.getpid()})")
         try:
             self.lock = lock.acquire()
-        except ScanBusy as exc:
+        except ScanError as exc:  # ScanBusy, or a read-only folder
             # another viewer or the CLI writes this scan: look, but never write over it
             layer.editable = False
-            show_warning(f"{exc}. It is open read-only here: reopen it when that has finished")
+            self.read_only_reason = str(exc)
+            show_warning(f"{exc}. It is open read-only here")
         else:
             self.autosave = AnnotationAutosave(layer, scan)
             self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
@@ -313,10 +315,7 @@ class AsymsegDock(QWidget):
         """Whether the open scan may be written; says why not (a notification) otherwise."""
         if self.read_only:
             assert self.scan is not None
-            show_error(
-                f"{self.scan.path.name} is open read-only (another program was writing it when "
-                "it opened): close it there, then open it here again to paint, train or predict"
-            )
+            show_error(f"{self.scan.path.name} is open read-only: {self.read_only_reason}")
             return False
         return True
 
