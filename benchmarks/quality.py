@@ -785,7 +785,12 @@ def finish(
     result = {
         "benchmark": "quality",
         **extra,
-        "progress": {"runs": len(records), "planned": planned, "complete": len(records) >= planned},
+        "progress": {
+            "runs": len(records),
+            "planned": planned,
+            "complete": len(records) >= planned,
+            "per_dataset": {d: sum(r["dataset"] == d for r in records) for d in args.datasets},
+        },
         "summary": summary,
         "trends": trends(summary),
         "tables": print_tables(summary) + "\n\n" + print_trends(trends(summary)),

@@ -125,7 +125,12 @@ def test_quality_quick_runs_and_resumes(tmp_path, monkeypatch):
         assert dataset["epochs"]["ce"]["0.1"]["step"] == [1, 2, 3, 4]
         assert "0.5" not in dataset["epochs"]["ce"]
     assert len(data["records"]) == 2 * 2 * 3
-    assert data["progress"] == {"runs": 12, "planned": 12, "complete": True}
+    assert data["progress"] == {
+        "runs": 12,
+        "planned": 12,
+        "complete": True,
+        "per_dataset": {"synthetic": 6, "colin27": 6},
+    }
     same = data["summary"]["synthetic"]["rows"]["dice"]["0.5"]["same_sensitivity"]["mean"]
     assert 0 <= same <= 1  # also scored on the unannotated slices of the training volume
     assert fig.stat().st_size > 10_000 and logit_fig.stat().st_size > 10_000
