@@ -9,6 +9,7 @@ from napari_asymseg.engine import (
     CHECKPOINT,
     EpochEnd,
     Finished,
+    Notice,
     PredictionDone,
     Started,
     StepEnd,
@@ -113,6 +114,51 @@ def test_nan_loss_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "build_loss", lambda name, **kw: NanLoss())
     with pytest.raises(TrainingError, match="lower the learning rate"):
         run(fit(scan, tiny_config(), tmp_path / "m"))
+
+
+def _out_of_memory_above(monkeypatch, max_batch: int) -> list[int]:
+    """Steps raise CUDA's out-of-memory error for batches larger than ``max_batch``; returns
+    the batch sizes the engine tried."""
+    real = engine._make_step
+    tried: list[int] = []
+
+    def make_step(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def limited(x, y):
+            tried.append(int(x.shape[0]))
+            if x.shape[0] > max_batch:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            return step(x, y)
+
+        return limited
+
+    monkeypatch.setattr(engine, "_make_step", make_step)
+    return tried
+
+
+def test_out_of_memory_falls_back_to_a_smaller_batch(tmp_path, monkeypatch):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    tried = _out_of_memory_above(monkeypatch, max_batch=1)
+    cfg = tiny_config(steps=4, val_every=4)
+    cfg.train.batch_size = 4
+    events = list(fit(scan, cfg, tmp_path / "m"))
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert notices[0].startswith("the GPU ran out of memory at batch 4: continuing with batch 2")
+    assert "batch 1" in notices[1] and len(notices) == 2
+    assert tried[:3] == [4, 2, 1] and set(tried[3:]) == {1}
+    done = events[-1]
+    assert isinstance(done, Finished) and done.steps_done == 4  # every step was trained
+    assert cfg.train.batch_size == 4  # the caller's config is not touched
+
+
+def test_out_of_memory_at_batch_one_on_the_cpu_is_a_clear_error(tmp_path, monkeypatch):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    _out_of_memory_above(monkeypatch, max_batch=0)
+    cfg = tiny_config(steps=4, val_every=4)
+    cfg.train.batch_size = 2
+    with pytest.raises(TrainingError, match="smaller patch size"):
+        run(fit(scan, cfg, tmp_path / "m"))
 
 
 @pytest.mark.parametrize("option", ["adversarial", "mixup", "sam", "sam_a", "smoothing"])

@@ -96,7 +96,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from napari_asymseg._cli_options import config_from_args
     from napari_asymseg.config import PRESETS, Config
-    from napari_asymseg.engine import EpochEnd, Finished, Started, StepEnd, fit
+    from napari_asymseg.engine import EpochEnd, Finished, Notice, Started, StepEnd, fit
 
     base = PRESETS[args.preset](Config()) if args.preset else None
     cfg = config_from_args(args, base)
@@ -120,6 +120,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
                 f"{event.logit_shift:+.2f}{'  (best)' if event.best else ''}"
             )
             (bar.write if bar is not None else print)(line)
+        elif isinstance(event, Notice):
+            (bar.write if bar is not None else print)(f"note: {event.message}", file=sys.stderr)
         elif isinstance(event, Finished):
             if bar is not None:
                 bar.close()

@@ -104,6 +104,13 @@ class EpochEnd:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the run (e.g. a memory fallback)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Finished:
     model_dir: str
     best_step: int
@@ -262,7 +269,7 @@ def fit(
     *,
     init: str | os.PathLike | None = None,
     resume: bool = False,
-) -> Generator[Started | StepEnd | EpochEnd | Finished, None, Finished]:
+) -> Generator[Started | StepEnd | EpochEnd | Notice | Finished, None, Finished]:
     """Train from scratch, fine-tune (``init``) or resume (``resume``) on a scan's annotations.
 
     Parameters
@@ -280,7 +287,8 @@ def fit(
 
     Yields
     ------
-    Started, then StepEnd per step and EpochEnd per validation, then Finished.
+    Started, then StepEnd per step and EpochEnd per validation, then Finished; a Notice when
+    the run had to change course (out of GPU memory: a smaller batch, then the CPU).
     """
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     cfg = copy.deepcopy(config) if config is not None else Config()  # never the caller's
@@ -389,7 +397,19 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x, y = sampler.sample(cfg.train.batch_size)
-                loss, logits = step_fn(x.to(device), y.to(device))
+                try:
+                    loss, logits = step_fn(x.to(device), y.to(device))
+                except torch.cuda.OutOfMemoryError:
+                    # fall back instead of failing: a smaller batch, then the CPU
+                    del x, y
+                    notice = _fall_back(cfg, device, model, optimizer)
+                    device = select_device(cfg.train.device)
+                    amp_dtype = autocast_dtype(device, cfg.train.amp)
+                    step_fn = _make_step(
+                        model, optimizer, loss_fn, cfg, data.num_classes, device, amp_dtype
+                    )
+                    yield notice
+                    continue
                 if not math.isfinite(loss):
                     raise TrainingError(
                         f"the loss became {loss} at step {step + 1}: lower the learning rate "
@@ -449,6 +469,35 @@ def fit(
     done = Finished(str(out), best_step, best_dsc, step, stopped_early, time.perf_counter() - t0)
     yield done
     return done
+
+
+def _fall_back(cfg: Config, device: torch.device, model, optimizer) -> Notice:
+    """After running out of GPU memory in a step: halve the batch, or at batch 1 move the run
+    to the CPU (``cfg`` is changed in place); :class:`TrainingError` when neither is left."""
+    release(device)
+    batch = cfg.train.batch_size
+    if batch > 1:
+        cfg.train.batch_size = batch // 2
+        return Notice(
+            f"the GPU ran out of memory at batch {batch}: continuing with batch "
+            f"{cfg.train.batch_size} (a smaller patch would keep the batch)"
+        )
+    if device.type != "cpu":
+        cfg.train.device = "cpu"
+        model.to("cpu")
+        for opt in (optimizer, getattr(optimizer, "base_optimizer", None)):
+            for state in opt.state.values() if opt is not None else ():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor):
+                        state[key] = value.to("cpu")
+        release(device)
+        return Notice(
+            "the GPU ran out of memory even at batch 1: continuing on the CPU (slower); "
+            "a smaller patch would fit the GPU"
+        )
+    raise TrainingError(
+        "out of memory at batch 1 on the CPU: choose a smaller patch size or close other programs"
+    )
 
 
 def _with_best(event: EpochEnd) -> EpochEnd:

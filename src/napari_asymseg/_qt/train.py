@@ -15,7 +15,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,6 +37,7 @@ from napari_asymseg.engine import (
     BEST,
     EpochEnd,
     Finished,
+    Notice,
     PredictionDone,
     Started,
     StepEnd,
@@ -342,6 +343,9 @@ class TrainSection(QWidget):
                 show_preview(self.dock.viewer, scan, event.preview, event.preview_z0)
                 if self.first_overlay_s is None:
                     self.first_overlay_s = time.perf_counter() - self.started_at
+        elif isinstance(event, Notice):
+            show_warning(event.message)
+            self.status.setText(event.message)
         elif isinstance(event, Finished):
             self.status.setText(
                 f"done: best DSC {event.best_dsc:.3f} at step {event.best_step} "
