@@ -809,7 +809,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log = timed_log()
     if args.redraw:
         # the stored runs (possibly made by several processes, e.g. one per dataset)
-        records = [json.loads(p.read_text()) for p in sorted((work / "records").glob("*.json"))]
+        stored = (json.loads(p.read_text()) for p in sorted((work / "records").glob("*.json")))
+        records = [r for r in stored if r["dataset"] in args.datasets]
         extra = {"machine": machine(), "config": config_of(args)}
         extra["config"]["seeds"] = sorted({r["seed"] for r in records})
         extra["config"]["datasets"] = [
