@@ -345,12 +345,24 @@ def run_one(
     done: Finished | None = None
     for event in fit(Scan.open(scan_path), cfg, model_dir):
         if isinstance(event, EpochEnd) and diagnosed(key, fraction, args):
-            # best.pt is the latest model when nothing is held out for validation
-            epochs.append({"step": event.step, **shift_now(model_dir, split, ann)})
+            if event.step < cfg.train.steps:  # the last one is the final score's
+                # best.pt is the latest model when nothing is held out for validation
+                epochs.append({"step": event.step, **shift_now(model_dir, split, ann)})
         elif isinstance(event, Finished):
             done = event
     assert done is not None
     train_s = time.perf_counter() - t0
+    scores = score(model_dir, split, ann)
+    if diagnosed(key, fraction, args):
+        margin = scores["margin"]
+        epochs.append(
+            {
+                "step": done.steps_done,
+                "logit_shift": scores["logit_shift"],
+                "train_fg": margin["train_fg"],
+                "test_fg": margin["test_fg"],
+            }
+        )
     record = {
         "dataset": dataset,
         "seed": seed,
@@ -360,7 +372,7 @@ def run_one(
         "steps": done.steps_done,
         "annotated_slices": int((ann > 0).any(axis=(1, 2)).sum()),
         "annotated_fg_voxels": int((ann == 2).sum()),
-        **score(model_dir, split, ann),
+        **scores,
         "epochs": epochs,
     }
     record["score_s"] = time.perf_counter() - t0 - train_s
@@ -781,6 +793,7 @@ def finish(
     records: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any]
 ) -> dict[str, Any]:
     summary = summarise(records)
+    trend = trends(summary)
     planned = len(args.rows) * len(args.fractions) * len(args.seeds) * len(args.datasets)
     result = {
         "benchmark": "quality",
@@ -792,8 +805,8 @@ def finish(
             "per_dataset": {d: sum(r["dataset"] == d for r in records) for d in args.datasets},
         },
         "summary": summary,
-        "trends": trends(summary),
-        "tables": print_tables(summary) + "\n\n" + print_trends(trends(summary)),
+        "trends": trend,
+        "tables": print_tables(summary) + "\n\n" + print_trends(trend),
         "training_s_total": float(sum(r["train_s"] for r in records)),
         "records": [{k: v for k, v in r.items() if k != "hist"} for r in records],
     }

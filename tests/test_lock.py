@@ -102,5 +102,9 @@ def test_lock_file_does_not_disturb_reading(scan):
         assert reopened.shape == scan.shape
 
 
-def test_missing_scan_keeps_its_own_message(tmp_path):
-    assert main(["predict", str(tmp_path / "missing.zarr"), "--model", "m"]) == 2
+def test_missing_scan_keeps_its_own_message(trained, tmp_path, capsys):
+    _, model = trained
+    missing = tmp_path / "missing.zarr"
+    assert main(["predict", str(missing), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "being written" not in err and "cannot write" not in err

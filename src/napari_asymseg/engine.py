@@ -490,7 +490,6 @@ def _fall_back(cfg: Config, device: torch.device, model, optimizer) -> Notice:
                 for key, value in state.items():
                     if isinstance(value, torch.Tensor):
                         state[key] = value.to("cpu")
-        release(device)
         return Notice(
             "the GPU ran out of memory even at batch 1: continuing on the CPU (slower); "
             "a smaller patch would fit the GPU"

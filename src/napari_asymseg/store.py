@@ -536,14 +536,12 @@ def _swap_in(new: Path, target: Path) -> None:
 def _recover_unless_busy(path: Path) -> None:
     """:func:`_recover`, unless a writer holds the scan's lock: its half-finished swap is work
     in progress, not a crash to roll back."""
-    from napari_asymseg.lock import ScanBusy, ScanLock
+    from napari_asymseg.lock import ScanLock
 
     lock = ScanLock(path, "recovery")
     try:
         lock.acquire()
-    except ScanBusy:
-        return
-    except ScanError:  # not writable: nothing can be recovered, reading still works
+    except ScanError:  # busy (ScanBusy), or not writable: then reading still works
         return
     try:
         _recover(path)
