@@ -7,7 +7,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from napari_asymseg.config import Config
+from napari_asymseg.config import Config, check_config
 
 # sections whose fields become options, and the few names that need a prefix to be unique
 SECTIONS = ("data", "model", "loss", "regularizers", "train", "predict")
@@ -78,6 +78,7 @@ def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Co
         if not key or not raw:
             raise argparse.ArgumentTypeError(f"bad --loss-param {item!r}: write KEY=VALUE")
         cfg.loss.params[key] = _number(raw)
+    check_config(cfg, lambda section, name: "--" + option_name(section, name))
     return cfg
 
 

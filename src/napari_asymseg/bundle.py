@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from napari_asymseg import __version__
-from napari_asymseg.volumes import ScanError
+from napari_asymseg.volumes import ScanError, make_folder
 
 BUNDLE_FORMAT = 1
 """Version of this layout; a bundle of a newer format is refused with a clear message."""
@@ -59,7 +59,7 @@ def _sha256(path: Path) -> str:
 
 
 def _json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 

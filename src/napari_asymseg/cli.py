@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import NoReturn
 from napari_asymseg import __version__
 from napari_asymseg.lock import ScanLock
 from napari_asymseg.store import ScanError
+from napari_asymseg.volumes import ClearError, error_message
 
 EXIT_BAD_INPUT = 2
 
@@ -40,6 +42,25 @@ def _label_map(text: str) -> dict[int, int]:
     if not mapping or min(mapping.values()) < 0 or max(mapping.values()) > 254:
         raise argparse.ArgumentTypeError("--label-map classes must lie in 0..254")
     return mapping
+
+
+def _number_in(low: float, high: float, cast: type = float, *, open_low: bool = False):
+    """An argparse type: a number of ``cast`` in [low, high] ((low, high] with open_low)."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not (low < value if open_low else low <= value) or value > high:
+            bracket = "(" if open_low else "["
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a{'' if cast is float else ' whole'} number in "
+                f"{bracket}{low:g}, {high:g}]"
+            )
+        return value
+
+    return parse
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
@@ -95,10 +116,11 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from napari_asymseg._cli_options import config_from_args
-    from napari_asymseg.config import PRESETS, Config
+    from napari_asymseg.config import PRESETS, Config, load_config
     from napari_asymseg.engine import EpochEnd, Finished, Notice, Started, StepEnd, fit
 
-    base = PRESETS[args.preset](Config()) if args.preset else None
+    base = load_config(args.config) if args.config else Config()
+    base = PRESETS[args.preset](base) if args.preset else base
     cfg = config_from_args(args, base)
     bar = None
     for event in fit(args.scan, cfg, args.out, init=args.init, resume=args.resume):
@@ -169,6 +191,15 @@ def _flag(args: argparse.Namespace) -> None:
 
     scan = Scan.open(args.scan)
     given = {k for k in vars(args) if k.startswith("predict.")}
+    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-flags.json")
+    # refuse what would fail after the prediction before spending minutes on it
+    known = {f.id for f in risk.stored_flags(scan)}
+    unknown = sorted(set(args.done or ()) - known)
+    if unknown:
+        raise ScanError(
+            f"{scan.path.name} has no flag {unknown[0]}: see the ids with asymseg flag SCAN"
+        )
+    _check_writable(out)
     if args.model:
         if "predict.tta" not in given:  # flip averaging sharpens the risk map (benchmarks)
             setattr(args, "predict.tta", True)
@@ -184,7 +215,6 @@ def _flag(args: argparse.Namespace) -> None:
     flags = risk.flag_scan(
         scan, threshold=args.threshold, min_expected=args.min_voxels, max_flags=args.max_flags
     )
-    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-flags.json")
     report = {
         "scan": str(scan.path),
         "spacing": list(scan.spacing),
@@ -201,6 +231,20 @@ def _flag(args: argparse.Namespace) -> None:
             f"{f.expected_missed:8.1f} voxels ({f.expected_mm3:8.1f} mm3)  max risk "
             f"{f.max_risk:.2f}" + ("  [done]" if f.done else "")
         )
+
+
+def _check_writable(path: Path) -> None:
+    """Raise the error writing ``path`` would raise, without touching ``path`` itself."""
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        probe.open("x").close()
+        probe.unlink()
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ScanError(
+            f"cannot write {path} ({exc.strerror}): choose a writable --json path"
+        ) from None
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
@@ -371,7 +415,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "Debian package mricron-data)",
     )
     p.add_argument("out", help="the new scan directory")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scan (default 0)")
+    p.add_argument(
+        "--seed",
+        type=_number_in(0, math.inf, int),
+        default=0,
+        help="seed of the synthetic scan (default 0)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing scan at OUT")
     p.set_defaults(func=_cmd_sample)
 
@@ -395,6 +444,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="asymseg-model", help="model folder (default asymseg-model)")
     p.add_argument("--init", help="model folder, checkpoint or bundle to fine-tune from")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="start from this JSON config (a bundle's configs/asymseg.json repeats its run); "
+        "the options below override it",
+    )
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -430,17 +485,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--model", help="predict with this model first (folder, checkpoint or bundle)")
     p.add_argument(
         "--threshold",
-        type=float,
+        type=_number_in(0, 1, open_low=True),
         default=THRESHOLD,
         help=f"risk at or above which a voxel is flagged (default {THRESHOLD})",
     )
     p.add_argument(
         "--min-voxels",
-        type=float,
+        type=_number_in(0, math.inf),
         default=1.0,
         help="drop flags expected to miss fewer voxels than this (default 1)",
     )
-    p.add_argument("--max-flags", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument(
+        "--max-flags",
+        type=_number_in(1, math.inf, int),
+        default=100,
+        help="at most this many (default 100)",
+    )
     p.add_argument(
         "--done",
         type=int,
@@ -521,11 +581,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ScanError, argparse.ArgumentTypeError) as exc:
-        print(f"asymseg: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # config validation (unknown loss parameter, ...)
-        print(f"asymseg: error: {exc}", file=sys.stderr)
+    # ScanError and TrainingError (ClearError), config checks (ValueError), a full disk or a
+    # read-only folder (OSError): one line each, from the same wording as the dock's
+    except (ClearError, argparse.ArgumentTypeError, ValueError, OSError) as exc:
+        print(f"asymseg: error: {error_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("asymseg: interrupted", file=sys.stderr)

@@ -8,7 +8,12 @@ config as plain JSON that :func:`config_from_dict` reads back.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
@@ -144,7 +149,144 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             continue
         cls = type(getattr(Config(), f.name))
         parts[f.name] = _build(cls, data.get(f.name, {}), f.name)
-    return Config(**parts)
+    config = Config(**parts)
+    check_config(config)
+    return config
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read a config from JSON: a saved config, or any file holding one under ``"config"``
+    (a model bundle's ``configs/asymseg.json``), so a run can be repeated exactly.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist: check the path") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"cannot read config file {path} ({exc}): give a JSON file as written by "
+            "asymseg train (a bundle's configs/asymseg.json)"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) for k, v in data.items() if k != "version"
+    ):
+        raise ValueError(
+            f"{path} is not an asymseg config: it needs sections such as "
+            '{"train": {"steps": 200}}'
+        )
+    try:
+        return config_from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _whole(low: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _real(low: float, high: float = math.inf, *, open_low: bool = False, open_high=False) -> Any:
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return False
+        return (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+
+    return ok
+
+
+def _choice(*names: str) -> Any:
+    return lambda v: v in names
+
+
+def _device(v: Any) -> bool:
+    head, _, index = str(v).partition(":")
+    return v == "auto" or (head in ("cpu", "cuda", "mps") and (not index or index.isdigit()))
+
+
+# (section, field) -> (test, what a valid value is). Checked before anything is built, so a
+# bad value from the CLI, the dock or a config file is one clear line, not a traceback from
+# deep inside torch (a zero batch, a modulo by zero, an unknown device string).
+_RULES: dict[tuple[str, str], tuple[Any, str]] = {
+    ("data", "patch_size"): (
+        lambda v: v is None or (len(v) == 3 and all(_whole(4)(n) for n in v)),
+        "3 whole numbers >= 4 (Z Y X), or unset to plan it from the spacing",
+    ),
+    ("data", "p_fg"): (_real(0, 1), "a share between 0 and 1"),
+    ("data", "normalisation"): (_choice("zscore", "window"), "zscore or window"),
+    ("data", "window"): (
+        lambda v: len(v) == 2 and all(_real(-math.inf)(x) for x in v) and v[0] < v[1],
+        "LOW HIGH with LOW < HIGH",
+    ),
+    ("data", "val_fraction"): (_real(0, 0.9), "a share between 0 and 0.9"),
+    ("data", "asym_augment_p"): (_real(0, 1), "a probability between 0 and 1"),
+    ("model", "filters"): (
+        lambda v: len(v) >= 3 and all(_whole(1)(n) for n in v),
+        "at least 3 whole numbers >= 1, e.g. 16 32 64 128",
+    ),
+    ("model", "dropout"): (_real(0, 1, open_high=True), "a probability in [0, 1)"),
+    ("regularizers", "adversarial_eps"): (_real(0, open_low=True), "a number > 0"),
+    ("regularizers", "mixup_alpha"): (_real(0, open_low=True), "a number > 0"),
+    ("regularizers", "mixup_margin"): (_real(0), "a number >= 0"),
+    ("regularizers", "label_smoothing"): (
+        lambda v: all(_real(0, 1)(x) for x in v),
+        "one share between 0 and 1 per class, background first, or empty",
+    ),
+    ("regularizers", "sam"): (_choice("off", "sam", "sam_a"), "off, sam or sam_a"),
+    ("regularizers", "sam_rho"): (_real(0, open_low=True), "a number > 0"),
+    ("train", "steps"): (_whole(1), "a whole number >= 1"),
+    ("train", "val_every"): (_whole(1), "a whole number >= 1"),
+    ("train", "batch_size"): (_whole(1), "a whole number >= 1"),
+    ("train", "lr"): (_real(0, 10, open_low=True), "a number > 0, e.g. 0.003"),
+    ("train", "weight_decay"): (_real(0), "a number >= 0"),
+    ("train", "patience"): (_whole(0), "a whole number >= 0 (0: never stop early)"),
+    ("train", "seed"): (_whole(0), "a whole number >= 0"),
+    ("train", "device"): (_device, "auto, cpu, cuda, cuda:N or mps"),
+    ("train", "amp"): (_choice("auto", "off", "bf16", "fp16"), "auto, off, bf16 or fp16"),
+    ("train", "threads"): (_whole(0), "a whole number >= 0 (0: all cores)"),
+    ("predict", "overlap"): (_real(0, 0.95), "a share between 0 and 0.95"),
+    ("predict", "sw_batch_size"): (_whole(1), "a whole number >= 1"),
+}
+
+
+def check_config(config: Config, name: Callable[[str, str], str] = "{}.{}".format) -> None:
+    """Refuse out-of-range values with one line naming the option and what it accepts.
+
+    ``name(section, field)`` spells the option as the caller's user knows it (the CLI passes
+    its ``--option`` names).
+
+    Raises
+    ------
+    ValueError
+        ``train.steps must be a whole number >= 1, got 0``.
+    """
+    for (section, field_name), (test, wanted) in _RULES.items():
+        value = getattr(getattr(config, section), field_name)
+        try:
+            ok = bool(test(value))
+        except TypeError:  # a string where a list belongs, a list of strings, ...
+            ok = False
+        if not ok:
+            raise ValueError(f"{name(section, field_name)} must be {wanted}, got {value!r}")
+    for section in ("data", "regularizers", "train", "predict"):
+        part = getattr(config, section)
+        for f in dataclasses.fields(part):
+            if isinstance(f.default, bool) and not isinstance(getattr(part, f.name), bool):
+                value = getattr(part, f.name)
+                raise ValueError(f"{name(section, f.name)} must be true or false, got {value!r}")
+    for key, value in config.loss.params.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"loss parameter {key} must be a finite number, got {value!r}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:

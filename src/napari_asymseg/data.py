@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from napari_asymseg.config import DataConfig
-from napari_asymseg.store import Scan
+from napari_asymseg.store import Scan, read
 from napari_asymseg.volumes import ScanError
 
 IGNORE = -1
@@ -121,10 +121,15 @@ class ScanData:
                 f"{scan.path.name} has no foreground annotated: paint at least one "
                 f"{scan.classes[0]} region before training"
             )
+        if counts[1] == 0:  # a model that never saw background calls everything foreground
+            raise ScanError(
+                f"{scan.path.name} has no background annotated: paint background (label 1) "
+                f"around the {scan.classes[0]} before training"
+            )
         target = annotations_to_target(annotations)
         train, val = split_validation(target, cfg.val_fraction, seed)
         return cls(
-            image=normalise(scan.image[...], cfg),
+            image=normalise(read(scan.image), cfg),
             train=train,
             val=val,
             num_classes=scan.num_classes,

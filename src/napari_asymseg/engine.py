@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from napari_asymseg import __version__
-from napari_asymseg.config import Config, config_from_dict, config_to_dict
+from napari_asymseg.config import Config, check_config, config_from_dict, config_to_dict
 from napari_asymseg.data import IGNORE, PatchSampler, ScanData, intensity_stats, normalise
 from napari_asymseg.losses import build_loss
 from napari_asymseg.metrics import (
@@ -44,14 +44,14 @@ from napari_asymseg.risk import (
     foreground_margin,
     risk_map,
 )
-from napari_asymseg.store import Scan
-from napari_asymseg.volumes import ScanError
+from napari_asymseg.store import Scan, read
+from napari_asymseg.volumes import ClearError, ScanError, is_zarr_folder, make_folder
 
 CHECKPOINT = "checkpoint.pt"  # the latest state, for resuming
 BEST = "best.pt"  # the best model by validation DSC, for predicting and fine-tuning
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ClearError, RuntimeError):
     """Training cannot go on (NaN loss, out of memory); the message says what to change."""
 
 
@@ -194,6 +194,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if is_bundle(path):
         return load_bundle(path)
+    if path.is_dir() and not (path / BEST).is_file() and is_zarr_folder(path):
+        raise ScanError(f"{path} is a scan, not a model: give a model folder, checkpoint or bundle")
     if path.is_dir():
         path = path / BEST
     if not path.is_file():
@@ -292,14 +294,13 @@ def fit(
     """
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     cfg = copy.deepcopy(config) if config is not None else Config()  # never the caller's
-    out = Path(model_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_config(cfg)
     device = select_device(cfg.train.device)
     amp_dtype = autocast_dtype(device, cfg.train.amp)
     torch.manual_seed(cfg.train.seed)
     data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed)
-
     start = load_checkpoint(init) if init else None
+    out = make_folder(model_dir)  # only once the inputs are known to be good
     if start is not None:  # fine-tuning keeps the architecture it starts from
         model, base_cfg, plan = model_from_checkpoint(start)
         if int(start["num_classes"]) != data.num_classes:
@@ -754,6 +755,7 @@ def predict(
     ckpt = load_checkpoint(model)
     net, train_cfg, plan = model_from_checkpoint(ckpt)
     cfg = config or train_cfg
+    check_config(cfg)
     device = select_device(cfg.train.device)
     amp_dtype = autocast_dtype(device, cfg.train.amp)
     net.to(device)
@@ -777,7 +779,7 @@ def predict(
             for z0 in range(0, depth, slab):
                 z1 = min(depth, z0 + slab)
                 a, b = max(0, z0 - margin), min(depth, z1 + margin)
-                image = normalise(scan.image[a:b], cfg.data, stats=(mean, std))
+                image = normalise(read(scan.image, slice(a, b)), cfg.data, stats=(mean, std))
                 spread: list[torch.Tensor] = []  # filled only when the risk weighs it
                 logits = sliding_logits(
                     net, image, plan, cfg, device, amp_dtype, spread=spread if KAPPA else None
@@ -790,7 +792,7 @@ def predict(
                     labels,
                     calibration,
                     spread=spread[0] if spread else None,
-                    annotations=np.asarray(scan.annotations[a:b]),
+                    annotations=read(scan.annotations, slice(a, b)),
                     spacing=scan.spacing,
                 )[keep]
                 probs, labels = probs[:, keep], labels[keep]

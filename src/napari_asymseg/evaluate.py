@@ -10,7 +10,7 @@ import numpy as np
 from napari_asymseg.export import mask_from_scan
 from napari_asymseg.io import read_volume
 from napari_asymseg.metrics import class_scores
-from napari_asymseg.store import Scan
+from napari_asymseg.store import Scan, read
 from napari_asymseg.volumes import ScanError
 
 
@@ -30,7 +30,7 @@ def evaluate_scan(
     if truth is not None:
         ref = read_volume(truth).data
     elif scan.ground_truth is not None:
-        ref = np.asarray(scan.ground_truth[...])
+        ref = read(scan.ground_truth)
     else:
         raise ScanError(f"{scan.path.name} has no ground truth: pass --truth MASK_FILE")
     if ref.shape != pred.shape:

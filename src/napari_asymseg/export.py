@@ -15,8 +15,8 @@ from typing import cast
 import numpy as np
 
 from napari_asymseg.io import AXES_SWAP, NIFTI, TIFF, Volume, read_volume, read_zarr_image, suffix
-from napari_asymseg.store import Scan
-from napari_asymseg.volumes import ScanError
+from napari_asymseg.store import Scan, read
+from napari_asymseg.volumes import ScanError, make_folder
 
 MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
 
@@ -31,7 +31,7 @@ def mask_from_scan(scan: Scan, what: str = "prediction") -> np.ndarray:
     if arr is None:
         hint = "run a prediction first" if what == "prediction" else "import one with --truth"
         raise ScanError(f"{scan.path} has no {what}: {hint}")
-    return np.asarray(arr[...], dtype=np.uint8)
+    return read(arr).astype(np.uint8, copy=False)
 
 
 def export_mask(
@@ -64,7 +64,7 @@ def export_mask(
             f"the mask is {mask.shape} but {scan.path.name} is {scan.shape}: export a layer "
             "of this scan"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     tmp = out.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{out.name}")
     try:
         if ext in NIFTI:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_asymseg.store import BACKGROUND, NOT_ANNOTATED, Scan
+from napari_asymseg.store import BACKGROUND, NOT_ANNOTATED, Scan, read
 from napari_asymseg.volumes import ScanError
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads THRESHOLD without it
@@ -354,7 +354,7 @@ def _stored_risk(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
             f"{scan.path.name} has no risk map yet: predict it with a model first "
             "(asymseg flag SCAN --model MODEL, or Predict scan in the dock)"
         )
-    return np.asarray(results["risk"][...], np.float32), np.asarray(results["prediction"][...])
+    return read(results["risk"]).astype(np.float32), read(results["prediction"])
 
 
 def current_risk(scan: Scan) -> np.ndarray:

@@ -37,9 +37,11 @@ import numpy as np
 import zarr
 
 from napari_asymseg.volumes import (
+    ClearError,
     ScanError,
     affine_from_spacing,
     default_chunks,
+    make_folder,
     multiscale_meta,
     spacing_from_affine,
     validate_volume,
@@ -162,7 +164,7 @@ class Scan:
         chunks = tuple(chunks) if chunks else default_chunks(shape)
         # Build the whole scan beside its destination and rename it into place: a crash while
         # creating leaves nothing half-written, and overwrite replaces the old scan in one step.
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         tmp = path.with_name(f"{_TMP}{path.name}-{uuid.uuid4().hex[:8]}")
         try:
             root = zarr.open_group(str(tmp), mode="w", zarr_format=cast(Literal[2, 3], zarr_format))
@@ -356,7 +358,7 @@ class Scan:
         return self.group[ANNOTATIONS]  # type: ignore[return-value]
 
     def read_annotations(self) -> np.ndarray:
-        return np.asarray(self.annotations[...])
+        return read(self.annotations)
 
     def write_annotations(self, data: Any, region: tuple[slice, ...] | None = None) -> None:
         """Save annotations: the whole array (atomic swap) or one region (atomic per chunk).
@@ -480,6 +482,24 @@ class Scan:
 
     def __repr__(self) -> str:
         return f"Scan({str(self.path)!r}, shape={self.shape}, spacing={self.spacing})"
+
+
+def read(array: zarr.Array, region: Any = Ellipsis) -> np.ndarray:
+    """``array[region]`` as numpy; a chunk that cannot be decoded becomes a clear ScanError.
+
+    The codecs raise what they like (RuntimeError from zstd, ValueError from blosc, ...), so
+    anything but our own errors and memory exhaustion is taken for damage on disk here.
+    """
+    try:
+        return np.asarray(array[region])
+    except (ClearError, MemoryError):
+        raise
+    except Exception as exc:
+        where = Path(str(getattr(array.store, "root", ""))) / array.path
+        raise ScanError(
+            f"{where} is damaged: a chunk cannot be read ({type(exc).__name__}); restore the "
+            "scan from a backup or import the image again"
+        ) from None
 
 
 def _check_result_name(name: str) -> None:

@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 
-class ScanError(ValueError):
+class ClearError(Exception):
+    """An expected failure whose message is already the one line a user should read."""
+
+
+class ScanError(ClearError, ValueError):
     """Bad input or a broken scan; the message is one line naming the problem and the fix."""
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free disk space or write somewhere else",
+    errno.EDQUOT: "free space in your quota or write somewhere else",
+    errno.EROFS: "the disk is read-only: write somewhere else",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "choose a folder you may write to, or fix its permissions",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "the path is a folder: give a file name",
+    errno.EEXIST: "remove it or choose another name",
+    errno.EIO: "the disk failed to read or write: check the disk, then try again",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system failure: what failed, on which path, and the fix.
+
+    Everything that writes does so atomically, so the line can promise that what existed
+    before is untouched.
+    """
+    where = f" {exc.filename}" if exc.filename else ""
+    what = (exc.strerror or str(exc)).rstrip(".").lower()
+    fix = _OS_FIXES.get(exc.errno or 0, "check the path and the disk, then try again")
+    return f"cannot use{where}: {what}: {fix} (nothing existing was changed)"
+
+
+def is_zarr_folder(path: Path) -> bool:
+    """A folder holding a zarr group or array (v2 or v3 metadata)."""
+    return any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` that names a file in the way instead of a bare "File exists"."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise ScanError(f"{blocker} is a file, not a folder: choose another output path") from None
+    return path
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line a user sees for ``exc`` (the dock's notifications use it)."""
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    if isinstance(exc, ClearError | ValueError):  # ScanError, TrainingError, config checks
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"  # unexpected: still one line, never a frozen dock
 
 
 def default_chunks(shape: Sequence[int]) -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_asymseg.store import Scan
+from napari_asymseg.volumes import ClearError, error_message
 
 AUTOSAVE_MS = 2000
 
@@ -20,6 +21,7 @@ class AnnotationAutosave(QObject):
     """
 
     saved = Signal(int)  # number of slices written
+    failed = Signal(str)  # why a timed save failed; the edits stay pending and are retried
 
     def __init__(self, layer, scan: Scan, interval_ms: int = AUTOSAVE_MS) -> None:
         super().__init__()
@@ -27,9 +29,10 @@ class AnnotationAutosave(QObject):
         self.scan = scan
         self._snapshot = np.array(layer.data, dtype=np.uint8, copy=True)
         self._dirty = False
+        self._last_failure = ""
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._timed_flush)
         self._timer.start()
         for name in ("paint", "data", "labels_update", "set_data"):
             emitter = getattr(layer.events, name, None)
@@ -38,6 +41,19 @@ class AnnotationAutosave(QObject):
 
     def _mark_dirty(self, event=None) -> None:
         self._dirty = True
+
+    def _timed_flush(self) -> None:
+        """The timer's save: a failure (a full disk) is reported once, never lost or raised."""
+        try:
+            self.flush()
+        except (ClearError, OSError) as exc:
+            self._dirty = True  # the painting is still in the layer: try again next tick
+            kind = f"{type(exc).__name__}{getattr(exc, 'errno', '')}"
+            if kind != self._last_failure:  # once per kind of failure, not once per tick
+                self._last_failure = kind
+                self.failed.emit(f"annotations not saved yet: {error_message(exc)}")
+        else:
+            self._last_failure = ""
 
     def flush(self, force: bool = False) -> int:
         """Write the slabs that differ from the last save; returns how many slices."""

@@ -33,6 +33,7 @@ from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
 from napari_asymseg.lock import ScanLock
 from napari_asymseg.store import Scan, ScanError
+from napari_asymseg.volumes import ClearError, error_message
 
 _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
 
@@ -232,8 +233,8 @@ class AsymsegDock(QWidget):
         try:
             Scan.open(path, mode="r")  # validate first: a clear message instead of a traceback
             self.viewer.open(str(path), plugin="napari-asymseg")
-        except ScanError as exc:
-            show_error(str(exc))
+        except (ClearError, OSError) as exc:
+            show_error(error_message(exc))
 
     def import_image(self, path: str | Path, out: str | Path | None = None) -> Path | None:
         """Import an image file next to itself as ``NAME.zarr`` and open it."""
@@ -243,8 +244,8 @@ class AsymsegDock(QWidget):
         out = Path(out) if out else src.with_name(src.name[: -len(suffix(src))] + ".zarr")
         try:
             import_scan(src, out)
-        except ScanError as exc:
-            show_error(str(exc))
+        except (ClearError, OSError) as exc:
+            show_error(error_message(exc))
             return None
         show_info(f"imported {src.name} into {out}")
         self.open_scan(out)
@@ -278,6 +279,7 @@ class AsymsegDock(QWidget):
         else:
             self.autosave = AnnotationAutosave(layer, scan)
             self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
+            self.autosave.failed.connect(show_error)
         self.scan_section.refresh()
         self.annotate_section.refresh()
         # the scan's texts and class names may widen a section; measured once laid out
@@ -339,8 +341,8 @@ class AsymsegDock(QWidget):
             return 0
         try:
             return self.autosave.flush(force=True)
-        except (ScanError, OSError) as exc:
-            show_error(f"could not save annotations: {exc}")
+        except (ClearError, OSError) as exc:
+            show_error(f"could not save annotations: {error_message(exc)}")
             return 0
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name

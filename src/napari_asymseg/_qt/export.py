@@ -10,6 +10,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_asymseg.store import ScanError
+from napari_asymseg.volumes import error_message
 
 _MASK_FILTER = "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr)"
 _SUFFIXES = {"NIfTI": ".nii.gz", "TIFF": ".tif", "OME-Zarr": ".ome.zarr"}
@@ -143,9 +144,11 @@ class ExportSection(QWidget):
     def _run(self, func, *args, done: str, **kwargs) -> None:
         if self.worker is not None:
             return
-        worker: Any = create_worker(func, *args, **kwargs, _progress={"desc": "exporting"})
+        worker: Any = create_worker(
+            func, *args, **kwargs, _progress={"desc": "exporting"}, _ignore_errors=True
+        )  # errors: our one-line notification below, not superqt's re-raised traceback
         worker.returned.connect(lambda out: show_info(done.format(out)))
-        worker.errored.connect(lambda exc: show_error(str(exc)))
+        worker.errored.connect(lambda exc: show_error(error_message(exc)))
         worker.finished.connect(self._finished)
         self.worker = worker
         worker.start()

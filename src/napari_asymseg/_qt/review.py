@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 from napari_asymseg import risk as risk_mod
 from napari_asymseg._qt.layers import layer_for, risk_layer
 from napari_asymseg.store import ScanError
+from napari_asymseg.volumes import error_message
 
 FINE_TUNE_STEPS = 40
 """Steps of the Review section's fine-tune: a warm start needs far fewer than a new model."""
@@ -148,9 +149,9 @@ class ReviewSection(QWidget):
         if self.worker is not None or not self.dock.writable():
             return
         self.dock.save_now()  # the flags see the annotations as painted
-        worker: Any = create_worker(risk_mod.flag_scan, scan)
+        worker: Any = create_worker(risk_mod.flag_scan, scan, _ignore_errors=True)  # shown below
         worker.returned.connect(self._on_flags)
-        worker.errored.connect(lambda exc: show_error(str(exc)))
+        worker.errored.connect(lambda exc: show_error(error_message(exc)))
         worker.finished.connect(self._on_worker_done)
         self.worker = worker
         self.find_button.setEnabled(False)

@@ -41,13 +41,12 @@ from napari_asymseg.engine import (
     PredictionDone,
     Started,
     StepEnd,
-    TrainingError,
     WindowDone,
     fit,
     predict,
 )
 from napari_asymseg.losses import LOSSES, loss_parameters
-from napari_asymseg.volumes import ScanError
+from napari_asymseg.volumes import ScanError, error_message
 
 HIDDEN_PARAMS = {"ignore_index"}
 
@@ -291,7 +290,7 @@ class TrainSection(QWidget):
     def _run(self, gen, *, total: int, desc: str) -> None:
         self.engine_gen = gen
         self.pbar = progress(total=total, desc=desc)
-        worker: Any = create_worker(_drain, gen)
+        worker: Any = create_worker(_drain, gen, _ignore_errors=True)  # _on_error shows it
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -361,10 +360,7 @@ class TrainSection(QWidget):
             self.dock.review_section.find_flags()
 
     def _on_error(self, exc: Exception) -> None:
-        if isinstance(exc, ScanError | TrainingError):
-            show_error(str(exc))
-        else:  # an unexpected failure: still a message, never a frozen dock
-            show_error(f"{type(exc).__name__}: {exc}")
+        show_error(error_message(exc))
 
     def _on_finished(self) -> None:
         gen, self.engine_gen, self.worker = self.engine_gen, None, None
