@@ -25,6 +25,7 @@ from napari_asymseg.store import ATTRS_KEY, Scan
 from napari_asymseg.volumes import (
     ScanError,
     affine_from_spacing,
+    cause,
     multiscale_meta,
     spacing_from_affine,
     validate_volume,
@@ -102,7 +103,7 @@ def read_volume(path: str | os.PathLike, *, channel: int | None = None) -> Volum
         raise
     except Exception as exc:  # each reader library raises its own types for damaged files
         raise ScanError(
-            f"cannot read {path.name} ({type(exc).__name__}: {exc}): the file is damaged or not "
+            f"cannot read {path.name} ({cause(exc)}): the file is damaged or not "
             f"a {ext} image; export it again from the source"
         ) from None
     validate_volume(vol.data, path.name)

@@ -40,6 +40,7 @@ from napari_asymseg.volumes import (
     ClearError,
     ScanError,
     affine_from_spacing,
+    cause,
     default_chunks,
     make_folder,
     multiscale_meta,
@@ -73,7 +74,7 @@ def _open_group(path: Path, mode: str) -> zarr.Group:
         return zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
     except Exception as exc:  # zarr raises many types for a damaged store
         raise ScanError(
-            f"{path} is not a readable zarr group ({type(exc).__name__}: {exc}): restore it from "
+            f"{path} is not a readable zarr group ({cause(exc)}): restore it from "
             "a backup or import the original image again"
         ) from None
 
@@ -215,6 +216,20 @@ class Scan:
         if mode == "r+" and path.is_dir():
             _recover_unless_busy(path)
         group = _open_group(path, mode)
+        try:
+            scan = cls._checked(path, group)
+        except ClearError:
+            raise
+        except Exception as exc:  # zarr reads array metadata lazily; damage shows up here
+            raise ScanError(
+                f"{path} has damaged zarr metadata ({cause(exc)}): restore it from a backup or "
+                "import the original image again"
+            ) from None
+        return scan
+
+    @classmethod
+    def _checked(cls, path: Path, group: zarr.Group) -> Scan:
+        """The scan in ``group`` once its attributes and every array's metadata are sound."""
         meta = group.attrs.get(ATTRS_KEY)
         if not isinstance(meta, dict):
             what = "an OME-Zarr image" if multiscale_meta(dict(group.attrs)) else "a zarr group"
@@ -232,6 +247,7 @@ class Scan:
                 raise ScanError(
                     f"{path} is missing the '{key}' scan attribute: re-import the image"
                 )
+        _check_scan_attrs(path, meta)
         scan = cls(path, group)
         if ANNOTATIONS not in group:
             raise ScanError(
@@ -243,6 +259,18 @@ class Scan:
                 f"{path}: annotations shape {ann_shape} does not match "
                 f"the image {scan.shape}: re-import the annotations with the image's shape"
             )
+        if scan.annotations.dtype != np.uint8 or scan.image.dtype.kind not in "uif":
+            raise ScanError(
+                f"{path}: annotations are {scan.annotations.dtype} and the image "
+                f"{scan.image.dtype}; a scan stores uint8 labels and a numeric image: "
+                "re-import the image"
+            )
+        for array in (scan.ground_truth, *scan.results().values()):
+            if array is not None and tuple(array.shape) != scan.shape:
+                raise ScanError(
+                    f"{path}: {array.path} has shape {tuple(array.shape)}, the image "
+                    f"{scan.shape}: delete it, or predict again"
+                )
         return scan
 
     # ------------------------------------------------------------------ the image
@@ -500,6 +528,31 @@ def read(array: zarr.Array, region: Any = Ellipsis) -> np.ndarray:
             f"{where} is damaged: a chunk cannot be read ({type(exc).__name__}); restore the "
             "scan from a backup or import the image again"
         ) from None
+
+
+def _check_scan_attrs(path: Path, meta: dict[str, Any]) -> None:
+    """Spacing, affine and class names as :meth:`Scan.create` writes them."""
+
+    def finite(values: Any, n: int) -> bool:
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            return False
+        return arr.size == n and bool(np.isfinite(arr).all())
+
+    problem = None
+    if not finite(meta["spacing"], 3) or min(np.asarray(meta["spacing"], float)) <= 0:
+        problem = f"spacing {meta['spacing']!r} is not 3 positive numbers"
+    elif not finite(meta["affine"], 16):
+        problem = "the affine is not a 4x4 matrix of numbers"
+    elif (
+        not isinstance(meta["classes"], list)
+        or not meta["classes"]
+        or not all(isinstance(c, str) and c for c in meta["classes"])
+    ):
+        problem = f"classes {meta['classes']!r} is not a list of names"
+    if problem:
+        raise ScanError(f"{path}: {problem}: re-import the image, or restore the scan")
 
 
 def _check_result_name(name: str) -> None:

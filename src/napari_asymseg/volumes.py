@@ -33,6 +33,14 @@ _OS_FIXES = {
 }
 
 
+def cause(exc: BaseException, limit: int = 160) -> str:
+    """A library's exception as a short single line: its type, and its message flattened
+    (SimpleITK's span several lines with C++ source locations)."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def os_error_message(exc: OSError) -> str:
     """One line for an operating-system failure: what failed, on which path, and the fix.
 
