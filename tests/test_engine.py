@@ -116,6 +116,34 @@ def test_nan_loss_is_reported(tmp_path, monkeypatch):
         run(fit(scan, tiny_config(), tmp_path / "m"))
 
 
+def test_a_loss_that_blows_up_keeps_the_last_good_model(tmp_path, monkeypatch, capsys):
+    """NaN after 12 good steps: a one-line error naming the learning rate (exit code 2 in the
+    CLI), and the checkpoint and best model of step 10 stay, finite and loadable."""
+    from napari_asymseg.cli import main
+
+    scan = tiny_scan(tmp_path / "s.zarr")
+    calls = {"n": 0}
+
+    class LateNan(torch.nn.Module):
+        def forward(self, logits, target):
+            calls["n"] += logits.requires_grad  # training steps only, not validation
+            target = target[:, 0] if target.dim() == logits.dim() else target
+            ce = torch.nn.functional.cross_entropy(logits, target.long(), ignore_index=-1)
+            return ce * float("nan") if calls["n"] > 12 else ce
+
+    monkeypatch.setattr(engine, "build_loss", lambda name, **kw: LateNan())
+    out = tmp_path / "m"
+    argv = ["train", str(scan.path), "--out", str(out), "--steps", "30", "--val-every", "5"]
+    assert main(argv + ["--filters", "8", "16", "16", "--patch-size", "8", "24", "24"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("asymseg: error")]
+    assert len(lines) == 1 and "step 13" in lines[0] and "learning rate" in lines[0]
+    for name in ("checkpoint.pt", "best.pt"):
+        ckpt = load_checkpoint(out / name)
+        assert ckpt["step"] == 10
+        assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
 def _out_of_memory_above(monkeypatch, max_batch: int) -> list[int]:
     """Steps raise CUDA's out-of-memory error for batches larger than ``max_batch``; returns
     the batch sizes the engine tried."""
