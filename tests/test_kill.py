@@ -125,7 +125,7 @@ def test_painting_survives_sigkill_up_to_the_last_autosave(tmp_path):
         lost = [t for kind, n, t in rows if kind == "painted" and n not in on_disk]
         window = killed_at - min(lost) if lost else 0.0
         # what is lost was painted within the last autosave interval (plus the write)
-        assert window <= AUTOSAVE_MS / 1000 + 1.0, window
+        assert window <= AUTOSAVE_MS / 1000 + 1.5, window
         losses.append((painted, saved, len(on_disk), round(window, 2)))
     print(f"painting kills (painted, logged saved, on disk, seconds lost): {losses}")
     assert any(p > 0 for p, *_ in losses)
