@@ -28,6 +28,7 @@ import pytest
 import tifffile
 
 from engine_helpers import tiny_config, tiny_scan
+from napari_asymseg.bundle import export_bundle
 from napari_asymseg.cli import main
 from napari_asymseg.engine import fit
 from napari_asymseg.lock import LOCK_FILE, ScanLock
@@ -43,6 +44,7 @@ def base(tmp_path_factory) -> Path:
     scan = tiny_scan(root / "scan.zarr")
     ScanLock(scan.path, "test").release()  # the lock file exists from the first writer on
     list(fit(scan, tiny_config(steps=4, val_every=4), root / "model"))
+    export_bundle(root / "model", root / "bundle", onnx=False, torchscript=False)
     nib.save(nib.Nifti1Image(np.zeros((40, 40, 16), np.float32), np.eye(4)), root / "img.nii.gz")
     (root / "out").mkdir()  # where outputs go: the read-only and full-disk rows fail in here
     return root
@@ -121,6 +123,30 @@ def annotate(w: Path, value: int | None) -> str:
 def corrupt_checkpoint(w: Path) -> str:
     (w / "model" / "best.pt").write_bytes(b"not a checkpoint")
     return str(w / "model")
+
+
+def truncated_bundle_zip(w: Path) -> str:
+    whole = export_bundle(w / "bundle", w / "whole", zip=True, onnx=False, torchscript=False)
+    cut = w / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+    return str(cut)
+
+
+def tampered_bundle(w: Path) -> str:
+    weights = w / "bundle" / "models" / "model.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    return str(w / "bundle")
+
+
+def newer_bundle(w: Path) -> str:
+    meta_path = w / "bundle" / "configs" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["asymseg"]["bundle_format"] += 1
+    meta_path.write_text(json.dumps(meta))
+    return str(w / "bundle")
 
 
 def config_file(w: Path, text: str) -> str:
@@ -412,6 +438,18 @@ TABLE: dict[str, Row] = {
         "checkpoint",
     ),
     "predict model is a scan": (lambda w: ["predict", S, "--model", S], "is a scan, not a model"),
+    "predict truncated bundle zip": (
+        lambda w: ["predict", S, "--model", truncated_bundle_zip(w)],
+        "zip",
+    ),
+    "predict tampered bundle": (
+        lambda w: ["predict", S, "--model", tampered_bundle(w)],
+        "checksum",
+    ),
+    "train init newer bundle": (
+        lambda w: ["train", S, "--out", "OUT/m", "--init", newer_bundle(w)],
+        "newer napari-asymseg",
+    ),
     "predict bad overlap": (
         lambda w: ["predict", S, "--model", M, "--overlap", "1.5"],
         "--overlap",
