@@ -109,6 +109,20 @@ def test_lesion_appearance_shifts_between_scans(small_scans: list[SyntheticScan]
     assert (np.abs(contrast) > 0.05).all(), contrast  # but lesions stay distinguishable
 
 
+def test_look_seed_shares_the_look_not_the_lesion_plan() -> None:
+    """A shared look_seed gives scans one lesion appearance (one protocol); how many lesions
+    and how much lesion volume a scan has stay its own seed's."""
+    own = [synthetic_scan(s, shape=SMALL) for s in range(4)]
+    shared = [synthetic_scan(s, shape=SMALL, look_seed=0) for s in range(4)]
+    for a, b in zip(own, shared, strict=True):
+        assert ndi.label(a.ground_truth)[1] == ndi.label(b.ground_truth)[1]
+        assert a.ground_truth.sum() == b.ground_truth.sum()
+    np.testing.assert_array_equal(shared[0].image, own[0].image)  # its own look already
+    signs = {np.sign(_contrast(s)) for s in shared}
+    assert len(signs) == 1, signs  # one polarity for all
+    assert len({np.sign(_contrast(s)) for s in own}) == 2  # while their own looks differ
+
+
 def test_no_intensity_window_segments_the_lesions(small_scans: list[SyntheticScan]) -> None:
     # Lesion-like spots, vessels and bright/dark tissue classes must defeat thresholding.
     best = []
@@ -163,6 +177,8 @@ def test_tiny_volume_still_has_a_lesion() -> None:
         {"fg_fraction": 0.5},
         {"seed": -1},
         {"seed": 1.5},
+        {"look_seed": -1},
+        {"look_seed": "a"},
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs: dict) -> None:
