@@ -109,18 +109,18 @@ def test_lesion_appearance_shifts_between_scans(small_scans: list[SyntheticScan]
     assert (np.abs(contrast) > 0.05).all(), contrast  # but lesions stay distinguishable
 
 
-def test_look_seed_shares_the_look_not_the_lesion_plan() -> None:
-    """A shared look_seed gives scans one lesion appearance (one protocol); how many lesions
-    and how much lesion volume a scan has stay its own seed's."""
-    own = [synthetic_scan(s, shape=SMALL) for s in range(4)]
-    shared = [synthetic_scan(s, shape=SMALL, look_seed=0) for s in range(4)]
-    for a, b in zip(own, shared, strict=True):
-        assert ndi.label(a.ground_truth)[1] == ndi.label(b.ground_truth)[1]
-        assert a.ground_truth.sum() == b.ground_truth.sum()
-    np.testing.assert_array_equal(shared[0].image, own[0].image)  # its own look already
-    signs = {np.sign(_contrast(s)) for s in shared}
-    assert len(signs) == 1, signs  # one polarity for all
-    assert len({np.sign(_contrast(s)) for s in own}) == 2  # while their own looks differ
+def test_polarity_fixes_bright_or_dark_and_nothing_else() -> None:
+    """Given a polarity, lesions are all bright (or dark); the rest of each scan's look and
+    its lesion plan stay as drawn, and a scan already of that polarity is unchanged."""
+    own = [synthetic_scan(s, shape=SMALL) for s in range(6)]
+    for want in (1, -1):
+        fixed = [synthetic_scan(s, shape=SMALL, polarity=want) for s in range(6)]
+        assert all(np.sign(_contrast(f)) == want for f in fixed)
+        for a, b in zip(own, fixed, strict=True):
+            np.testing.assert_array_equal(a.ground_truth, b.ground_truth)
+            if np.sign(_contrast(a)) == want:
+                np.testing.assert_array_equal(a.image, b.image)
+    assert len({np.sign(_contrast(s)) for s in own}) == 2  # drawn, they differ
 
 
 def test_no_intensity_window_segments_the_lesions(small_scans: list[SyntheticScan]) -> None:
@@ -177,8 +177,9 @@ def test_tiny_volume_still_has_a_lesion() -> None:
         {"fg_fraction": 0.5},
         {"seed": -1},
         {"seed": 1.5},
-        {"look_seed": -1},
-        {"look_seed": "a"},
+        {"polarity": 0},
+        {"polarity": 2},
+        {"polarity": True},
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs: dict) -> None:

@@ -208,9 +208,10 @@ def _add_lesion(
     return np.pad(mask, [(s.start, n - s.stop) for s, n in zip(best, full, strict=True)])
 
 
-def _look(rng: np.random.Generator) -> dict[str, float]:
+def _look(rng: np.random.Generator, polarity: float | None = None) -> dict[str, float]:
     """A lesion appearance: polarity, contrast, texture, rim and edge sharpness."""
-    polarity = float(rng.choice([-1.0, 1.0]))
+    drawn = float(rng.choice([-1.0, 1.0]))  # drawn even when given: the stream stays the same
+    polarity = drawn if polarity is None else float(polarity)
     return {
         "polarity": polarity,
         "contrast": rng.uniform(0.25, 0.7) if polarity > 0 else rng.uniform(0.25, 0.55),
@@ -229,7 +230,7 @@ def synthetic_scan(
     shape: tuple[int, int, int] = (40, 112, 112),
     spacing: tuple[float, float, float] = (2.0, 0.8, 0.8),
     fg_fraction: float | None = None,
-    look_seed: int | None = None,
+    polarity: int | None = None,
 ) -> SyntheticScan:
     """Generate one deterministic synthetic MR-like scan with 1 to 5 small lesions.
 
@@ -245,11 +246,11 @@ def synthetic_scan(
         Lesion volume fraction in ``(0, 0.1]``. If None it is drawn log-uniformly from
         ``[0.002, 0.02]``. Lesion volumes are exact by construction; the realised fraction
         only falls short when the body has no room left, which the defaults never hit.
-    look_seed : int, optional
-        Give the lesions the appearance (polarity, contrast, texture, rim, edges) of the scan
-        with this seed; the lesion count and volumes stay ``seed``'s. Scans that share it
-        differ in anatomy and lesions but not in how lesions look, as scans of one protocol
-        do. None (default): each scan its own look.
+    polarity : {1, -1}, optional
+        Make the lesions hyper-intense (1) or hypo-intense (-1) instead of drawing it; their
+        contrast, texture, rim and edges still vary from scan to scan. Scans of one MR
+        sequence share a polarity (lesions are bright on FLAIR), so a benchmark that trains
+        on a few scans and tests on others fixes it. None (default): drawn per scan.
 
     Returns
     -------
@@ -260,9 +261,12 @@ def synthetic_scan(
     ValueError
         On a malformed seed, shape, spacing or fg_fraction.
     """
-    for name, value in (("seed", seed), ("look_seed", 0 if look_seed is None else look_seed)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if polarity not in (None, 1, -1) or isinstance(polarity, bool):
+        raise ValueError(
+            f"polarity must be 1 (bright lesions), -1 (dark) or None, got {polarity!r}"
+        )
     dims = _triplet(shape, operator.index, _MIN_EDGE, f"shape must be 3 ints >= {_MIN_EDGE}")
     sp_t = _triplet(spacing, float, 1e-9, "spacing must be 3 positive finite floats (mm)")
     if fg_fraction is not None and not 0 < float(fg_fraction) <= 0.1:
@@ -274,11 +278,7 @@ def synthetic_scan(
 
     # Appearance and lesion plan come first so that a seed keeps its look at any shape.
     # One appearance per scan: this between-scan shift is what few-case training overfits.
-    look = _look(rng)  # always drawn, so that look_seed keeps the lesion plan's draws
-    if look_seed is not None:  # the look scan look_seed has with a drawn fg_fraction
-        other = np.random.default_rng(look_seed)
-        other.uniform()  # that scan's fg_fraction draw
-        look = _look(other)
+    look = _look(rng, polarity)
     n_fg = max(1, round(fg_fraction * math.prod(dims)))
     n_les = int(min(rng.integers(1, 6), max(1, n_fg // 8)))
     share = 0.15 / n_les + 0.85 * rng.dirichlet(np.full(n_les, 1.5))  # no vanishing lesion
