@@ -47,7 +47,7 @@ def _itk_bytes(ext: str) -> bytes:
 
 def _tiff_bytes() -> bytes:
     buf = io.BytesIO()
-    tifffile.imwrite(buf, VOLUME)
+    tifffile.imwrite(buf, VOLUME, photometric="minisblack")
     return buf.getvalue()
 
 
