@@ -171,6 +171,18 @@ def argv(w: Path, args: list[str]) -> list[str]:
 
 
 Row = tuple[Callable[[Path], list[str]], str]
+TRAIN = ["train", S, "--out", "OUT/m"]  # training into a new model folder below out/
+
+
+def train_with(*options: str) -> Callable[[Path], list[str]]:
+    """A row's command: train with these (bad) options."""
+    return lambda w: [*TRAIN, *options]
+
+
+def train_config(text: str) -> Callable[[Path], list[str]]:
+    """A row's command: train from a config file holding ``text``."""
+    return lambda w: [*TRAIN, "--config", config_file(w, text)]
+
 
 # row id -> (build the bad input and return the command line, a fragment of the message)
 TABLE: dict[str, Row] = {
@@ -336,88 +348,74 @@ TABLE: dict[str, Row] = {
     ),
     "train no foreground": (lambda w: ["train", annotate(w, 1), "--out", "OUT/m"], "no foreground"),
     "train all foreground": (lambda w: ["train", annotate(w, 2), "--out", "OUT/m"], "background"),
-    "train zero steps": (lambda w: ["train", S, "--out", "OUT/m", "--steps", "0"], "--steps"),
+    "train zero steps": (train_with("--steps", "0"), "--steps"),
     "train zero batch": (
-        lambda w: ["train", S, "--out", "OUT/m", "--batch-size", "0"],
+        train_with("--batch-size", "0"),
         "--batch-size",
     ),
-    "train NaN learning rate": (lambda w: ["train", S, "--out", "OUT/m", "--lr", "nan"], "--lr"),
+    "train NaN learning rate": (train_with("--lr", "nan"), "--lr"),
     "train tiny patch": (
-        lambda w: ["train", S, "--out", "OUT/m", "--patch-size", "0", "8", "8"],
+        train_with("--patch-size", "0", "8", "8"),
         "--patch-size",
     ),
     "train val-every zero": (
-        lambda w: ["train", S, "--out", "OUT/m", "--val-every", "0"],
+        train_with("--val-every", "0"),
         "--val-every",
     ),
     "train unknown device": (
-        lambda w: ["train", S, "--out", "OUT/m", "--device", "tpu"],
+        train_with("--device", "tpu"),
         "--device",
     ),
     "train absent GPU": (
-        lambda w: ["train", S, "--out", "OUT/m", "--device", "cuda:7"],
+        train_with("--device", "cuda:7"),
         "CUDA is not available",
     ),
     "train unknown loss": (
-        lambda w: ["train", S, "--out", "OUT/m", "--loss", "nope"],
+        train_with("--loss", "nope"),
         "invalid choice",
     ),
     "train unknown loss parameter": (
-        lambda w: ["train", S, "--out", "OUT/m", "--loss-param", "x=1"],
+        train_with("--loss-param", "x=1"),
         "no parameter",
     ),
     "train non-numeric loss parameter": (
-        lambda w: ["train", S, "--out", "OUT/m", "--loss-param", "margin=abc"],
+        train_with("--loss-param", "margin=abc"),
         "finite number",
     ),
     "train non-integer steps": (
-        lambda w: ["train", S, "--out", "OUT/m", "--steps", "1.5"],
+        train_with("--steps", "1.5"),
         "invalid int",
     ),
     "train missing config file": (
-        lambda w: ["train", S, "--out", "OUT/m", "--config", str(w / "no.json")],
+        lambda w: [*TRAIN, "--config", str(w / "no.json")],
         "does not exist",
     ),
     "train corrupt config file": (
-        lambda w: ["train", S, "--out", "OUT/m", "--config", config_file(w, "{")],
+        train_config("{"),
         "cannot read config",
     ),
     "train config not a config": (
-        lambda w: ["train", S, "--out", "OUT/m", "--config", config_file(w, "[1, 2]")],
+        train_config("[1, 2]"),
         "not an asymseg config",
     ),
     "train config unknown key": (
-        lambda w: [
-            "train",
-            S,
-            "--out",
-            "OUT/m",
-            "--config",
-            config_file(w, '{"train": {"stepz": 3}}'),
-        ],
+        train_config('{"train": {"stepz": 3}}'),
         "unknown train option",
     ),
     "train config wrong type": (
-        lambda w: [
-            "train",
-            S,
-            "--out",
-            "OUT/m",
-            "--config",
-            config_file(w, '{"train": {"steps": "many"}}'),
-        ],
+        train_config('{"train": {"steps": "many"}}'),
         "train.steps",
     ),
     "train config newer version": (
-        lambda w: ["train", S, "--out", "OUT/m", "--config", config_file(w, '{"version": 99}')],
+        train_config('{"version": 99}'),
         "upgrade",
     ),
     "train init missing": (
-        lambda w: ["train", S, "--out", "OUT/m", "--init", str(w / "none")],
+        lambda w: [*TRAIN, "--init", str(w / "none")],
         "no model at",
     ),
     "train init corrupt": (
-        lambda w: ["train", S, "--out", "OUT/m", "--init", corrupt_checkpoint(w)],
+        lambda w: [*TRAIN, "--init", corrupt_checkpoint(w)],
         "checkpoint",
     ),
     "train resume other annotations": (
@@ -425,7 +423,7 @@ TABLE: dict[str, Row] = {
         "other annotations",
     ),
     "train into read-only folder": (
-        lambda w: ["train", S, "--out", "OUT/m", "--steps", "2"],
+        train_with("--steps", "2"),
         "read-only",
     ),
     # ---- predict and flag
@@ -447,7 +445,7 @@ TABLE: dict[str, Row] = {
         "checksum",
     ),
     "train init newer bundle": (
-        lambda w: ["train", S, "--out", "OUT/m", "--init", newer_bundle(w)],
+        lambda w: [*TRAIN, "--init", newer_bundle(w)],
         "newer napari-asymseg",
     ),
     "predict bad overlap": (

@@ -242,9 +242,11 @@ def _check_writable(path: Path) -> None:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise ScanError(
-            f"cannot write {path} ({exc.strerror}): choose a writable --json path"
-        ) from None
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: OSError) -> ScanError:
+    return ScanError(f"cannot write {path} ({exc.strerror}): choose a writable --json path")
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
@@ -254,9 +256,7 @@ def _write_json_atomic(path: Path, obj: object) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise ScanError(
-            f"cannot write {path} ({exc.strerror}): choose a writable --json path"
-        ) from None
+        raise _unwritable(path, exc) from None
 
 
 def _cmd_bundle(args: argparse.Namespace) -> None:
