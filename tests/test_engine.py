@@ -16,6 +16,7 @@ from napari_asymseg.engine import (
     TrainingError,
     WindowDone,
     autocast_dtype,
+    cpu_has_native_bf16,
     fit,
     load_checkpoint,
     predict,
@@ -206,9 +207,9 @@ def test_regularisers_train(tmp_path, option):
 def test_predict_streams_into_the_store(tmp_path):
     scan = tiny_scan(tmp_path / "s.zarr")
     run(fit(scan, tiny_config(steps=60, val_every=30), tmp_path / "m"))
-    events = run(predict(scan, tmp_path / "m", slab=4))
+    events = run(predict(scan, tmp_path / "m"))
     windows = [e for e in events if isinstance(e, WindowDone)]
-    assert [w.done for w in windows] == [4, 8, 12, 16]
+    assert windows[-1].done == windows[-1].total == scan.shape[0]
     assert isinstance(events[-1], PredictionDone)
     reopened = Scan.open(scan.path)
     pred = reopened.result("prediction")[...]
@@ -227,7 +228,7 @@ def test_cancelled_prediction_keeps_old_results(tmp_path):
     old = np.zeros(scan.shape, np.uint8)
     old[0, 0, 0] = 1
     scan.write_result("prediction", old)
-    gen = predict(scan, tmp_path / "m", slab=4)
+    gen = predict(scan, tmp_path / "m")
     next(gen)
     gen.close()
     np.testing.assert_array_equal(Scan.open(scan.path).result("prediction")[...], old)
@@ -238,7 +239,9 @@ def test_device_selection():
     assert select_device("cpu").type == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert select_device("auto").type in (expected, "mps")
-    assert autocast_dtype(torch.device("cpu"), "auto") is None
+    native = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert autocast_dtype(torch.device("cpu"), "auto") == native
+    assert autocast_dtype(torch.device("cpu"), "off") is None
     assert autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
     if not torch.cuda.is_available():
         with pytest.raises(ScanError, match="CUDA is not available"):
@@ -293,7 +296,7 @@ def test_prediction_writes_the_risk_map(tmp_path):
     fits = [e.calibration for e in events if isinstance(e, EpochEnd)]
     assert fits[-1] is not None and fits[-1]["scale"] > 0  # Platt fit on the held-out slices
     assert load_checkpoint(tmp_path / "m")["history"][-1]["calibration"] == fits[-1]
-    run(predict(scan, tmp_path / "m", slab=4))
+    run(predict(scan, tmp_path / "m"))
     reopened = Scan.open(scan.path)
     r = reopened.result("risk")[...].astype(np.float32)
     pred = reopened.result("prediction")[...]

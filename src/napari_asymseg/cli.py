@@ -117,16 +117,24 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from napari_asymseg._cli_options import config_from_args
     from napari_asymseg.config import PRESETS, Config, load_config
+    from napari_asymseg.distributed import launch_from_env
     from napari_asymseg.engine import EpochEnd, Finished, Notice, Started, StepEnd, fit
 
     base = load_config(args.config) if args.config else Config()
     base = PRESETS[args.preset](base) if args.preset else base
     cfg = config_from_args(args, base)
+    launch = launch_from_env()  # under torchrun: one process per rank, rank 0 reports
+    events = fit(args.scan, cfg, args.out, init=args.init, resume=args.resume)
+    if launch is not None and not launch.is_main:
+        for _ in events:
+            pass
+        return
+    ranks = f" x {launch.world_size} processes (torchrun)" if launch is not None else ""
     bar = None
-    for event in fit(args.scan, cfg, args.out, init=args.init, resume=args.resume):
+    for event in events:
         if isinstance(event, Started):
             print(
-                f"training on {event.device} (amp {event.amp}), {event.parameters:,} "
+                f"training on {event.device}{ranks} (amp {event.amp}), {event.parameters:,} "
                 f"parameters, patch {event.patch_size}, {event.train_voxels:,} training and "
                 f"{event.val_voxels:,} validation voxels",
                 file=sys.stderr,
@@ -166,7 +174,13 @@ def _predict(args: argparse.Namespace) -> None:
     base = config_from_dict(load_checkpoint(args.model)["config"])
     cfg = config_from_args(args, base)
     bar = None
-    for event in predict(args.scan, args.model, config=cfg):
+    if getattr(args, "dask", None):
+        from napari_asymseg.scaleout import predict_dask
+
+        events = predict_dask(args.scan, args.model, config=cfg, address=args.dask)
+    else:
+        events = predict(args.scan, args.model, config=cfg)
+    for event in events:
         if isinstance(event, WindowDone):
             bar = bar or _progress(event.total, "predict")
             bar.n = event.done
@@ -212,9 +226,20 @@ def _flag(args: argparse.Namespace) -> None:
     if args.done:
         for flag_id in args.done:
             risk.set_status(scan, flag_id, "done")
-    flags = risk.flag_scan(
-        scan, threshold=args.threshold, min_expected=args.min_voxels, max_flags=args.max_flags
-    )
+    if args.dask:
+        from napari_asymseg.scaleout import flag_dask
+
+        flags = flag_dask(
+            scan,
+            address=args.dask,
+            threshold=args.threshold,
+            min_expected=args.min_voxels,
+            max_flags=args.max_flags,
+        )
+    else:
+        flags = risk.flag_scan(
+            scan, threshold=args.threshold, min_expected=args.min_voxels, max_flags=args.max_flags
+        )
     report = {
         "scan": str(scan.path),
         "spacing": list(scan.spacing),
@@ -570,6 +595,15 @@ def _prediction_options(p: argparse.ArgumentParser, full: bool) -> None:
         dest="train.device",
         default=argparse.SUPPRESS,
         help="auto, cpu, cuda, cuda:N or mps (default: the model's)",
+    )
+    p.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run as a dask graph over the scan's chunks: on the dask.distributed scheduler "
+        "at ADDRESS (e.g. tcp://host:8786; the workers must see the scan and model at the "
+        "same paths), or on a local cluster of one worker per core when ADDRESS is left out",
     )
 
 

@@ -90,7 +90,9 @@ class TrainConfig:
     patience: int = opt(0, "stop after this many validations without improvement (0: never)")
     seed: int = opt(0, "random seed (patches, initial weights, validation split)")
     device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    amp: str = opt("auto", "mixed precision: auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16")
+    amp: str = opt(
+        "auto", "mixed precision: auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16), off, bf16, fp16"
+    )
     deterministic: bool = opt(False, "deterministic algorithms (slower)")
     threads: int = opt(0, "CPU threads for torch (0: all cores)")
 

@@ -273,41 +273,179 @@ def find_flags(
     if r.ndim != 3:
         raise ScanError(f"the risk map must be 3D, got shape {r.shape}")
     labels, n = ndimage.label(r >= threshold, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
-        return []
-    index = np.arange(1, n + 1)
+    stats = region_stats(r, labels, np.arange(1, n + 1), annotations, prediction)
+    return rank_regions(
+        stats,
+        spacing=spacing,
+        min_expected=min_expected,
+        min_known=min_known,
+        max_flags=max_flags,
+        done=done,
+    )
+
+
+@dataclass
+class RegionStats:
+    """What ranking needs of each labelled region (arrays over the regions ``ids``).
+
+    Positions are flat C-order indices into the volume (``offset`` added for a block of it);
+    of equal maxima the first in C order counts, as in scipy's ``maximum_position``.
+    """
+
+    ids: np.ndarray
+    sums: np.ndarray  # risk summed over unannotated voxels
+    sizes: np.ndarray
+    maxima: np.ndarray  # highest risk on an unannotated voxel
+    peaks: np.ndarray  # where that is
+    any_maxima: np.ndarray  # highest risk anywhere in the region
+    any_peaks: np.ndarray
+    lo: np.ndarray  # bounding box [n, 3], start
+    hi: np.ndarray  # bounding box [n, 3], end (exclusive)
+    known: np.ndarray  # annotated foreground predicted background
+    shape: tuple[int, int, int]
+
+    def merged(self, other: RegionStats) -> RegionStats:
+        """The statistics of both (a region may span blocks: its parts are combined)."""
+        ids = np.union1d(self.ids, other.ids)
+        parts = [self._spread(ids), other._spread(ids)]
+        a, b = parts
+
+        def first_max(va, pa, vb, pb):
+            take_b = (vb > va) | ((vb == va) & (pb < pa))
+            return np.where(take_b, vb, va), np.where(take_b, pb, pa)
+
+        maxima, peaks = first_max(a.maxima, a.peaks, b.maxima, b.peaks)
+        any_maxima, any_peaks = first_max(a.any_maxima, a.any_peaks, b.any_maxima, b.any_peaks)
+        return RegionStats(
+            ids,
+            a.sums + b.sums,
+            a.sizes + b.sizes,
+            maxima,
+            peaks,
+            any_maxima,
+            any_peaks,
+            np.minimum(a.lo, b.lo),
+            np.maximum(a.hi, b.hi),
+            a.known + b.known,
+            self.shape,
+        )
+
+    def _spread(self, ids: np.ndarray) -> RegionStats:
+        """These statistics over ``ids`` (a superset), neutral where a region is absent."""
+        at = np.searchsorted(ids, self.ids)
+        n = len(ids)
+
+        def put(values, fill, dtype):
+            out = np.full((n, *values.shape[1:]), fill, dtype)
+            out[at] = values
+            return out
+
+        big = np.iinfo(np.int64).max
+        return RegionStats(
+            ids,
+            put(self.sums, 0.0, np.float64),
+            put(self.sizes, 0, np.int64),
+            put(self.maxima, -np.inf, np.float64),
+            put(self.peaks, big, np.int64),
+            put(self.any_maxima, -np.inf, np.float64),
+            put(self.any_peaks, big, np.int64),
+            put(self.lo, big, np.int64),
+            put(self.hi, -1, np.int64),
+            put(self.known, 0, np.int64),
+            self.shape,
+        )
+
+
+def region_stats(
+    risk: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    annotations: np.ndarray | None = None,
+    prediction: np.ndarray | None = None,
+    *,
+    offset: int = 0,
+    shape: Sequence[int] | None = None,
+) -> RegionStats:
+    """:class:`RegionStats` of the regions ``ids`` of ``labels`` (a volume, or a block of
+    whole slices starting at flat index ``offset`` of a volume of ``shape``)."""
+    from scipy import ndimage
+
+    r = np.asarray(risk, dtype=np.float32)
+    full = tuple(int(v) for v in (shape or r.shape))
+    ids = np.asarray(ids, np.int64)
     open_risk = r if annotations is None else r * (np.asarray(annotations) == NOT_ANNOTATED)
-    sums = np.asarray(ndimage.sum_labels(open_risk, labels, index), np.float64)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    peaks = ndimage.maximum_position(open_risk, labels, index)
-    any_peaks = ndimage.maximum_position(r, labels, index)
-    maxima = np.asarray(ndimage.maximum(open_risk, labels, index), np.float64)
-    slices = ndimage.find_objects(labels)
+    n = len(ids)
+    if n == 0:
+        empty = np.zeros(0)
+        return RegionStats(
+            ids, empty, empty.astype(np.int64), empty, empty.astype(np.int64), empty,
+            empty.astype(np.int64), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64),
+            empty.astype(np.int64), (full[0], full[1], full[2]),
+        )  # fmt: skip
+    z_off = offset // (full[1] * full[2])
+
+    def flat(positions) -> np.ndarray:
+        pos = np.asarray(positions, np.int64).reshape(n, 3)
+        return np.ravel_multi_index((pos[:, 0] + z_off, pos[:, 1], pos[:, 2]), full)
+
+    slices = ndimage.find_objects(labels, max_label=int(ids.max()))
+    boxes = [slices[i - 1] for i in ids]
     known = np.zeros(n, np.int64)
     if annotations is not None and prediction is not None:
         miss = (np.asarray(annotations) > BACKGROUND) & (np.asarray(prediction) == 0)
-        known = np.bincount(labels[miss], minlength=n + 1)[1:]
+        known = np.bincount(labels[miss], minlength=int(ids.max()) + 1)[ids]
+    return RegionStats(
+        ids=ids,
+        sums=np.asarray(ndimage.sum_labels(open_risk, labels, ids), np.float64),
+        sizes=np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids].astype(np.int64),
+        maxima=np.asarray(ndimage.maximum(open_risk, labels, ids), np.float64),
+        peaks=flat(ndimage.maximum_position(open_risk, labels, ids)),
+        any_maxima=np.asarray(ndimage.maximum(r, labels, ids), np.float64),
+        any_peaks=flat(ndimage.maximum_position(r, labels, ids)),
+        lo=np.array(
+            [[sl.start + (z_off if d == 0 else 0) for d, sl in enumerate(b)] for b in boxes]
+        ),
+        hi=np.array(
+            [[sl.stop + (z_off if d == 0 else 0) for d, sl in enumerate(b)] for b in boxes]
+        ),
+        known=known.astype(np.int64),
+        shape=(full[0], full[1], full[2]),
+    )
+
+
+def rank_regions(
+    stats: RegionStats,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    min_expected: float = 1.0,
+    min_known: int = 10,
+    max_flags: int = 100,
+    done: Iterable[Flag] = (),
+) -> list[Flag]:
+    """Flags from region statistics: ranked by expected missed volume, then known misses;
+    open flags first, then the ones a ``done`` flag covers (see :func:`find_flags`)."""
     voxel_mm3 = float(np.prod(spacing))
     done = list(done)
     flags = []
-    for i in np.lexsort((-known, -sums)):
-        if sums[i] < min_expected and known[i] < min_known:
+    for i in np.lexsort((-stats.known, -stats.sums)):
+        if stats.sums[i] < min_expected and stats.known[i] < min_known:
             continue
-        sl = slices[i]
-        assert sl is not None
-        center = tuple(int(v) for v in (peaks[i] if maxima[i] > 0 else any_peaks[i]))
+        peak = stats.peaks[i] if stats.maxima[i] > 0 else stats.any_peaks[i]
+        center = tuple(int(v) for v in np.unravel_index(int(peak), stats.shape))
         status = "done" if any(d.contains(center) for d in done) else "open"
+        lo, hi = (int(v) for v in stats.lo[i]), (int(v) for v in stats.hi[i])
+        (z0, y0, x0), (z1, y1, x1) = lo, hi
         flags.append(
             Flag(
                 id=0,
                 rank=0,
                 center=(center[0], center[1], center[2]),
-                bbox=(sl[0].start, sl[1].start, sl[2].start, sl[0].stop, sl[1].stop, sl[2].stop),
-                voxels=int(sizes[i]),
-                expected_missed=float(sums[i]),
-                expected_mm3=float(sums[i]) * voxel_mm3,
-                max_risk=float(maxima[i]),
-                known_misses=int(known[i]),
+                bbox=(z0, y0, x0, z1, y1, x1),
+                voxels=int(stats.sizes[i]),
+                expected_missed=float(stats.sums[i]),
+                expected_mm3=float(stats.sums[i]) * voxel_mm3,
+                max_risk=float(stats.maxima[i]),
+                known_misses=int(stats.known[i]),
                 status=status,
             )
         )

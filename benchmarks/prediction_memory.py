@@ -1,0 +1,141 @@
+"""Peak memory predicting a 512³ zarr scan into zarr (BENCHMARKS.md: bounded by the window,
+far below the volume's 512 MiB in float32), against MONAI's whole-volume sliding window.
+
+    .venv/bin/python benchmarks/prediction_memory.py     # ~10 min on 2 cores
+
+Each run is a fresh process that imports everything and loads the model first (its resident
+memory then is the baseline: Python, torch, MONAI, the network), then predicts; a sampler
+thread reads the process's resident memory (RSS) every 20 ms, and the kernel's peak
+(``ru_maxrss``) is recorded too. Reported: the baseline, the peak, and the peak above the
+baseline, which is what the prediction itself holds.
+* ``ours``: ``predict()``, the streamed window (one window's depth of slices in memory);
+* ``monai``: read the image, ``sliding_window_inference`` on the whole volume (same window,
+  overlap and bf16 autocast as ours), softmax, argmax, write to zarr (``prediction.py``'s peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MIB = 2**20
+
+
+def child(kind: str, scan_path: str, model: str) -> None:
+    """One measured run: print a JSON line with the memory figures."""
+    import psutil
+    import torch
+
+    from napari_asymseg.engine import autocast_dtype, load_checkpoint, model_from_checkpoint
+    from napari_asymseg.store import Scan
+    from prediction import monai_peer, ours
+
+    proc = psutil.Process()
+    # warm up as a ready predictor would be: the network's first windows (oneDNN's kernels)
+    net, cfg, plan = model_from_checkpoint(load_checkpoint(model))
+    amp = autocast_dtype(torch.device("cpu"), cfg.train.amp)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=amp is not None):
+        net.eval()(torch.zeros(cfg.predict.sw_batch_size, 1, *plan.patch_size))
+    del net
+    scan = Scan.open(scan_path)
+    baseline = proc.memory_info().rss
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    seconds = ours(scan, Path(model)) if kind == "ours" else monai_peer(scan, Path(model), True)
+    stop.set()
+    sampler.join()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "seconds": seconds,
+                "baseline_mib": baseline / MIB,
+                "peak_mib": max(peak[0], maxrss) / MIB,
+                "above_baseline_mib": (max(peak[0], maxrss) - baseline) / MIB,
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="the scan is SIZE³ voxels")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--out", default="benchmarks/results/prediction_memory.json")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-bench-"))
+    if args.child:
+        child(*args.child)
+        return 0
+
+    from _common import machine, table, write_json
+    from prediction import make_model, make_scan
+
+    work = Path(tempfile.mkdtemp(prefix="asymseg-memory-"))
+    shape = (args.size,) * 3
+    print(f"writing a {shape} scan ...", flush=True)
+    scan = make_scan(work / "scan.zarr", shape)
+    small = make_scan(work / "train.zarr", (64, 96, 96))  # a model of the default plan
+    model = make_model(small, work / "model")
+    del scan
+    runs = []
+    for kind in ("ours", "monai") if args.peer else ("ours",):
+        print(f"{kind} ...", flush=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", kind, str(work / "scan.zarr"), str(model)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            print(done.stderr[-3000:])
+            runs.append({"kind": kind, "failed": done.stderr.strip().splitlines()[-1:]})
+            continue
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    volume_mib = args.size**3 * 4 / MIB
+    rows = [
+        [
+            r["kind"],
+            f"{r['seconds']:.0f}",
+            f"{r['baseline_mib']:.0f}",
+            f"{r['peak_mib']:.0f}",
+            f"{r['above_baseline_mib']:.0f}",
+            f"{r['above_baseline_mib'] / volume_mib:.2f}",
+        ]
+        for r in runs
+        if "failed" not in r
+    ]
+    print()
+    print(f"scan {shape} float32 = {volume_mib:.0f} MiB")
+    header = ["run", "s", "baseline MiB", "peak MiB", "peak - baseline MiB", "of the volume"]
+    print(table(header, rows))
+    write_json(
+        args.out,
+        {"machine": machine(), "shape": list(shape), "volume_mib": volume_mib, "runs": runs},
+    )
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
