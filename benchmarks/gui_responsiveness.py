@@ -76,7 +76,9 @@ def main() -> int:
     watcher.setInterval(200)
 
     def check() -> None:
-        if not section.running and dock.current_model() is not None:
+        # done: trained, predicted, and the flags found after the prediction
+        finished = not section.running and dock.current_model() is not None
+        if finished and dock.review_section.worker is None:
             loop.quit()
 
     watcher.timeout.connect(check)

@@ -104,3 +104,28 @@ def _collect(pieces):
         for name, values in res.items():
             out.setdefault(name, []).append(values)
     return list(out.items())
+
+
+def test_the_risk_in_bands_of_rows_equals_the_whole_plane(tmp_path, monkeypatch):
+    from napari_asymseg import engine
+
+    scan = tiny_scan(tmp_path / "s.zarr")
+    for _ in fit(scan, tiny_config(steps=6, val_every=6), tmp_path / "m"):
+        pass
+    pred = Predictor.load(load_checkpoint(tmp_path / "m"), scan.shape, (1.0, 1.0, 1.0), (0.0, 1.0))
+
+    def risk():
+        pieces = pred.results(
+            lambda a, b: read(scan.image, slice(a, b)),
+            lambda a, b: read(scan.annotations, slice(a, b)),
+            0,
+            16,
+            16,
+        )
+        return np.concatenate([res["risk"] for _, _, res in pieces])
+
+    whole = risk()  # 40 rows: one band
+    monkeypatch.setattr(engine, "RISK_BAND", 7)  # six bands, each with 12 rows of context
+    banded = risk()
+    assert whole.max() > 0.1
+    np.testing.assert_array_equal(banded, whole)

@@ -15,6 +15,7 @@ import functools
 import gc
 import math
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -154,9 +155,11 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device`` (None = full precision).
 
     ``auto`` uses bf16 on CUDA GPUs that support it (no loss scaling needed), else fp16; on
-    the CPU it uses bf16 where the processor computes it natively (AVX512-BF16 or AMX: 2.7x
-    faster training steps and 3.3x faster windows than fp32, benchmarks/training_throughput.py),
-    and full precision elsewhere, where emulated bf16 is slower than fp32.
+    the CPU it uses bf16 where the processor computes it natively (AVX512-BF16 or AMX; measured
+    on 2 Zen 4 cores: training steps 2.5x faster than fp32, ``benchmarks/training_throughput.py``,
+    whole-scan prediction 2.0x, ``benchmarks/prediction.py``, validation DSC unchanged,
+    ``benchmarks/bf16_quality.py``), and full precision elsewhere, where emulated bf16 is slower
+    than fp32.
     """
     if amp == "off":
         return None
@@ -196,6 +199,31 @@ def release(device: torch.device) -> None:
     if device.type == "cuda":
         gc.collect()  # reference cycles can keep CUDA tensors alive
         torch.cuda.empty_cache()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c") if sys.platform == "linux" else None
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # another libc than glibc: nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the memory that freed slabs leave in glibc's heap back to the system (Linux).
+
+    Prediction allocates and frees slabs of a few MiB again and again; glibc serves them from
+    its heap and keeps what they leave resident. Trimming after each written piece keeps the
+    process at what it holds (``benchmarks/prediction_memory.py``: the peak above the baseline
+    on a 512³ scan falls from 530 MiB without it). It changes no allocator setting.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -870,58 +898,102 @@ class Predictor:
         def read(a: int, b: int) -> np.ndarray:
             return normalise(read_image(a, b), data, stats=self.stats)
 
-        kept: dict[str, list[np.ndarray]] = {"margin": [], "labels": [], "prob": []}
-        k0 = c0  # the first slice held in ``kept``
+        _, ny, nx = self.window.shape
+        held = _Held(2 * r + step + self.window.patch[0] + 1, (ny, nx), c0)
         pieces = chunk_ranges(z0, z1, step)
         e0, e1 = next(pieces)
         for slab in self.window.stream(read, c0, c1):
-            margin, labels, prob = _outputs(slab.scores)
-            kept["margin"].append(margin)
-            kept["labels"].append(labels)
-            kept["prob"].append(prob)
+            held.add(slab.scores)
             while e1 > 0 and slab.z1 >= min(depth, e1 + r):
-                held = {k: np.concatenate(v) for k, v in kept.items()}
                 a, b = max(0, e0 - r), min(depth, e1 + r)
-                ctx = slice(a - k0, b - k0)
-                risk = risk_map(
-                    held["margin"][ctx],
-                    held["labels"][ctx],
-                    self.calibration,
-                    annotations=read_annotations(a, b),
-                    spacing=self.spacing,
-                )[e0 - a : e1 - a]
-                part = slice(e0 - k0, e1 - k0)
+                keep = slice(e0 - a, e1 - a)
+                margin, labels = _margin_labels(held.get(a, b))
+                risk = self._risk(margin, labels, read_annotations(a, b), keep)
                 yield (
                     e0,
                     e1,
                     {
-                        "prediction": held["labels"][part],
-                        "probability": held["prob"][part],
-                        "risk": risk.astype(np.float16),
+                        "prediction": labels[keep],
+                        "probability": _probability(held.get(e0, e1)),
+                        "risk": risk,
                     },
                 )
-                drop = max(0, e1 - r - k0)  # what no later piece's smoothing reads
-                k0 += drop
-                kept = {k: [v[drop:]] for k, v in held.items()}
+                del margin, labels
+                held.drop_below(e1 - r)  # what no later piece's smoothing reads
                 e0, e1 = next(pieces, (0, 0))
 
+    def _risk(
+        self, margin: np.ndarray, labels: np.ndarray, annotations: np.ndarray, keep: slice
+    ) -> np.ndarray:
+        """The risk map of the slices ``keep`` of a block, in bands of rows (each with the
+        smoothing's context: the same numbers as the whole plane, a fraction of the memory)."""
+        _, ny, nx = margin.shape
+        ry = smoothing_radius(SIGMA_MM, self.spacing[1])
+        out = np.empty((keep.stop - keep.start, ny, nx), np.float16)
+        for y0 in range(0, ny, RISK_BAND):
+            y1 = min(ny, y0 + RISK_BAND)
+            a, b = max(0, y0 - ry), min(ny, y1 + ry)
+            band = risk_map(
+                margin[:, a:b],
+                labels[:, a:b],
+                self.calibration,
+                annotations=annotations[:, a:b],
+                spacing=self.spacing,
+            )
+            out[:, y0:y1] = band[keep, y0 - a : y1 - a]
+        return out
 
-def _outputs(scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Foreground margin (float32), labels (uint8) and foreground probability (float16) of a
-    slab's blended scores (the margin itself for two classes, else the logits)."""
+
+RISK_BAND = 128
+"""Rows per band of the risk map's computation."""
+
+
+class _Held:
+    """Blended scores of finished slices that the risk map's smoothing still reads:
+    preallocated and shifted in place as the pieces move on (one channel for two classes)."""
+
+    def __init__(self, capacity: int, plane: tuple[int, int], z0: int) -> None:
+        self.capacity, self.plane = capacity, plane
+        self.scores: np.ndarray | None = None  # [C', capacity, Y, X], made by the first add
+        self.z0, self.n = z0, 0  # scores[:, :n] hold slices z0:z0+n
+
+    def add(self, scores: torch.Tensor) -> None:
+        k = scores.shape[1]
+        if self.scores is None:
+            self.scores = np.empty((scores.shape[0], self.capacity, *self.plane), np.float32)
+        if self.n + k > self.scores.shape[1]:  # never with the planned capacity; stay correct
+            self.scores = np.concatenate([self.scores[:, : self.n], scores.numpy()], axis=1)
+        else:
+            self.scores[:, self.n : self.n + k] = scores.numpy()
+        self.n += k
+
+    def get(self, a: int, b: int) -> torch.Tensor:
+        assert self.scores is not None and self.z0 <= a <= b <= self.z0 + self.n
+        return torch.from_numpy(self.scores[:, a - self.z0 : b - self.z0])
+
+    def drop_below(self, z: int) -> None:
+        d = min(self.n, max(0, z - self.z0))
+        if d and self.scores is not None:
+            for i in range(0, self.n - d, d):  # blocks of d never overlap: no temporary copy
+                j = min(i + d, self.n - d)
+                self.scores[:, i:j] = self.scores[:, i + d : j + d]
+            self.z0, self.n = self.z0 + d, self.n - d
+
+
+def _margin_labels(scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground margin (float32) and labels (uint8) of blended scores (the margin itself
+    for two classes, else the logits)."""
     if scores.shape[0] == 1:
         margin = scores[0]
-        return (
-            margin.numpy(),
-            (margin > 0).numpy().astype(np.uint8),
-            torch.sigmoid(margin).numpy().astype(np.float16),
-        )
-    probs = torch.softmax(scores, 0)
-    return (
-        foreground_margin(scores, 0).numpy(),
-        probs.argmax(0).numpy().astype(np.uint8),
-        (1 - probs[0]).numpy().astype(np.float16),
-    )
+        return margin.numpy(), (margin > 0).numpy().astype(np.uint8)
+    return foreground_margin(scores, 0).numpy(), scores.argmax(0).numpy().astype(np.uint8)
+
+
+def _probability(scores: torch.Tensor) -> np.ndarray:
+    """Foreground probability (float16) of blended scores."""
+    if scores.shape[0] == 1:
+        return torch.sigmoid(scores[0]).numpy().astype(np.float16)
+    return (1 - torch.softmax(scores, 0)[0]).numpy().astype(np.float16)
 
 
 def predict(
@@ -966,6 +1038,8 @@ def predict(
                 for name, values in res.items():
                     out[name][z0:z1] = values
                 fg_voxels += int((res["prediction"] > 0).sum())
+                del res
+                release_freed_memory()
                 yield WindowDone(z1, depth)
     finally:
         del predictor

@@ -33,6 +33,7 @@ from napari_asymseg.engine import (
     Predictor,
     WindowDone,
     load_checkpoint,
+    release_freed_memory,
 )
 from napari_asymseg.risk import THRESHOLD, Flag, RegionStats, rank_regions, region_stats
 from napari_asymseg.store import Scan
@@ -230,7 +231,10 @@ def _write_block(values: np.ndarray, out: dict[str, Any], z0: int) -> tuple[int,
     z1 = z0 + values.shape[0]
     for name in RESULT.names or ():
         out[name][z0:z1] = values[name]
-    return z0, z1, int((values["prediction"] > 0).sum())
+    fg = int((values["prediction"] > 0).sum())
+    del values
+    release_freed_memory()
+    return z0, z1, fg
 
 
 # ----------------------------------------------------------------------------- flagging

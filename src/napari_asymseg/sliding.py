@@ -127,7 +127,7 @@ class SlidingWindow:
         _, yp, xp = self.padded
         acc = torch.zeros((self.channels, pz, yp, xp), dtype=torch.float32, device=self.device)
         wsum = torch.zeros((pz, yp, xp), dtype=torch.float32, device=self.device)
-        images = _RowImages(read, self.shape, self.padded, self.pad_lo)
+        images = _RowImages(read, self.shape, self.padded, self.pad_lo, pz)
         base = rows[0]  # padded Z of acc[:, 0]
         done = lo  # padded Z below which everything wanted has been handed out
         for k, s in enumerate(rows):
@@ -189,6 +189,10 @@ class SlidingWindow:
         return total
 
 
+READ_SLICES = 8
+"""Slices read (and normalised) at a time."""
+
+
 class _RowImages:
     """The padded image slices of consecutive window rows, reading each volume slice once."""
 
@@ -198,18 +202,23 @@ class _RowImages:
         shape: tuple[int, ...],
         padded: tuple[int, ...],
         pad_lo: tuple[int, ...],
+        depth: int,
     ) -> None:
         self.read, self.shape, self.padded, self.pad_lo = read, shape, padded, pad_lo
-        self.z0, self.data = 0, torch.zeros((0, padded[1], padded[2]))
+        # one window's depth of slices, refilled in place: no second copy while rows move on
+        self.buffer = torch.empty((depth, padded[1], padded[2]), dtype=torch.float32)
+        self.z0, self.n = 0, 0  # buffer[:n] holds padded slices z0:z0+n
 
     def rows(self, a: int, b: int) -> torch.Tensor:
         """Padded slices ``a:b`` (padded Z coordinates; ``a`` never decreases)."""
-        have0, have1 = self.z0, self.z0 + self.data.shape[0]
-        keep = self.data[max(0, a - have0) :] if have0 <= a < have1 else self.data[:0]
-        start = a + keep.shape[0]
-        new = self._read_padded(start, b) if b > start else self.data[:0]
-        self.z0, self.data = a, torch.cat([keep, new]) if keep.shape[0] else new
-        return self.data[: b - a]
+        keep = min(self.n, max(0, self.z0 + self.n - a)) if self.z0 <= a else 0
+        if keep and a > self.z0:
+            self.buffer[:keep] = self.buffer[a - self.z0 : a - self.z0 + keep].clone()
+        for c0 in range(a + keep, b, READ_SLICES):  # a few slices at a time: small temporaries
+            c1 = min(b, c0 + READ_SLICES)
+            self.buffer[c0 - a : c1 - a] = self._read_padded(c0, c1)
+        self.z0, self.n = a, b - a
+        return self.buffer[: b - a]
 
     def _read_padded(self, a: int, b: int) -> torch.Tensor:
         """Slices ``a:b`` of the padded volume: replicate padding beyond the edges."""

@@ -347,6 +347,12 @@ class AsymsegDock(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.train_section.cancel()
+        if self.review_section.worker is not None:  # finding flags takes seconds: let it end
+            from qtpy.QtCore import QThreadPool
+
+            pool = QThreadPool.globalInstance()
+            if pool is not None:
+                pool.waitForDone(10_000)
         self.save_now()
         self._release()
         super().closeEvent(event)

@@ -193,31 +193,32 @@ class ReviewSection(QWidget):
             return
         viewer = self.dock.viewer
         layer = layer_for(viewer, scan.path, "flags")
-        if not self.flags:
-            if layer is not None:
-                layer.data = np.zeros((0, 3))
-            return
-        centers = np.array([f.center for f in self.flags], dtype=float)
+        centers = np.array([f.center for f in self.flags], dtype=float).reshape(-1, 3)
         colors = [_DONE_COLOR if f.done else _OPEN_COLOR for f in self.flags]
         features = {"rank": [f.rank for f in self.flags]}
         if layer is None:
-            layer = viewer.add_points(
+            # made when the scan opens, empty if need be: creating a points layer with text
+            # stalls the viewer ~250 ms, which then falls on the scan's opening, not on the
+            # end of a training run (benchmarks/gui_responsiveness.py)
+            viewer.add_points(
                 centers,
                 name=f"{scan.path.name.removesuffix('.zarr')} flags",
                 scale=scan.spacing,
                 size=max(scan.spacing) * 4,
                 face_color="transparent",
-                border_color=colors,
+                border_color=colors or _OPEN_COLOR,
                 border_width=0.12,
                 features=features,
                 text={"string": "{rank}", "color": _OPEN_COLOR, "size": 10},
                 metadata={"asymseg": {"scan": str(scan.path), "role": "flags"}},
             )
-            self.dock.viewer.layers.selection.active = self.dock.annotations_layer
+            if self.dock.annotations_layer is not None:
+                self.dock.viewer.layers.selection.active = self.dock.annotations_layer
         else:
             layer.data = centers
             layer.features = features
-            layer.border_color = colors
+            if colors:
+                layer.border_color = colors
             layer.refresh()
 
     def _set_opacity(self, value: int) -> None:

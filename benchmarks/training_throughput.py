@@ -1,0 +1,469 @@
+"""Training throughput: the engine's ``fit()`` against a plain MONAI loop (BENCHMARKS.md: >= 1.5x)
+
+    .venv/bin/python benchmarks/training_throughput.py
+
+One run measures, side by side and alternating (ours, ours fp32, MONAI loop per worker count,
+then again, ``--repeats`` times), the seconds per training step of the default model
+(``Config()``: DynUNet, filters 16-32-64-128, loss ``asym_focal``, AdamW) on 64³ patches, batch
+2, on a synthetic scan of 96x160x160 voxels at 1.0 mm isotropic (so the planned network uses
+3x3x3 kernels and 2x2x2 strides at every level) with a few annotated slices:
+
+* **ours**: ``napari_asymseg.engine.fit`` with its defaults (``amp auto``: bf16 autocast on a CPU
+  with native bf16, fp32 elsewhere). Timed: the wall clock between the ``StepEnd`` events of
+  the measured steps, i.e. everything the training loop does per step: drawing the patches
+  from the in-memory scan (``PatchSampler``: crop, flips, intensity scale/shift, noise),
+  forward, loss, backward, AdamW step, and the per-step bookkeeping (loss to a float, a
+  sample of foreground margins). The run's set-up (loading the scan, building the network)
+  is not timed, and no validation happens inside the timed steps (``val_every`` lies beyond
+  them and the generator is closed after the last measured step).
+* **ours fp32**: the same with ``amp off``, separating the gain of bf16 autocast from the gain
+  of the in-memory sampler.
+* **MONAI loop**: the loop MONAI's tutorials teach: a ``monai.data.Dataset`` of dicts
+  (image, label: the same normalised volume and the same training target as the engine's,
+  unannotated voxels -1) through ``RandCropByPosNegLabeld`` (64³, ``num_samples=2``, so a
+  loader batch of 1 volume is 2 patches; pos/neg = p_fg / (1 - p_fg) of the engine, with the
+  fg/bg candidate indices precomputed as ``FgBgToIndicesd`` + a cache would: foreground =
+  annotated foreground, negatives = any annotated voxel, exactly the engine's pools, since
+  MONAI's own rule would take the -1 voxels for foreground), then the engine's augmentations
+  (``RandFlipd`` x2, ``RandScaleIntensityd``, ``RandShiftIntensityd``, ``RandGaussianNoised``,
+  same probabilities), ``monai.data.DataLoader`` (``num_workers`` 0 and 2 are both measured;
+  the faster is the peer), the identical network (``build_model`` with the same
+  ``NetworkPlan``), the same loss object (``build_loss``: logits ``[B, C, ...]``, target
+  ``[B, ...]`` int with -1 ignored), AdamW with the same learning rate and weight decay, fp32.
+  Timed: the wall clock of the measured iterations of ``for batch in loader:`` (waiting for
+  the batch, ``.to(device)``, forward, loss, backward, step, ``loss.item()``).
+
+Seconds per step = the measured wall clock / ``--steps``, after ``--warmup`` steps of each
+measurement (one-time costs: oneDNN primitive creation, worker start-up). Voxels/s = batch x
+64³ / (seconds per step). Reported: the median over repeats, with the min-max spread.
+
+Hardware use: the FLOPs of one training step (forward + backward of the network and loss,
+counted by ``torch.utils.flop_counter.FlopCounterMode``: convolutions and matmuls; norms and
+activations count nothing there, and AdamW's ~15 FLOPs per parameter are about 0.01% of a
+step) divided by the seconds per step give the achieved FLOP/s. The processor's peak is
+measured in the same run, per repeat, as the best FLOP/s of a dense ``--matmul``-sized matmul
+in fp32 and in bf16 on the same threads; the theoretical peak is threads x 32 fp32 FLOP/cycle
+(Zen4: two 256-bit FMA pipes; bf16 x2) x the clock from /proc/cpuinfo, when it shows one.
+Each column's fraction is relative to the peak of its compute dtype.
+
+Prints a table and writes ``benchmarks/results/training_throughput.json`` (machine, config,
+every repeat's raw numbers). About 4 minutes on 2 idle cores with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, table, timed_log, write_json  # noqa: E402
+
+OURS, OURS_FP32 = "ours", "ours fp32"
+
+
+def monai_name(workers: int) -> str:
+    return f"MONAI loop, {workers} workers"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3, help="alternating rounds (default 3)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--patch", type=int, default=64, help="patch edge in voxels (64)")
+    p.add_argument("--batch", type=int, default=2, help="patches per step (2)")
+    p.add_argument(
+        "--shape", type=int, nargs=3, default=(96, 160, 160), help="scan Z Y X (96 160 160)"
+    )
+    p.add_argument("--workers", type=int, nargs="+", default=(0, 2), help="MONAI num_workers")
+    p.add_argument("--matmul", type=int, default=4096, help="edge of the peak-FLOP/s matmul")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="benchmarks/results/training_throughput.json")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_scan(path: Path, shape: tuple[int, int, int], seed: int):
+    """A synthetic lesion scan at 1 mm isotropic with a few whole slices annotated."""
+    from napari_asymseg.store import Scan
+    from napari_asymseg.synthetic import sparse_annotations, synthetic_scan
+
+    syn = synthetic_scan(seed, shape=shape, spacing=(1.0, 1.0, 1.0), fg_fraction=0.01)
+    ann = sparse_annotations(syn.ground_truth, n_slices=8, seed=seed, n_empty=4)
+    return Scan.create(path, syn.image, spacing=syn.spacing, annotations=ann)
+
+
+def make_config(args: argparse.Namespace, threads: int, amp: str = "auto"):
+    from napari_asymseg.config import Config
+
+    cfg = Config()
+    cfg.data.patch_size = (args.patch,) * 3
+    cfg.train.batch_size = args.batch
+    cfg.train.steps = args.warmup + args.steps
+    cfg.train.val_every = cfg.train.steps + 1  # no validation among the timed steps
+    cfg.train.threads = threads
+    cfg.train.seed = args.seed
+    cfg.train.amp = amp
+    return cfg
+
+
+def make_plan(cfg, data):
+    """The plan ``fit()`` makes for this scan (the patch is given, so ``max_voxels`` is moot)."""
+    from napari_asymseg.models import plan_network
+
+    return plan_network(data.spacing, data.image.shape, len(cfg.model.filters), cfg.data.patch_size)
+
+
+# ----------------------------------------------------------------------------- ours
+def measure_ours(scan, cfg, work: Path, warmup: int, steps: int) -> dict[str, Any]:
+    """Seconds per step of ``fit()``: wall clock between the StepEnd events of the timed steps."""
+    from napari_asymseg.engine import Started, StepEnd, fit
+
+    gen = fit(scan, cfg, work / f"model-{time.monotonic_ns()}")
+    amp, marks, reported = "?", [], []
+    try:
+        for event in gen:
+            if isinstance(event, Started):
+                amp = event.amp
+            elif isinstance(event, StepEnd):
+                marks.append(time.perf_counter())
+                if event.step > warmup:
+                    reported.append(event.seconds)
+                if event.step == warmup + steps:
+                    break
+    finally:
+        gen.close()  # stops before the final validation and checkpoint
+    # from the end of the last warm-up step (without warm-up: the first step's own seconds)
+    seconds = marks[-1] - (marks[warmup - 1] if warmup else marks[0] - reported[0])
+    return {"s_per_step": seconds / steps, "amp": amp, "step_seconds": reported}
+
+
+# ----------------------------------------------------------------------------- MONAI loop
+def monai_loader(data, cfg, plan, workers: int, n_batches: int, seed: int):
+    """The tutorials' pipeline on the in-memory volume: dict Dataset, RandCropByPosNegLabeld,
+    augmentations, DataLoader (a batch = the ``num_samples`` crops of one volume)."""
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import (
+        Compose,
+        RandCropByPosNegLabeld,
+        RandFlipd,
+        RandGaussianNoised,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
+
+    item = {
+        "image": data.image[None],  # channel first, already normalised like the engine's
+        "label": data.train[None].astype(np.int64),  # -1 = not annotated
+        # what FgBgToIndicesd would cache, with the engine's pools: MONAI's own rule
+        # (label > 0 is foreground) would count the unannotated -1 voxels as foreground
+        "fg": np.flatnonzero(data.train >= 1),
+        "bg": np.flatnonzero(data.train >= 0),
+    }
+    keys = ["image", "label"]
+    transform = Compose(
+        [
+            RandCropByPosNegLabeld(
+                keys=keys,
+                label_key="label",
+                spatial_size=plan.patch_size,
+                pos=cfg.data.p_fg,
+                neg=1 - cfg.data.p_fg,
+                num_samples=cfg.train.batch_size,
+                fg_indices_key="fg",
+                bg_indices_key="bg",
+            ),
+            RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+            RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
+            RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
+            RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+            RandGaussianNoised(keys="image", prob=0.3, std=0.05),
+        ]
+    )
+    transform.set_random_state(seed=seed)
+    dataset = Dataset(data=[item] * n_batches, transform=transform)
+    return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
+
+
+def measure_monai(data, cfg, plan, warmup: int, steps: int, workers: int) -> dict[str, Any]:
+    """Seconds per step of the plain MONAI loop (fp32)."""
+    import torch
+
+    from napari_asymseg.losses import build_loss
+    from napari_asymseg.models import build_model
+
+    torch.manual_seed(cfg.train.seed)
+    device = torch.device("cpu")
+    model = build_model(cfg.model, plan, out_channels=data.num_classes).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    loss_function = build_loss(cfg.loss.name, **cfg.loss.params)
+    loader = monai_loader(data, cfg, plan, workers, warmup + steps, cfg.train.seed)
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    waits, losses = [], []
+    try:
+        model.train()
+        t0 = t_wait = time.perf_counter()
+        for i, batch_data in enumerate(loader):
+            if i == warmup:
+                t0 = t_wait
+            if i >= warmup:
+                waits.append(time.perf_counter() - t_wait)
+            inputs, labels = batch_data["image"].to(device), batch_data["label"].to(device)
+            optimizer.zero_grad()
+            outputs = model(inputs)
+            loss = loss_function(outputs, labels[:, 0].long())
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            t_wait = time.perf_counter()
+        seconds = t_wait - t0
+    finally:
+        torch.set_num_threads(threads)
+        del loader
+    return {"s_per_step": seconds / steps, "data_wait_s": waits, "workers": workers}
+
+
+# ----------------------------------------------------------------------------- hardware
+def step_flops(cfg, plan, num_classes: int) -> dict[str, float]:
+    """FLOPs of one training step's forward and backward (FlopCounterMode), and AdamW's."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_asymseg.losses import build_loss
+    from napari_asymseg.models import build_model, count_parameters
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model, plan, out_channels=num_classes)
+    loss_fn = build_loss(cfg.loss.name, **cfg.loss.params)
+    x = torch.randn(cfg.train.batch_size, 1, *plan.patch_size)
+    y = torch.randint(-1, num_classes, (cfg.train.batch_size, *plan.patch_size))
+    with FlopCounterMode(display=False) as fwd:
+        loss = loss_fn(model(x), y)
+    with FlopCounterMode(display=False) as bwd:
+        loss.backward()
+    params = count_parameters(model)
+    return {
+        "forward": float(fwd.get_total_flops()),
+        "backward": float(bwd.get_total_flops()),
+        "total": float(fwd.get_total_flops() + bwd.get_total_flops()),
+        "parameters": params,
+        "adamw_approx": 15.0 * params,
+    }
+
+
+def matmul_flops_per_s(n: int, dtype_name: str, reps: int = 3) -> float:
+    """Best FLOP/s of an n x n @ n x n matmul in ``dtype_name`` over ``reps`` runs."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dtype)
+    b = torch.randn(n, n, generator=gen).to(dtype)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+def theoretical_peak(threads: int) -> dict[str, Any]:
+    """threads x 32 fp32 FLOP/cycle (Zen4's two 256-bit FMA pipes) x the /proc/cpuinfo clock."""
+    mhz = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("cpu MHz"):
+                mhz = float(line.split(":")[1])
+                break
+    except (OSError, ValueError, IndexError):
+        mhz = None
+    fp32 = threads * 32 * mhz * 1e6 if mhz else None
+    return {
+        "threads": threads,
+        "fp32_flop_per_cycle_per_core": 32,
+        "cpu_mhz": mhz,
+        "float32": fp32,
+        "bfloat16": 2 * fp32 if fp32 else None,
+        "note": "cpu MHz as /proc/cpuinfo shows it in this VM (nominal, not the boost clock)"
+        if mhz
+        else "clock unknown: /proc/cpuinfo shows no cpu MHz",
+    }
+
+
+# ----------------------------------------------------------------------------- run
+def median_spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    import torch
+
+    log = timed_log()
+    before = torch.get_num_threads()
+    threads = args.threads or before
+    torch.set_num_threads(threads)  # the FLOP count and the matmul peak too
+    t_start, load_before = time.perf_counter(), os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="asymseg-throughput-"))
+    try:
+        result = measure(args, work, threads, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        torch.set_num_threads(before)
+    result["runtime_s"] = time.perf_counter() - t_start
+    # other work on the machine shows here (1, 5, 15 min): a busy machine slows every column
+    result["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+    write_json(args.out, result)
+    log(f"wrote {args.out}")
+    return result
+
+
+def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str, Any]:
+    """The alternating measurements; prints the table and returns the JSON's content."""
+    from napari_asymseg.data import ScanData
+
+    scan = make_scan(work / "scan.zarr", tuple(args.shape), args.seed)
+    cfgs = {OURS: make_config(args, threads), OURS_FP32: make_config(args, threads, amp="off")}
+    data = ScanData.from_scan(scan, cfgs[OURS].data, seed=args.seed)  # what fit() trains on
+    plan = make_plan(cfgs[OURS], data)
+    log(f"scan {scan.shape} at {scan.spacing} mm, plan {plan}, {threads} threads")
+    flops = step_flops(cfgs[OURS_FP32], plan, data.num_classes)
+    log(f"one step: {flops['total'] / 1e9:.1f} GFLOP (forward {flops['forward'] / 1e9:.1f})")
+
+    columns = [OURS, OURS_FP32, *(monai_name(w) for w in args.workers)]
+    raw: dict[str, list[dict[str, Any]]] = {c: [] for c in columns}
+    peaks: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    for rep in range(args.repeats):
+        for dtype in peaks:
+            peaks[dtype].append(matmul_flops_per_s(args.matmul, dtype))
+        for col in columns:
+            if col in cfgs:
+                r = measure_ours(scan, cfgs[col], work, args.warmup, args.steps)
+            else:
+                workers = args.workers[columns.index(col) - 2]
+                r = measure_monai(data, cfgs[OURS_FP32], plan, args.warmup, args.steps, workers)
+            raw[col].append(r)
+            log(f"repeat {rep + 1}/{args.repeats} {col}: {r['s_per_step']:.3f} s/step")
+        log(
+            f"repeat {rep + 1}: matmul {args.matmul}² fp32 {peaks['float32'][-1] / 1e9:.0f}, "
+            f"bf16 {peaks['bfloat16'][-1] / 1e9:.0f} GFLOP/s"
+        )
+
+    voxels = args.batch * args.patch**3
+    peak = {d: max(v) for d, v in peaks.items()}
+    theory = theoretical_peak(threads)
+    summary: dict[str, dict[str, Any]] = {}
+    for col in columns:
+        s = median_spread([r["s_per_step"] for r in raw[col]])
+        dtype = "bfloat16" if raw[col][0].get("amp") == "bfloat16" else "float32"
+        summary[col] = {
+            "s_per_step": s,
+            "voxels_per_s": voxels / s["median"],
+            "dtype": dtype,
+            "gflop_per_s": flops["total"] / s["median"] / 1e9,
+            "fraction_of_peak": flops["total"] / s["median"] / peak[dtype],
+            "fraction_of_theoretical": flops["total"] / s["median"] / theory[dtype]
+            if theory[dtype]
+            else None,
+        }
+        if "data_wait_s" in raw[col][0]:  # the share of a step spent waiting for the batch
+            waits = [w for r in raw[col] for w in r["data_wait_s"]]
+            summary[col]["data_wait_s_per_step"] = statistics.median(waits)
+    monai_cols = [monai_name(w) for w in args.workers]
+    peer = min(monai_cols, key=lambda c: summary[c]["s_per_step"]["median"])
+    for col in columns:
+        summary[col]["speedup_vs_peer"] = (
+            summary[peer]["s_per_step"]["median"] / summary[col]["s_per_step"]["median"]
+        )
+
+    rows = []
+    for col in columns:
+        s = summary[col]
+        dtype = "bf16" if s["dtype"] == "bfloat16" else "fp32"
+        amp = {OURS: "fit(), amp auto: ", OURS_FP32: "fit(), amp off: "}.get(col, "")
+        rows.append(
+            [
+                f"{col.split(' fp32')[0]}, {amp}{dtype}" + (" (the peer)" if col == peer else ""),
+                f"{s['s_per_step']['median']:.3f} [{s['s_per_step']['min']:.3f}-"
+                f"{s['s_per_step']['max']:.3f}]",
+                f"{s['voxels_per_s'] / 1e3:.0f} k",
+                f"{s['speedup_vs_peer']:.2f}x",
+                f"{s['gflop_per_s']:.1f}",
+                f"{100 * s['fraction_of_peak']:.0f}%",
+            ]
+        )
+    header = ["", "s/step median [min-max]", "voxels/s", "vs MONAI loop", "GFLOP/s", "% of peak"]
+    print()
+    print(table(header, rows))
+    print(
+        f"\n{args.batch} x {args.patch}³ patches, {args.steps} timed steps after {args.warmup} "
+        f"warm-up, {args.repeats} alternating repeats, {threads} threads; one step = "
+        f"{flops['total'] / 1e9:.1f} GFLOP (FlopCounterMode, forward + backward)."
+    )
+    theory_text = (
+        f"theoretical {theory['float32'] / 1e9:.0f} fp32 / {theory['bfloat16'] / 1e9:.0f} bf16 "
+        f"GFLOP/s at {theory['cpu_mhz']:.0f} MHz"
+        if theory["float32"]
+        else "theoretical peak unknown (no clock in /proc/cpuinfo)"
+    )
+    print(
+        f"peak = best matmul {args.matmul}²: fp32 {peak['float32'] / 1e9:.0f}, bf16 "
+        f"{peak['bfloat16'] / 1e9:.0f} GFLOP/s ({theory_text}, {threads} x 32 FLOP/cycle)."
+    )
+    result = {
+        "machine": machine(),
+        "runtime_s": None,
+        "config": {
+            "scan_shape": list(args.shape),
+            "spacing_mm": list(scan.spacing),
+            "patch": args.patch,
+            "batch": args.batch,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "threads": threads,
+            "workers": list(args.workers),
+            "matmul": args.matmul,
+            "plan": {
+                "patch_size": list(plan.patch_size),
+                "kernels": [list(k) for k in plan.kernels],
+                "strides": [list(s) for s in plan.strides],
+            },
+            "model": {"name": cfgs[OURS].model.name, "filters": list(cfgs[OURS].model.filters)},
+            "loss": cfgs[OURS].loss.name,
+            "cpu_has_native_bf16": _native_bf16(),
+        },
+        "flops_per_step": flops,
+        "peak_flop_per_s": {"measured_best": peak, "measured": peaks, "theoretical": theory},
+        "peer": peer,
+        "summary": summary,
+        "repeats": raw,
+    }
+    return result
+
+
+def _native_bf16() -> bool:
+    from napari_asymseg.engine import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-bench-"))
+    main()
