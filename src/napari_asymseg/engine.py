@@ -39,6 +39,7 @@ from napari_asymseg.metrics import (
 )
 from napari_asymseg.models import NetworkPlan, build_model, count_parameters, plan_network
 from napari_asymseg.risk import (
+    KAPPA,
     SIGMA_MM,
     calibration_from_history,
     fit_calibration,
@@ -927,6 +928,8 @@ class Predictor:
     ) -> np.ndarray:
         """The risk map of the slices ``keep`` of a block, in bands of rows (each with the
         smoothing's context: the same numbers as the whole plane, a fraction of the memory)."""
+        # no flip spread: its weight KAPPA is 0 (it only lowered the AUPRC, risk_quality.py)
+        assert KAPPA == 0, "the streamed prediction does not compute the flip spread"
         _, ny, nx = margin.shape
         ry = smoothing_radius(SIGMA_MM, self.spacing[1])
         out = np.empty((keep.stop - keep.start, ny, nx), np.float16)
