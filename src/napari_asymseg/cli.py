@@ -174,7 +174,7 @@ def _predict(args: argparse.Namespace) -> None:
     base = config_from_dict(load_checkpoint(args.model)["config"])
     cfg = config_from_args(args, base)
     bar = None
-    if getattr(args, "dask", None):
+    if args.dask:
         from napari_asymseg.scaleout import predict_dask
 
         events = predict_dask(args.scan, args.model, config=cfg, address=args.dask)

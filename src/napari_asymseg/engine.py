@@ -867,15 +867,26 @@ class Predictor:
         calibration = calibration_from_history(ckpt.get("history", []), ckpt.get("best_step", -1))
         return cls(window, cfg, stats, calibration, spacing)
 
+    @classmethod
+    def for_scan(
+        cls, scan: Scan, model: str | os.PathLike, config: Config | None = None
+    ) -> Predictor:
+        """The predictor of a model (folder, checkpoint or bundle) for ``scan``; a clear
+        error when the model was trained for other classes."""
+        ckpt = load_checkpoint(model)
+        num_classes = int(ckpt["num_classes"])
+        if num_classes != scan.num_classes:
+            raise ScanError(
+                f"the model predicts {num_classes - 1} class(es) but {scan.path.name} has "
+                f"{scan.num_classes - 1}: use a model trained for these classes"
+            )
+        stats = intensity_stats(scan.image)
+        return cls.load(ckpt, scan.shape, scan.spacing, stats, config)
+
     @property
     def radius(self) -> int:
         """Slices on each side that the risk map's smoothing needs."""
         return smoothing_radius(SIGMA_MM, self.spacing[0])
-
-    def context(self, z0: int, z1: int) -> tuple[int, int]:
-        """The image slices that the results of slices ``z0:z1`` depend on."""
-        depth = self.window.shape[0]
-        return self.window.context(max(0, z0 - self.radius), min(depth, z1 + self.radius))
 
     def results(
         self,
@@ -1015,14 +1026,7 @@ def predict(
     only when every slice is done; a cancel leaves the old ones.
     """
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
-    ckpt = load_checkpoint(model)
-    num_classes = int(ckpt["num_classes"])
-    if num_classes != scan.num_classes:
-        raise ScanError(
-            f"the model predicts {num_classes - 1} class(es) but {scan.path.name} has "
-            f"{scan.num_classes - 1}: use a model trained for these classes"
-        )
-    predictor = Predictor.load(ckpt, scan.shape, scan.spacing, intensity_stats(scan.image), config)
+    predictor = Predictor.for_scan(scan, model, config)
     device = predictor.window.device
     depth = scan.shape[0]
     t0 = time.perf_counter()

@@ -267,21 +267,31 @@ def find_flags(
     more painting, fixes those), and a region with ``min_known`` of them is kept even when
     nothing else in it is at risk.
     """
-    from scipy import ndimage
 
     r = np.asarray(risk, dtype=np.float32)
     if r.ndim != 3:
         raise ScanError(f"the risk map must be 3D, got shape {r.shape}")
-    labels, n = ndimage.label(r >= threshold, structure=np.ones((3, 3, 3), bool))
-    stats = region_stats(r, labels, np.arange(1, n + 1), annotations, prediction)
     return rank_regions(
-        stats,
+        labelled_stats(r, threshold, annotations, prediction),
         spacing=spacing,
         min_expected=min_expected,
         min_known=min_known,
         max_flags=max_flags,
         done=done,
     )
+
+
+def labelled_stats(
+    risk: np.ndarray,
+    threshold: float,
+    annotations: np.ndarray | None = None,
+    prediction: np.ndarray | None = None,
+) -> RegionStats:
+    """:class:`RegionStats` of the 26-connected regions of ``risk >= threshold``."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(risk >= threshold, structure=np.ones((3, 3, 3), bool))
+    return region_stats(risk, labels, np.arange(1, n + 1), annotations, prediction)
 
 
 @dataclass
@@ -484,15 +494,21 @@ def set_status(scan: Scan, flag_id: int, status: str) -> list[Flag]:
     return flags
 
 
-def _stored_risk(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
-    """The stored risk map and prediction; a clear error before any prediction."""
+def stored_risk_arrays(scan: Scan) -> tuple[Any, Any]:
+    """The stored risk map and prediction (zarr arrays); a clear error before any prediction."""
     results = scan.results()
     if "risk" not in results or "prediction" not in results:
         raise ScanError(
             f"{scan.path.name} has no risk map yet: predict it with a model first "
             "(asymseg flag SCAN --model MODEL, or Predict scan in the dock)"
         )
-    return read(results["risk"]).astype(np.float32), read(results["prediction"])
+    return results["risk"], results["prediction"]
+
+
+def _stored_risk(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
+    """The stored risk map and prediction, read."""
+    risk, prediction = stored_risk_arrays(scan)
+    return read(risk).astype(np.float32), read(prediction)
 
 
 def current_risk(scan: Scan) -> np.ndarray:
@@ -515,12 +531,25 @@ def flag_scan(
     """
     risk, prediction = _stored_risk(scan)
     annotations = scan.read_annotations()
-    flags = find_flags(
-        with_annotations(risk, annotations, prediction),
+    stats = labelled_stats(
+        with_annotations(risk, annotations, prediction), threshold, annotations, prediction
+    )
+    return flags_from_stats(scan, stats, min_expected=min_expected, max_flags=max_flags, save=save)
+
+
+def flags_from_stats(
+    scan: Scan,
+    stats: RegionStats,
+    *,
+    min_expected: float = 1.0,
+    max_flags: int = 100,
+    save: bool = True,
+) -> list[Flag]:
+    """The scan's ranked flags from its regions' statistics (from one process or merged from
+    blocks); the flags marked done stay done; stored in the scan with ``save``."""
+    flags = rank_regions(
+        stats,
         spacing=scan.spacing,
-        annotations=annotations,
-        prediction=prediction,
-        threshold=threshold,
         min_expected=min_expected,
         max_flags=max_flags,
         done=[f for f in stored_flags(scan) if f.done],

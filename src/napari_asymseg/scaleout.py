@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from napari_asymseg.config import Config, config_from_dict, config_to_dict
-from napari_asymseg.data import intensity_stats
 from napari_asymseg.engine import (
     RESULT_DTYPES,
     PredictionDone,
@@ -35,7 +34,7 @@ from napari_asymseg.engine import (
     load_checkpoint,
     release_freed_memory,
 )
-from napari_asymseg.risk import THRESHOLD, Flag, RegionStats, rank_regions, region_stats
+from napari_asymseg.risk import THRESHOLD, Flag, RegionStats, region_stats
 from napari_asymseg.store import Scan
 from napari_asymseg.volumes import ScanError
 
@@ -107,19 +106,13 @@ def predict_dask(
 
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     model_path = str(Path(model).resolve())
-    ckpt = load_checkpoint(model_path)
-    if int(ckpt["num_classes"]) != scan.num_classes:
-        raise ScanError(
-            f"the model predicts {int(ckpt['num_classes']) - 1} class(es) but "
-            f"{scan.path.name} has {scan.num_classes - 1}: use a model trained for these classes"
-        )
-    stats = intensity_stats(scan.image)
-    predictor = Predictor.load(ckpt, scan.shape, scan.spacing, stats, config)
-    cfg_json = config_to_dict(predictor.cfg)
+    predictor = Predictor.for_scan(scan, model_path, config)
+    cfg_json, stats = config_to_dict(predictor.cfg), predictor.stats
     depth, ny, nx = scan.shape
     radius = predictor.radius
+    # the window rows that cover a block reach one window's depth beyond the smoothing's
     image_overlap = radius + predictor.window.patch[0]
-    del predictor, ckpt  # the workers build their own
+    del predictor  # the workers build their own
     t0 = time.perf_counter()
     with dask_client(address) as client, scan.writing_results(RESULT_DTYPES) as out:
         step = out["prediction"].chunks[0]
@@ -253,19 +246,14 @@ def flag_dask(
     from dask import delayed
     from dask_image.ndmeasure import label
 
-    from napari_asymseg.risk import save_flags, stored_flags, with_annotations
+    from napari_asymseg.risk import flags_from_stats, stored_risk_arrays, with_annotations
 
-    results = scan.results()
-    if "risk" not in results or "prediction" not in results:
-        raise ScanError(
-            f"{scan.path.name} has no risk map yet: predict it with a model first "
-            "(asymseg flag SCAN --model MODEL)"
-        )
+    risk_array, prediction_array = stored_risk_arrays(scan)
     depth, ny, nx = scan.shape
-    blocks = block_depths(depth, 1, results["risk"].chunks[0])
+    blocks = block_depths(depth, 1, risk_array.chunks[0])
     chunks = (blocks, ny, nx)
-    risk = da.from_zarr(results["risk"]).rechunk(chunks).astype(np.float32)
-    prediction = da.from_zarr(results["prediction"]).rechunk(chunks)
+    risk = da.from_zarr(risk_array).rechunk(chunks).astype(np.float32)
+    prediction = da.from_zarr(prediction_array).rechunk(chunks)
     annotations = da.from_zarr(scan.annotations).rechunk(chunks)
     exact = da.map_blocks(with_annotations, risk, annotations, prediction, dtype=np.float32)
     labels, _ = label(exact >= threshold, structure=np.ones((3, 3, 3), bool))
@@ -285,16 +273,7 @@ def flag_dask(
     with dask_client(address) as client:
         block_stats = client.gather(client.compute(parts))
     stats = functools.reduce(RegionStats.merged, block_stats)
-    flags = rank_regions(
-        stats,
-        spacing=scan.spacing,
-        min_expected=min_expected,
-        max_flags=max_flags,
-        done=[f for f in stored_flags(scan) if f.done],
-    )
-    if save:
-        save_flags(scan, flags)
-    return flags
+    return flags_from_stats(scan, stats, min_expected=min_expected, max_flags=max_flags, save=save)
 
 
 def _block_stats(

@@ -107,12 +107,6 @@ class SlidingWindow:
         pz = self.patch[0]
         return [s for s in self.starts[0] if s < b and s + pz > a]
 
-    def context(self, z0: int, z1: int) -> tuple[int, int]:
-        """The volume slices that the windows covering ``z0:z1`` read (clipped to the volume)."""
-        rows = self.rows_for(z0, z1)
-        lo, hi = rows[0] - self.pad_lo[0], rows[-1] + self.patch[0] - self.pad_lo[0]
-        return max(0, lo), min(self.shape[0], hi)
-
     def stream(self, read: ReadImage, z0: int = 0, z1: int | None = None) -> Iterator[Slab]:
         """Final slabs covering volume slices ``z0:z1`` in order, each as soon as it is done.
 
