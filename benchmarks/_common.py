@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_asymseg.config import Config
-from napari_asymseg.store import Scan
+from napari_asymseg.store.scan import Scan
 
 # ----------------------------------------------------------------------------- bookkeeping
 
@@ -109,7 +109,8 @@ def run_fit(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``) to the end; a summary of the run."""
-    from napari_asymseg.engine import EpochEnd, Finished, fit
+    from napari_asymseg.train.events import EpochEnd, Finished
+    from napari_asymseg.train.loop import fit
 
     t0 = time.perf_counter()
     vals: list[float] = []
@@ -163,14 +164,11 @@ def logits_of(
     flip spread of the foreground margin (None without flips)."""
     import torch
 
-    from napari_asymseg.data import intensity_stats, normalise
-    from napari_asymseg.engine import (
-        autocast_dtype,
-        load_checkpoint,
-        model_from_checkpoint,
-        select_device,
-        sliding_logits,
-    )
+    from napari_asymseg.model.checkpoint import model_from_checkpoint
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.train.data import intensity_stats, normalise
+    from napari_asymseg.train.device import autocast_dtype, select_device
+    from napari_asymseg.train.validate import sliding_logits
 
     ckpt = load_checkpoint(model_dir)
     net, cfg, plan = model_from_checkpoint(ckpt)

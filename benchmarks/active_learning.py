@@ -54,7 +54,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 from napari_asymseg.config import Config  # noqa: E402
-from napari_asymseg.risk import KAPPA, SIGMA_MM, THRESHOLD  # noqa: E402
+from napari_asymseg.review.risk_map import KAPPA, SIGMA_MM, THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("flags", "entropy", "random")
@@ -65,7 +65,7 @@ COLORS = {"flags": PALETTE[1], "entropy": PALETTE[0], "random": PALETTE[6], "ris
 def split_volume(seed: int, shape: tuple[int, int, int]) -> dict[str, Any] | None:
     """One synthetic volume of twice the depth: the upper half trains, the lower is held out.
     None when either half has no lesion."""
-    from napari_asymseg.synthetic import synthetic_scan
+    from napari_asymseg.samples.synthetic import synthetic_scan
 
     depth = shape[0]
     syn = synthetic_scan(seed, shape=(2 * depth, shape[1], shape[2]))
@@ -110,7 +110,7 @@ def pick(
     """The centre of the next box to reveal, and how it was chosen."""
     from scipy import ndimage
 
-    from napari_asymseg.risk import current_risk, flag_scan
+    from napari_asymseg.review.flags import current_risk, flag_scan
 
     free = ann == 0
     if strategy == "random":
@@ -145,7 +145,7 @@ def pick(
 
 # ----------------------------------------------------------------------------- scoring
 def scores(model_dir: Path, image: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    from napari_asymseg.metrics import class_scores
+    from napari_asymseg.evaluate.metrics import class_scores
 
     logits, _ = logits_of(model_dir, image, tta=False)
     pred = logits.argmax(0).numpy()
@@ -162,9 +162,9 @@ def evaluate(model_dir: Path, vol: dict[str, Any]) -> dict[str, dict[str, float]
 
 # ----------------------------------------------------------------------------- the simulation
 def run_seed(args: argparse.Namespace, seed: int, work: Path, log) -> dict[str, Any] | None:
-    from napari_asymseg.engine import predict
-    from napari_asymseg.store import Scan
-    from napari_asymseg.synthetic import sparse_annotations
+    from napari_asymseg.infer.predict import predict
+    from napari_asymseg.samples.synthetic import sparse_annotations
+    from napari_asymseg.store.scan import Scan
 
     vol = split_volume(seed, tuple(args.shape))
     if vol is None:

@@ -33,9 +33,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-bench-"))
     from napari_asymseg.config import Config
-    from napari_asymseg.engine import load_checkpoint, predict
-    from napari_asymseg.sample_data import sample_scan
-    from napari_asymseg.store import Scan
+    from napari_asymseg.infer.predict import predict
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.samples.sample_data import sample_scan
+    from napari_asymseg.store.scan import Scan
 
     work = Path(tempfile.mkdtemp(prefix="asymseg-bf16-"))
     scan = Scan.open(sample_scan(work, fresh=True))

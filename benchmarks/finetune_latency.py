@@ -38,7 +38,7 @@ def run_once(dock, start) -> dict[str, Any]:
     """Click (``start()``), then wait for training to end; times of the milestones."""
     from qtpy.QtCore import QEventLoop, QTimer
 
-    from napari_asymseg.engine import EpochEnd, Finished, Started
+    from napari_asymseg.train.events import EpochEnd, Finished, Started
 
     section = dock.train_section
     marks: dict[str, Any] = {"dsc": [], "reached_s": None, "finished_s": None}

@@ -34,7 +34,7 @@ def main() -> int:
     from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from napari_asymseg._qt.demo import open_viewer
-    from napari_asymseg.engine import Finished, StepEnd
+    from napari_asymseg.train.events import Finished, StepEnd
 
     viewer, dock = open_viewer()
     # let the viewer finish opening the scan (layers, deferred set-up) before the click:

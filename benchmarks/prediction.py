@@ -36,7 +36,7 @@ from _common import machine, table, write_json  # noqa: E402
 def make_scan(path: Path, shape: tuple[int, int, int], seed: int = 0):
     """A synthetic scan of ``shape`` (1 mm voxels): smooth tissue, noise and bright blobs,
     written slab by slab (a 512³ volume never sits in memory as float64)."""
-    from napari_asymseg.store import Scan
+    from napari_asymseg.store.scan import Scan
 
     rng = np.random.default_rng(seed)
     depth, ny, nx = shape
@@ -65,7 +65,7 @@ def make_model(scan, out: Path, steps: int = 2) -> Path:
     """A default model (planned patch, default network) after a couple of steps: the weights
     do not change the work of a window."""
     from napari_asymseg.config import Config
-    from napari_asymseg.engine import fit
+    from napari_asymseg.train.loop import fit
 
     cfg = Config()
     cfg.train.steps = steps
@@ -77,7 +77,7 @@ def make_model(scan, out: Path, steps: int = 2) -> Path:
 
 
 def ours(scan, model: Path) -> float:
-    from napari_asymseg.engine import predict
+    from napari_asymseg.infer.predict import predict
 
     t0 = time.perf_counter()
     for _ in predict(scan, model):
@@ -90,9 +90,11 @@ def monai_peer(scan, model: Path, amp: bool) -> float:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from napari_asymseg.data import intensity_stats, normalise
-    from napari_asymseg.engine import cpu_has_native_bf16, load_checkpoint, model_from_checkpoint
-    from napari_asymseg.store import read
+    from napari_asymseg.model.checkpoint import model_from_checkpoint
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.store.scan import read
+    from napari_asymseg.train.data import intensity_stats, normalise
+    from napari_asymseg.train.device import cpu_has_native_bf16
 
     t0 = time.perf_counter()
     net, cfg, plan = model_from_checkpoint(load_checkpoint(model))
@@ -125,7 +127,9 @@ def main() -> int:
     os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-bench-"))
     import torch
 
-    from napari_asymseg.engine import autocast_dtype, load_checkpoint, model_from_checkpoint
+    from napari_asymseg.model.checkpoint import model_from_checkpoint
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.train.device import autocast_dtype
 
     work = Path(tempfile.mkdtemp(prefix="asymseg-prediction-"))
     shape = tuple(args.shape)

@@ -39,8 +39,10 @@ def child(kind: str, scan_path: str, model: str) -> None:
     import psutil
     import torch
 
-    from napari_asymseg.engine import autocast_dtype, load_checkpoint, model_from_checkpoint
-    from napari_asymseg.store import Scan
+    from napari_asymseg.model.checkpoint import model_from_checkpoint
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.store.scan import Scan
+    from napari_asymseg.train.device import autocast_dtype
     from prediction import monai_peer
 
     proc = psutil.Process()
@@ -64,7 +66,7 @@ def child(kind: str, scan_path: str, model: str) -> None:
     sampler.start()
     t0 = time.perf_counter()
     if kind == "ours":  # exactly what `asymseg predict SCAN --model MODEL` runs
-        from napari_asymseg.cli import main as asymseg
+        from napari_asymseg.cli.main import main as asymseg
 
         del scan  # the command opens the scan itself
         assert asymseg(["predict", scan_path, "--model", model]) == 0

@@ -173,7 +173,7 @@ def synthetic_split(
 ) -> Split:
     """Bright lesions (``polarity`` 1, as on FLAIR) whose contrast, texture, rim and edges vary
     from scan to scan; ``polarity`` 0 draws it per scan too (a sequence shift on top)."""
-    from napari_asymseg.synthetic import synthetic_scan
+    from napari_asymseg.samples.synthetic import synthetic_scan
 
     def scan(k: int):
         return synthetic_scan(100 * seed + k, shape=shape, polarity=polarity or None)
@@ -190,8 +190,8 @@ def synthetic_split(
 
 def colin27_split(work: Path, margin: int = 12) -> Split:
     """Left and mirrored right hippocampus boxes of Colin27, axial slices along axis 0."""
-    from napari_asymseg.sample_data import build_colin27
-    from napari_asymseg.store import Scan
+    from napari_asymseg.samples.sample_data import build_colin27
+    from napari_asymseg.store.scan import Scan
 
     path = work / "colin27.zarr"
     scan = Scan.open(path) if path.exists() else build_colin27(path)
@@ -261,14 +261,14 @@ def annotate(truth: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- scoring
 def margins_of(model: Path, image: np.ndarray) -> np.ndarray:
-    from napari_asymseg.risk import foreground_margin
+    from napari_asymseg.review.calibration import foreground_margin
 
     logits, _ = logits_of(model, image, tta=False)
     return foreground_margin(logits, 0).numpy()
 
 
 def hist(values: np.ndarray) -> list[int]:
-    from napari_asymseg.metrics import histogram
+    from napari_asymseg.evaluate.metrics import histogram
 
     return histogram(np.asarray(values, np.float32).ravel(), bins=BINS, lim=LIM)
 
@@ -277,7 +277,7 @@ def score(model: Path, split: Split, ann: np.ndarray) -> dict[str, Any]:
     """Test DSC/sensitivity/precision (mean over the test volumes), the same on the
     unannotated slices of the training volume, and the margin statistics on training
     (annotated) and test voxels."""
-    from napari_asymseg.metrics import class_scores, logit_shift
+    from napari_asymseg.evaluate.metrics import class_scores, logit_shift
 
     m_train = margins_of(model, split.train_image)
     labelled = ann > 0
@@ -321,7 +321,7 @@ def score(model: Path, split: Split, ann: np.ndarray) -> dict[str, Any]:
 
 def shift_now(model: Path, split: Split, ann: np.ndarray) -> dict[str, float]:
     """Δ and the mean foreground margins of the model as it is now (for the per-epoch curve)."""
-    from napari_asymseg.metrics import logit_shift
+    from napari_asymseg.evaluate.metrics import logit_shift
 
     m_train = margins_of(model, split.train_image)[ann == 2]
     m_test = np.concatenate([margins_of(model, im)[tr > 0] for im, tr in split.tests])
@@ -344,8 +344,9 @@ def run_one(
     model_dir: Path,
 ) -> dict[str, Any]:
     """Train one row on one split and score it."""
-    from napari_asymseg.engine import EpochEnd, Finished, fit
-    from napari_asymseg.store import Scan
+    from napari_asymseg.store.scan import Scan
+    from napari_asymseg.train.events import EpochEnd, Finished
+    from napari_asymseg.train.loop import fit
 
     cfg = row_config(key, args, dataset, seed, fraction)
     t0 = time.perf_counter()
@@ -397,7 +398,7 @@ def run_all(
     """Every (seed, dataset, fraction, row), seed-major so that an early stop leaves whole seeds."""
     import shutil
 
-    from napari_asymseg.store import Scan
+    from napari_asymseg.store.scan import Scan
 
     records = []
     for seed in args.seeds:

@@ -51,15 +51,9 @@ from _common import (  # noqa: E402
     write_json,
 )
 from napari_asymseg.config import Config  # noqa: E402
-from napari_asymseg.risk import (  # noqa: E402
-    KAPPA,
-    SIGMA_MM,
-    THRESHOLD,
-    Calibration,
-    average_precision,
-    calibration_from_history,
-    risk_map,
-)
+from napari_asymseg.evaluate.metrics import average_precision
+from napari_asymseg.review.calibration import Calibration, calibration_from_history
+from napari_asymseg.review.risk_map import KAPPA, SIGMA_MM, THRESHOLD, risk_map
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMAS = (0.0, 1.0, 1.5, 3.0)
@@ -109,7 +103,7 @@ def risk_fg_zeroed_first(
 ) -> np.ndarray:
     """The first design of :func:`risk_map`, kept for comparison: predicted foreground is set
     to 0 *before* smoothing, which pulls the risk down at the rim of every predicted lesion."""
-    from napari_asymseg.risk import model_risk, smooth, with_annotations
+    from napari_asymseg.review.risk_map import model_risk, smooth, with_annotations
 
     risk = model_risk(margin, pred, cal, spread=spread, kappa=kappa)
     if annotations is not None:
@@ -176,8 +170,8 @@ def score_volume(
     (``plain``: one pass; ``tta``: mean over 4 flips, with the flip spread)."""
     import torch
 
-    from napari_asymseg.metrics import class_scores
-    from napari_asymseg.risk import foreground_margin
+    from napari_asymseg.evaluate.metrics import class_scores
+    from napari_asymseg.review.calibration import foreground_margin
 
     out: dict[str, Any] = {}
     for mode, z in logits.items():
@@ -302,9 +296,9 @@ def predict_cached(model_dir: Path, image: np.ndarray, cache: Path, stats=None) 
 
 
 def run_synthetic(args: argparse.Namespace, work: Path, log) -> list[dict[str, Any]]:
-    from napari_asymseg.engine import load_checkpoint
-    from napari_asymseg.store import Scan
-    from napari_asymseg.synthetic import sparse_annotations, synthetic_scan
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.samples.synthetic import sparse_annotations, synthetic_scan
+    from napari_asymseg.store.scan import Scan
 
     shape = tuple(args.shape)
     rows = []
@@ -361,10 +355,10 @@ def run_synthetic(args: argparse.Namespace, work: Path, log) -> list[dict[str, A
 
 
 def run_colin27(args: argparse.Namespace, work: Path, log) -> list[dict[str, Any]]:
-    from napari_asymseg.data import intensity_stats
-    from napari_asymseg.engine import load_checkpoint
-    from napari_asymseg.sample_data import build_colin27
-    from napari_asymseg.store import Scan
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.samples.sample_data import build_colin27
+    from napari_asymseg.store.scan import Scan
+    from napari_asymseg.train.data import intensity_stats
 
     path = work / "colin27.zarr"
     scan = Scan.open(path) if path.exists() else build_colin27(path)

@@ -96,8 +96,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- inputs
 def make_scan(path: Path, shape: tuple[int, int, int], seed: int):
     """A synthetic lesion scan at 1 mm isotropic with a few whole slices annotated."""
-    from napari_asymseg.store import Scan
-    from napari_asymseg.synthetic import sparse_annotations, synthetic_scan
+    from napari_asymseg.samples.synthetic import sparse_annotations, synthetic_scan
+    from napari_asymseg.store.scan import Scan
 
     syn = synthetic_scan(seed, shape=shape, spacing=(1.0, 1.0, 1.0), fg_fraction=0.01)
     ann = sparse_annotations(syn.ground_truth, n_slices=8, seed=seed, n_empty=4)
@@ -120,7 +120,7 @@ def make_config(args: argparse.Namespace, threads: int, amp: str = "auto"):
 
 def make_plan(cfg, data):
     """The plan ``fit()`` makes for this scan (the patch is given, so ``max_voxels`` is moot)."""
-    from napari_asymseg.models import plan_network
+    from napari_asymseg.model.networks import plan_network
 
     return plan_network(data.spacing, data.image.shape, len(cfg.model.filters), cfg.data.patch_size)
 
@@ -128,7 +128,8 @@ def make_plan(cfg, data):
 # ----------------------------------------------------------------------------- ours
 def measure_ours(scan, cfg, work: Path, warmup: int, steps: int) -> dict[str, Any]:
     """Seconds per step of ``fit()``: wall clock between the StepEnd events of the timed steps."""
-    from napari_asymseg.engine import Started, StepEnd, fit
+    from napari_asymseg.train.events import Started, StepEnd
+    from napari_asymseg.train.loop import fit
 
     gen = fit(scan, cfg, work / f"model-{time.monotonic_ns()}")
     amp, marks, reported = "?", [], []
@@ -200,8 +201,8 @@ def measure_monai(data, cfg, plan, warmup: int, steps: int, workers: int) -> dic
     """Seconds per step of the plain MONAI loop (fp32)."""
     import torch
 
-    from napari_asymseg.losses import build_loss
-    from napari_asymseg.models import build_model
+    from napari_asymseg.model.losses import build_loss
+    from napari_asymseg.model.networks import build_model
 
     torch.manual_seed(cfg.train.seed)
     device = torch.device("cpu")
@@ -244,8 +245,8 @@ def step_flops(cfg, plan, num_classes: int) -> dict[str, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from napari_asymseg.losses import build_loss
-    from napari_asymseg.models import build_model, count_parameters
+    from napari_asymseg.model.losses import build_loss
+    from napari_asymseg.model.networks import build_model, count_parameters
 
     torch.manual_seed(0)
     model = build_model(cfg.model, plan, out_channels=num_classes)
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str, Any]:
     """The alternating measurements; prints the table and returns the JSON's content."""
-    from napari_asymseg.data import ScanData
+    from napari_asymseg.train.data import ScanData
 
     scan = make_scan(work / "scan.zarr", tuple(args.shape), args.seed)
     cfgs = {OURS: make_config(args, threads), OURS_FP32: make_config(args, threads, amp="off")}
@@ -459,7 +460,7 @@ def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str
 
 
 def _native_bf16() -> bool:
-    from napari_asymseg.engine import cpu_has_native_bf16
+    from napari_asymseg.train.device import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 

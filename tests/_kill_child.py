@@ -38,8 +38,8 @@ def main(scan_path: str, log_path: str) -> None:
     from qtpy.QtCore import QCoreApplication, QTimer
 
     from napari_asymseg._qt.autosave import AnnotationAutosave
-    from napari_asymseg.lock import ScanLock
-    from napari_asymseg.store import Scan
+    from napari_asymseg.store.lock import ScanLock
+    from napari_asymseg.store.scan import Scan
 
     app = QCoreApplication([])
     lock = ScanLock(scan_path, "kill test").acquire()  # noqa: F841 - held until killed

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_asymseg.store import Scan
+from napari_asymseg.store.scan import Scan
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from engine_helpers import tiny_config
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import layer_for
-from napari_asymseg.engine import fit
-from napari_asymseg.sample_data import sample_scan
+from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.train.loop import fit
 
 
 def dock_with_model(make_napari_viewer, tmp_path, qtbot, *, steps: int) -> AsymsegDock:

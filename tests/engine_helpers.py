@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_asymseg.config import Config
-from napari_asymseg.store import Scan
+from napari_asymseg.store.scan import Scan
 
 
 def tiny_scan(path, *, annotate=True, seed=0) -> Scan:

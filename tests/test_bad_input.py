@@ -28,11 +28,11 @@ import pytest
 import tifffile
 
 from engine_helpers import tiny_config, tiny_scan
-from napari_asymseg.bundle import export_bundle
-from napari_asymseg.cli import main
-from napari_asymseg.engine import fit
-from napari_asymseg.lock import LOCK_FILE, ScanLock
-from napari_asymseg.store import Scan
+from napari_asymseg.cli.main import main
+from napari_asymseg.model.bundle import export_bundle
+from napari_asymseg.store.lock import LOCK_FILE, ScanLock
+from napari_asymseg.store.scan import Scan
+from napari_asymseg.train.loop import fit
 
 pytestmark = pytest.mark.slow
 
@@ -552,7 +552,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(row, work, capsys, monk
 
 
 def test_the_table_covers_every_command():
-    from napari_asymseg.cli import build_parser
+    from napari_asymseg.cli.main import build_parser
 
     parser = build_parser("train")
     sub = next(a for a in parser._actions if a.dest == "command")

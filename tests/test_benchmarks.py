@@ -140,7 +140,7 @@ def test_quality_quick_runs_and_resumes(tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr("napari_asymseg.engine.fit", no_training)
+    monkeypatch.setattr("napari_asymseg.train.loop.fit", no_training)
     quality.main(args)
     assert json.loads(out.read_text())["records"] == data["records"]
 
@@ -173,7 +173,7 @@ def test_training_throughput_tiny(tmp_path):
 
 
 def test_monai_loop_batches_follow_the_engine_pools(scan):
-    from napari_asymseg.data import ScanData
+    from napari_asymseg.train.data import ScanData
 
     args = training_throughput.parse(["--patch", "8", "--batch", "3"])
     cfg = training_throughput.make_config(args, threads=1)

@@ -25,10 +25,14 @@ import pytest
 from _kill_child import SHAPE, stroke_box, stroke_value
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg._qt.autosave import AUTOSAVE_MS
-from napari_asymseg.engine import CHECKPOINT, Started, fit, load_checkpoint, predict
-from napari_asymseg.export import read_mask
-from napari_asymseg.lock import ScanLock
-from napari_asymseg.store import Scan
+from napari_asymseg.infer.predict import predict
+from napari_asymseg.io.exporters import read_mask
+from napari_asymseg.model.checkpoint import CHECKPOINT
+from napari_asymseg.model.load import load_checkpoint
+from napari_asymseg.store.lock import ScanLock
+from napari_asymseg.store.scan import Scan
+from napari_asymseg.train.events import Started
+from napari_asymseg.train.loop import fit
 
 pytestmark = pytest.mark.slow
 

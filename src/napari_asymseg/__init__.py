@@ -4,7 +4,8 @@ This module is the Qt-free API. It must never import napari, qtpy or magicgui: t
 command line and the benchmarks use it on machines without a display.
 """
 
-from napari_asymseg.store import Scan, ScanError
+from napari_asymseg.errors import ScanError
+from napari_asymseg.store.scan import Scan
 
 __version__ = "0.1.0"
 

@@ -15,9 +15,9 @@ import pytest
 
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg._qt.dock import AsymsegDock
-from napari_asymseg.engine import fit
-from napari_asymseg.lock import ScanLock
-from napari_asymseg.store import Scan
+from napari_asymseg.store.lock import ScanLock
+from napari_asymseg.store.scan import Scan
+from napari_asymseg.train.loop import fit
 from test_bad_input import (
     annotate,
     corrupt_checkpoint,

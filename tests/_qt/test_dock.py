@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from napari_asymseg._qt.dock import AsymsegDock, annotation_stats
-from napari_asymseg.lock import ScanBusy, ScanLock
-from napari_asymseg.sample_data import sample_scan
-from napari_asymseg.store import Scan
+from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store.lock import ScanBusy, ScanLock
+from napari_asymseg.store.scan import Scan
 
 pytestmark = pytest.mark.viewer
 

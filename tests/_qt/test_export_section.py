@@ -5,10 +5,10 @@ import pytest
 
 from dock_helpers import dock_with_model
 from napari_asymseg._qt.layers import layer_for
-from napari_asymseg.bundle import is_bundle
-from napari_asymseg.engine import predict
-from napari_asymseg.export import read_mask
-from napari_asymseg.store import Scan
+from napari_asymseg.infer.predict import predict
+from napari_asymseg.io.exporters import read_mask
+from napari_asymseg.model.bundle import is_bundle
+from napari_asymseg.store.scan import Scan
 
 pytestmark = pytest.mark.viewer
 

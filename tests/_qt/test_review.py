@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from dock_helpers import dock_with_model
-from napari_asymseg import risk
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import layer_for
 from napari_asymseg._qt.review import camera_of
-from napari_asymseg.sample_data import sample_scan
-from napari_asymseg.store import Scan
+from napari_asymseg.review.flags import stored_flags
+from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store.scan import Scan
 
 pytestmark = pytest.mark.viewer
 
@@ -33,7 +33,7 @@ def test_prediction_shows_heatmap_and_ranked_flags(dock, qtbot):
     assert heat.visible and heat.blending == "additive" and heat.colormap.name == "inferno"
     np.testing.assert_array_equal(np.asarray(heat.data), stored)
     flags = review.flags
-    assert review.list.count() == len(flags) and flags == risk.stored_flags(Scan.open(path))
+    assert review.list.count() == len(flags) and flags == stored_flags(Scan.open(path))
     points = layer_for(viewer, path, "flags")
     np.testing.assert_array_equal(points.data, [f.center for f in flags])
     review.opacity.setValue(25)
@@ -55,7 +55,7 @@ def test_click_a_flag_jumps_there_and_done_is_remembered(dock, qtbot):
     review.done_button.click()
     assert review.flags[row].done and "done" in review.list.item(row).text()
     assert f"z {flag.center[0]}," in review.list.item(row).toolTip()
-    assert risk.stored_flags(Scan.open(dock.scan.path))[row].done
+    assert stored_flags(Scan.open(dock.scan.path))[row].done
     # recomputing keeps it done, and done flags go to the end of the list
     review.find_flags()
     qtbot.waitUntil(lambda: review.worker is None)
@@ -74,7 +74,7 @@ def test_annotate_then_fine_tune_warm_starts(dock, qtbot):
     assert train.running
     qtbot.waitUntil(lambda: dock.current_model() != first_model, timeout=120_000)
     qtbot.waitUntil(lambda: not train.running and review.worker is None, timeout=120_000)
-    from napari_asymseg.engine import load_checkpoint
+    from napari_asymseg.model.load import load_checkpoint
 
     ckpt = load_checkpoint(dock.current_model())
     assert ckpt["config"]["train"]["steps"] == 40  # the fast fine-tune, at a gentler rate

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from napari_asymseg._qt.dock import AsymsegDock
-from napari_asymseg.sample_data import sample_scan
-from napari_asymseg.store import Scan
+from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store.scan import Scan
 
 pytestmark = pytest.mark.viewer
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from napari_asymseg.store import Scan
-from napari_asymseg.volumes import ClearError, error_message
+from napari_asymseg.errors import ClearError, error_message
+from napari_asymseg.store.scan import Scan
 
 AUTOSAVE_MS = 2000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import napari
 
-from napari_asymseg.sample_data import sample_scan
+from napari_asymseg.samples.sample_data import sample_scan
 
 
 def open_viewer(show: bool = True):

@@ -31,9 +31,9 @@ from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
 from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.train import TrainSection, latest_model, model_root
-from napari_asymseg.lock import ScanLock
-from napari_asymseg.store import Scan, ScanError
-from napari_asymseg.volumes import ClearError, error_message
+from napari_asymseg.errors import ClearError, ScanError, error_message
+from napari_asymseg.store.lock import ScanLock
+from napari_asymseg.store.scan import Scan
 
 _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
 
@@ -238,7 +238,7 @@ class AsymsegDock(QWidget):
 
     def import_image(self, path: str | Path, out: str | Path | None = None) -> Path | None:
         """Import an image file next to itself as ``NAME.zarr`` and open it."""
-        from napari_asymseg.io import import_scan, suffix
+        from napari_asymseg.io.importers import import_scan, suffix
 
         src = Path(path)
         out = Path(out) if out else src.with_name(src.name[: -len(suffix(src))] + ".zarr")

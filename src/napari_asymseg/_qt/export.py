@@ -9,8 +9,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from napari_asymseg.store import ScanError
-from napari_asymseg.volumes import error_message
+from napari_asymseg.errors import ScanError, error_message
 
 _MASK_FILTER = "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr)"
 _SUFFIXES = {"NIfTI": ".nii.gz", "TIFF": ".tif", "OME-Zarr": ".ome.zarr"}
@@ -91,7 +90,7 @@ class ExportSection(QWidget):
 
     # -- actions (the tests call these) --------------------------------------------------------
     def export_mask(self, path: str | Path) -> None:
-        from napari_asymseg.export import export_mask
+        from napari_asymseg.io.exporters import export_mask
 
         scan = self.dock.scan
         if scan is None:
@@ -104,7 +103,7 @@ class ExportSection(QWidget):
         )
 
     def export_bundle(self, path: str | Path) -> None:
-        from napari_asymseg.bundle import export_bundle
+        from napari_asymseg.model.bundle import export_bundle
 
         model = self.dock.current_model()
         if model is None:
@@ -119,7 +118,8 @@ class ExportSection(QWidget):
 
     def load_model(self, path: str | Path) -> Path | None:
         """Make a bundle (or checkpoint) the scan's current model: a copy in its model folder."""
-        from napari_asymseg.engine import BEST, load_checkpoint, save_atomic
+        from napari_asymseg.model.checkpoint import BEST, save_atomic
+        from napari_asymseg.model.load import load_checkpoint
 
         scan = self.dock.scan
         if scan is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_asymseg.reader import PREDICTION_COLORS, result_layers
-from napari_asymseg.store import Scan
+from napari_asymseg.io.napari_reader import PREDICTION_COLORS, result_layers
+from napari_asymseg.store.scan import Scan
 
 
 def layer_for(viewer, scan_path, role: str):

@@ -26,10 +26,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_asymseg import risk as risk_mod
 from napari_asymseg._qt.layers import layer_for, risk_layer
-from napari_asymseg.store import ScanError
-from napari_asymseg.volumes import error_message
+from napari_asymseg.errors import ScanError, error_message
+from napari_asymseg.review import flags as review_flags
 
 FINE_TUNE_STEPS = 40
 """Steps of the Review section's fine-tune: a warm start needs far fewer than a new model."""
@@ -46,7 +45,7 @@ def camera_of(viewer):
     return scene.camera if scene is not None else viewer.camera
 
 
-def flag_text(flag: risk_mod.Flag) -> str:
+def flag_text(flag: review_flags.Flag) -> str:
     """The list's line for a flag: short enough for a narrow dock (details in the tooltip)."""
     state = "  ✓ done" if flag.done else ""
     if flag.expected_missed < 1 and flag.known_misses:  # only painted lesion the model misses
@@ -60,7 +59,7 @@ def flag_text(flag: risk_mod.Flag) -> str:
     )
 
 
-def flag_tooltip(flag: risk_mod.Flag) -> str:
+def flag_tooltip(flag: review_flags.Flag) -> str:
     z, y, x = flag.center
     z0, y0, x0, z1, y1, x1 = flag.bbox
     lines = [
@@ -84,7 +83,7 @@ class ReviewSection(QWidget):
     def __init__(self, dock) -> None:
         super().__init__()
         self.dock = dock
-        self.flags: list[risk_mod.Flag] = []
+        self.flags: list[review_flags.Flag] = []
         self.worker: Any = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -135,7 +134,7 @@ class ReviewSection(QWidget):
         self.flags = []
         if scan is not None:
             try:
-                self.flags = risk_mod.stored_flags(scan)
+                self.flags = review_flags.stored_flags(scan)
             except ScanError as exc:
                 show_error(str(exc))
         self._show()
@@ -149,7 +148,9 @@ class ReviewSection(QWidget):
         if self.worker is not None or not self.dock.writable():
             return
         self.dock.save_now()  # the flags see the annotations as painted
-        worker: Any = create_worker(risk_mod.flag_scan, scan, _ignore_errors=True)  # shown below
+        worker: Any = create_worker(
+            review_flags.flag_scan, scan, _ignore_errors=True
+        )  # shown below
         worker.returned.connect(self._on_flags)
         worker.errored.connect(lambda exc: show_error(error_message(exc)))
         worker.finished.connect(self._on_worker_done)
@@ -162,7 +163,7 @@ class ReviewSection(QWidget):
         self.worker = None
         self.find_button.setEnabled(True)
 
-    def _on_flags(self, flags: list[risk_mod.Flag]) -> None:
+    def _on_flags(self, flags: list[review_flags.Flag]) -> None:
         self.flags = flags
         self._show()
 
@@ -233,7 +234,7 @@ class ReviewSection(QWidget):
         if 0 <= row < len(self.flags):
             self.jump_to(self.flags[row])
 
-    def jump_to(self, flag: risk_mod.Flag) -> None:
+    def jump_to(self, flag: review_flags.Flag) -> None:
         """Show the flag's slice, centred, with the brush ready on the annotations."""
         scan = self.dock.scan
         if scan is None:
@@ -248,7 +249,7 @@ class ReviewSection(QWidget):
             viewer.layers.selection.active = layer
         risk_layer(viewer, scan).visible = self.opacity.value() > 0
 
-    def current_flag(self) -> risk_mod.Flag | None:
+    def current_flag(self) -> review_flags.Flag | None:
         row = self.list.currentRow()
         return self.flags[row] if 0 <= row < len(self.flags) else None
 
@@ -261,7 +262,7 @@ class ReviewSection(QWidget):
             return
         row = self.list.currentRow()
         try:
-            self.flags = risk_mod.set_status(scan, flag.id, "open" if flag.done else "done")
+            self.flags = review_flags.set_status(scan, flag.id, "open" if flag.done else "done")
         except ScanError as exc:
             show_error(str(exc))
             return

@@ -33,20 +33,12 @@ from qtpy.QtWidgets import (
 from napari_asymseg._qt.layers import show_preview, show_results
 from napari_asymseg._qt.plots import CurvesWidget, MarginHistogramWidget
 from napari_asymseg.config import Config, LossConfig, asym_combined
-from napari_asymseg.engine import (
-    BEST,
-    EpochEnd,
-    Finished,
-    Notice,
-    PredictionDone,
-    Started,
-    StepEnd,
-    WindowDone,
-    fit,
-    predict,
-)
-from napari_asymseg.losses import LOSSES, loss_parameters
-from napari_asymseg.volumes import ScanError, error_message
+from napari_asymseg.errors import ScanError, error_message
+from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
+from napari_asymseg.model.checkpoint import BEST
+from napari_asymseg.model.losses import LOSSES, loss_parameters
+from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
+from napari_asymseg.train.loop import fit
 
 HIDDEN_PARAMS = {"ignore_index"}
 

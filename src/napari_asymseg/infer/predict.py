@@ -1,0 +1,72 @@
+"""infer.predict."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from napari_asymseg.config import Config
+from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
+from napari_asymseg.store.scan import Scan, read
+from napari_asymseg.train.device import release, release_freed_memory
+
+
+@dataclass(frozen=True)
+class WindowDone:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PredictionDone:
+    scan: str
+    seconds: float
+    foreground_voxels: int
+
+
+def predict(
+    scan: Scan | str | os.PathLike,
+    model: str | os.PathLike,
+    *,
+    config: Config | None = None,
+) -> Generator[WindowDone | PredictionDone, None, PredictionDone]:
+    """Predict a scan with a streamed sliding window and write the results into its store.
+
+    Memory is bounded by one window's depth of slices, not the volume
+    (:class:`~napari_asymseg.sliding.SlidingWindow`): the image is read from zarr as the
+    windows reach it, and each run of finished slices is written to ``results/prediction``
+    (uint8), ``results/probability`` (float16) and ``results/risk`` (float16, the
+    false-negative heatmap of :mod:`napari_asymseg.risk`). The results replace the old ones
+    only when every slice is done; a cancel leaves the old ones.
+    """
+    scan = scan if isinstance(scan, Scan) else Scan.open(scan)
+    predictor = Predictor.for_scan(scan, model, config)
+    device = predictor.window.device
+    depth = scan.shape[0]
+    t0 = time.perf_counter()
+    fg_voxels = 0
+    try:
+        with scan.writing_results(RESULT_DTYPES) as out:
+            step = out["prediction"].chunks[0]
+            pieces = predictor.results(
+                lambda a, b: read(scan.image, slice(a, b)),
+                lambda a, b: read(scan.annotations, slice(a, b)),
+                0,
+                depth,
+                step,
+            )
+            for z0, z1, res in pieces:
+                for name, values in res.items():
+                    out[name][z0:z1] = values
+                fg_voxels += int((res["prediction"] > 0).sum())
+                del res
+                release_freed_memory()
+                yield WindowDone(z1, depth)
+    finally:
+        del predictor
+        release(device)
+    done = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels)
+    yield done
+    return done

@@ -1,0 +1,176 @@
+"""napari reader and sample-data contributions, as plain layer-data tuples.
+
+Nothing here imports napari: the functions return ``(data, kwargs, layer_type)`` tuples that
+napari turns into layers, so they are testable without a display. Every layer carries
+``metadata["asymseg"] = {"scan": path, "role": ...}``; the dock finds its layers by that role.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_asymseg.store.scan import ATTRS_KEY, Scan
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+# Annotation colours: unannotated is transparent, annotated background a faint blue so the
+# user sees which slices are done, foreground classes in strong, distinct colours.
+ANNOTATION_COLORS: dict[int | None, Any] = {
+    None: "transparent",
+    0: "transparent",
+    1: (0.35, 0.55, 1.0, 0.35),
+    2: (1.0, 0.2, 0.2, 1.0),
+    3: (1.0, 0.85, 0.1, 1.0),
+    4: (0.2, 0.9, 0.3, 1.0),
+    5: (0.8, 0.3, 1.0, 1.0),
+}
+PREDICTION_COLORS: dict[int | None, Any] = {
+    None: "transparent",
+    0: "transparent",
+    1: (0.1, 0.9, 0.9, 1.0),
+    2: (1.0, 0.6, 0.1, 1.0),
+    3: (0.6, 1.0, 0.2, 1.0),
+    4: (1.0, 0.4, 0.8, 1.0),
+}
+
+
+def is_scan(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a zarr group carrying asymseg scan attributes (cheap check)."""
+    import json
+
+    path = Path(path)
+    for meta, key in ((path / "zarr.json", "attributes"), (path / ".zattrs", None)):
+        if meta.is_file():
+            try:
+                doc = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                return False
+            attrs = doc.get(key, {}) if key else doc
+            return isinstance(attrs, dict) and ATTRS_KEY in attrs
+    return False
+
+
+def get_reader(path: str | list[str]):
+    """npe2 reader hook: a reader for asymseg scans, ``None`` for anything else.
+
+    Returning ``None`` for plain OME-Zarr images lets other readers (napari-ome-zarr) take them.
+    """
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, str | os.PathLike) or not is_scan(path):
+        return None
+    return read_scan
+
+
+def read_scan(path: str | os.PathLike | list) -> list[LayerData]:
+    """Open a scan and return its image, annotations and stored results as layer data."""
+    target = Path(path[0] if isinstance(path, list) else path)
+    # Read-write when we may: opening for writing also repairs an interrupted save.
+    mode = "r+" if os.access(target, os.W_OK) else "r"
+    return scan_layers(Scan.open(target, mode=mode))
+
+
+def contrast_limits(scan: Scan) -> tuple[float, float]:
+    """Robust display range from the coarsest level, so a huge scan is never read whole."""
+    level = scan.image_levels[-1]
+    step = max(1, int(round((level.size / 2e6) ** (1 / 3))))
+    sample = np.asarray(level[::step, ::step, ::step], dtype=np.float32)
+    lo, hi = np.percentile(sample, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max()) + 1.0
+    return float(lo), float(hi)
+
+
+def _meta(scan: Scan, role: str) -> dict[str, Any]:
+    return {"asymseg": {"scan": str(scan.path), "role": role}}
+
+
+def scan_layers(scan: Scan) -> list[LayerData]:
+    """Layer data for a scan: image, annotations (editable), then any stored results."""
+    name = scan.path.name.removesuffix(".zarr")
+    scale = scan.spacing
+
+    multiscale = scan.is_multiscale
+    image = scan.image_levels if multiscale else scan.image
+    layers: list[LayerData] = [
+        (
+            image,
+            {
+                "name": name,
+                "scale": scale,
+                "multiscale": multiscale,
+                "contrast_limits": contrast_limits(scan),
+                "colormap": "gray",
+                "metadata": _meta(scan, "image"),
+            },
+            "image",
+        ),
+        (
+            # In memory so that painting is instant; the dock saves edits back to the store.
+            scan.read_annotations(),
+            {
+                "name": f"{name} annotations",
+                "scale": scale,
+                "colormap": ANNOTATION_COLORS,
+                "opacity": 0.6,
+                "metadata": _meta(scan, "annotations"),
+            },
+            "labels",
+        ),
+    ]
+    return layers + result_layers(scan)
+
+
+def result_layers(scan: Scan) -> list[LayerData]:
+    """Layer data for the scan's stored results (prediction, probability, risk)."""
+    name = scan.path.name.removesuffix(".zarr")
+    scale = scan.spacing
+    layers: list[LayerData] = []
+    results = scan.results()
+    if "prediction" in results:
+        layers.append(
+            (
+                results["prediction"],
+                {
+                    "name": f"{name} prediction",
+                    "scale": scale,
+                    "colormap": PREDICTION_COLORS,
+                    "opacity": 0.5,
+                    "metadata": _meta(scan, "prediction"),
+                },
+                "labels",
+            )
+        )
+    for role, cmap in (("probability", "magma"), ("risk", "inferno")):
+        if role in results:
+            layers.append(
+                (
+                    results[role],
+                    {
+                        "name": f"{name} {role}",
+                        "scale": scale,
+                        "colormap": cmap,
+                        # risks of 0.5 and more saturate: the heatmap shows the doubtful
+                        "contrast_limits": (0.0, 0.5 if role == "risk" else 1.0),
+                        "blending": "additive",
+                        "opacity": 0.6,
+                        "visible": role == "risk",
+                        "metadata": _meta(scan, role),
+                    },
+                    "image",
+                )
+            )
+    return layers
+
+
+def sample_lesions() -> list[LayerData]:
+    """npe2 sample-data hook: the committed synthetic lesion scan (a writable working copy)."""
+    from napari_asymseg.samples.sample_data import sample_scan
+
+    return read_scan(sample_scan())

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+
+from engine_helpers import tiny_scan
+from napari_asymseg.cli.main import main
+from napari_asymseg.store.scan import Scan
+
+TINY = [
+    "--filters",
+    "8",
+    "16",
+    "16",
+    "--patch-size",
+    "8",
+    "24",
+    "24",
+    "--lr",
+    "0.01",
+    "--loss",
+    "ce",
+    "--val-fraction",
+    "0.34",
+]
+
+
+def test_train_predict_evaluate(tmp_path, capsys):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    model = str(tmp_path / "m")
+    assert (
+        main(["train", str(scan.path), "--out", model, "--steps", "40", "--val-every", "20", *TINY])
+        == 0
+    )
+    out = capsys.readouterr()
+    assert "best validation DSC" in out.out and "step 40: val DSC" in out.out + out.err
+    assert main(["predict", str(scan.path), "--model", model]) == 0
+    assert Scan.open(scan.path).result("prediction") is not None
+    capsys.readouterr()
+    assert main(["evaluate", str(scan.path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"]["lesion"]["dsc"] > 0.5
+
+
+def test_loss_params_and_preset(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    code = main(
+        [
+            "train",
+            str(scan.path),
+            "--out",
+            str(tmp_path / "m"),
+            "--steps",
+            "2",
+            "--val-every",
+            "2",
+            *TINY[:-4],
+            "--loss",
+            "asym_focal",
+            "--loss-param",
+            "margin=1",
+            "--preset",
+            "asym_combined",
+        ]
+    )
+    assert code == 0
+    from napari_asymseg.model.load import load_checkpoint
+
+    cfg = load_checkpoint(tmp_path / "m")["config"]
+    assert cfg["loss"]["params"]["margin"] == 1 and cfg["regularizers"]["mixup"]
+
+
+def test_bad_training_input_exit_2(tmp_path, capsys):
+    scan = tiny_scan(tmp_path / "s.zarr", annotate=False)
+    assert main(["train", str(scan.path), "--out", str(tmp_path / "m"), *TINY]) == 2
+    assert "no annotations" in capsys.readouterr().err
+    scan.write_annotations(np.ones(scan.shape, np.uint8))
+    assert main(["train", str(scan.path), "--out", str(tmp_path / "m"), *TINY]) == 2
+    assert "no foreground annotated" in capsys.readouterr().err
+    code = main(["train", str(scan.path), "--out", str(tmp_path / "m"), "--loss-param", "x=1"])
+    assert code == 2
+    assert main(["evaluate", str(tmp_path / "missing.zarr")]) == 2
+
+
+def test_flag_writes_heatmap_and_ranked_json(tmp_path, capsys):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    model = str(tmp_path / "m")
+    # few steps: a weak model that misses lesion voxels, so there is something to flag
+    assert main(["train", str(scan.path), "--out", model, "--steps", "6", *TINY]) == 0
+    assert main(["flag", str(scan.path)]) == 2  # no prediction yet: a clear error
+    assert "no risk map" in capsys.readouterr().err
+    out = tmp_path / "flags.json"
+    assert main(["flag", str(scan.path), "--model", model, "--json", str(out)]) == 0
+    assert "flag(s)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    flags = report["flags"]
+    assert Scan.open(scan.path).result("risk") is not None
+    assert flags and [f["rank"] for f in flags] == list(range(1, len(flags) + 1))
+    ranked = [f["expected_missed"] for f in flags if f["known_misses"] == 0]
+    assert ranked == sorted(ranked, reverse=True)
+    # mark the first done: it is remembered and goes to the end of the list
+    assert main(["flag", str(scan.path), "--done", "1", "--json", str(out)]) == 0
+    again = json.loads(out.read_text())["flags"]
+    status = [f["status"] for f in again]
+    assert "done" in status and status == sorted(status, key=lambda s: s == "done")
+    assert flags[0]["center"] in [f["center"] for f in again if f["status"] == "done"]
+    assert main(["flag", str(scan.path), "--done", "99"]) == 2
+    assert main(["flag", str(scan.path), "--tta"]) == 2  # flips need a model to predict with
