@@ -168,7 +168,7 @@ def logits_of(
     from napari_asymseg.model.load import load_checkpoint
     from napari_asymseg.train.data import intensity_stats, normalise
     from napari_asymseg.train.device import autocast_dtype, select_device
-    from napari_asymseg.train.validate import sliding_logits
+    from napari_asymseg.train.validate import volume_logits
 
     ckpt = load_checkpoint(model_dir)
     net, cfg, plan = model_from_checkpoint(ckpt)
@@ -177,7 +177,7 @@ def logits_of(
     net.to(device)
     x = normalise(image, cfg.data, stats=stats or intensity_stats(image))
     spread: list[torch.Tensor] = []
-    logits = sliding_logits(
+    logits = volume_logits(
         net, x, plan, cfg, device, autocast_dtype(device, cfg.train.amp), spread=spread
     )
     return logits[0], (spread[0] if spread else None)

@@ -5,8 +5,9 @@
 
 Each repeat runs, in turn (A B C A B C ...):
 * ``ours``: ``predict(scan, model)`` zarr -> zarr, as ``asymseg predict`` runs it: the streamed
-  window (:mod:`napari_asymseg.sliding`) under the engine's default precision (bf16 autocast on
-  CPUs with native bf16), writing prediction, probability and the risk map into the store;
+  window (:mod:`napari_asymseg.infer.sliding`) under the engine's default precision (bf16
+  autocast on CPUs with native bf16), writing prediction, probability and the risk map into
+  the store;
 * ``monai fp32``: the plain way: read the zarr image, z-score it, MONAI's
   ``sliding_window_inference`` (same window, overlap 0.25, gaussian blending, same windows per
   batch) in float32, softmax and argmax, write prediction and probability to zarr;

@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/risk_quality.py            # full run (see docs/benchmarks-risk.md)
     .venv/bin/python benchmarks/risk_quality.py --quick    # tiny plumbing run
 
-On fully labelled held-out voxels, scores every variant of :func:`napari_asymseg.risk.risk_map`
-and two baselines by their average precision (AUPRC) for the true false negatives (ground-truth
-foreground that the model predicts background), over the unannotated voxels of the evaluated
-volume, side by side on the same predictions:
+On fully labelled held-out voxels, scores every variant of
+:func:`napari_asymseg.review.risk_map.risk_map` and two baselines by their average precision (AUPRC)
+for the true false negatives (ground-truth foreground that the model predicts background), over the
+unannotated voxels of the evaluated volume, side by side on the same predictions:
 
 * baselines ``1 - max softmax`` and the softmax entropy, over all voxels as those maps are
   shown, and the same maps zeroed on predicted foreground (``|bg``: where the gain comes from);
@@ -132,7 +132,7 @@ def calibrations(ckpt: dict[str, Any]) -> dict[str, Calibration]:
 def flag_stats(
     risk: np.ndarray, fn: np.ndarray, evaluated: np.ndarray, threshold: float
 ) -> dict[str, float]:
-    """Flags as :func:`napari_asymseg.risk.find_flags` builds them (26-connected regions of
+    """Flags as :func:`napari_asymseg.review.flags.find_flags` builds them (26-connected regions of
     risk >= threshold with expected missed volume >= 1), on the evaluated voxels only."""
     from scipy import ndimage
 

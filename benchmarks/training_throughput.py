@@ -8,8 +8,8 @@ then again, ``--repeats`` times), the seconds per training step of the default m
 2, on a synthetic scan of 96x160x160 voxels at 1.0 mm isotropic (so the planned network uses
 3x3x3 kernels and 2x2x2 strides at every level) with a few annotated slices:
 
-* **ours**: ``napari_asymseg.engine.fit`` with its defaults (``amp auto``: bf16 autocast on a CPU
-  with native bf16, fp32 elsewhere). Timed: the wall clock between the ``StepEnd`` events of
+* **ours**: ``napari_asymseg.train.loop.fit`` with its defaults (``amp auto``: bf16 autocast on a
+  CPU with native bf16, fp32 elsewhere). Timed: the wall clock between the ``StepEnd`` events of
   the measured steps, i.e. everything the training loop does per step: drawing the patches
   from the in-memory scan (``PatchSampler``: crop, flips, intensity scale/shift, noise),
   forward, loss, backward, AdamW step, and the per-step bookkeeping (loss to a float, a

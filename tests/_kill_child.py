@@ -1,7 +1,8 @@
 """The painting side of the kill tests, run as its own process and SIGKILLed by the test.
 
 ``python _kill_child.py SCAN LOG`` opens SCAN like the dock does (lock, annotations layer,
-the dock's autosave at its real interval) and paints one small stroke every 20 ms, forever.
+the dock's autosave at its real interval) and paints one small stroke every ``PAINT_MS``,
+forever.
 It appends to LOG, flushed at once so that the lines survive the kill:
 
     ready T                 painting starts
@@ -20,6 +21,7 @@ import time
 import numpy as np
 
 SHAPE = (16, 40, 40)
+PAINT_MS = 20  # one stroke per tick of the painting timer
 
 
 def stroke_box(n: int) -> tuple[int, slice, slice]:
@@ -64,7 +66,7 @@ def main(scan_path: str, log_path: str) -> None:
     autosave.saved.connect(lambda _slices: note(f"saved {state['n']}"))
     timer = QTimer()
     timer.timeout.connect(paint)
-    timer.start(20)
+    timer.start(PAINT_MS)
     note("ready 0")
     app.exec()
 

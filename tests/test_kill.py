@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _kill_child import SHAPE, stroke_box, stroke_value
+from _kill_child import PAINT_MS, SHAPE, stroke_box, stroke_value
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg._qt.autosave import AUTOSAVE_MS
 from napari_asymseg.infer.predict import predict
@@ -106,8 +106,26 @@ def strokes_on_disk(ann: np.ndarray, painted: int) -> set[int]:
     return found
 
 
+def _rows(log: Path) -> list[tuple[str, int, float]]:
+    return read_log(log) if log.exists() else []
+
+
+def wait_for_saves(log: Path, proc: subprocess.Popen, count: int) -> None:
+    """Wait until the child has logged ``count`` autosaves: its autosave is running."""
+    deadline = time.time() + 120  # a hang guard; no speed is asserted
+    while [kind for kind, _, _ in _rows(log)].count("saved") < count:
+        assert proc.poll() is None, f"the painting process died: {log.read_text()[-500:]}"
+        assert time.time() < deadline, f"no {count} autosaves logged in 120 s"
+        time.sleep(0.05)
+
+
 def test_painting_survives_sigkill_up_to_the_last_autosave(tmp_path):
+    """Counted in strokes, not seconds, so a loaded machine cannot fail it: every stroke logged
+    before the last save marker is on disk, and what is lost fits in one autosave interval of
+    painting (the painter manages at most one stroke per ``PAINT_MS``; a slow machine paints
+    fewer, never more)."""
     rng = random.Random(KILL_SEED)
+    one_interval = AUTOSAVE_MS // PAINT_MS  # strokes one autosave interval holds, at most
     losses = []
     for trial in range(4):
         scan = tiny_scan(tmp_path / f"paint{trial}.zarr", annotate=False)
@@ -115,10 +133,10 @@ def test_painting_survives_sigkill_up_to_the_last_autosave(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "_kill_child.py"), str(scan.path), str(log)], env=ENV
         )
-        deadline = time.time() + 60
-        while not (log.exists() and "ready" in log.read_text()) and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.3, 3 * AUTOSAVE_MS / 1000))
+        wait_for_saves(log, proc, count=2)
+        # trial i kills in the i-th quarter of a save cycle, the last one just before a save
+        phase = (trial + rng.random()) / 4 + rng.randrange(2)  # in autosave intervals
+        time.sleep(phase * AUTOSAVE_MS / 1000)
         kill(proc)
         killed_at = time.time()
         rows = read_log(log)
@@ -126,12 +144,17 @@ def test_painting_survives_sigkill_up_to_the_last_autosave(tmp_path):
         saved = max((n for kind, n, _ in rows if kind == "saved"), default=0)
         on_disk = strokes_on_disk(assert_sound(scan.path).read_annotations(), painted)
         assert set(range(1, saved + 1)) <= on_disk, "an autosaved stroke was lost"
-        lost = [t for kind, n, t in rows if kind == "painted" and n not in on_disk]
-        window = killed_at - min(lost) if lost else 0.0
-        # what is lost was painted within the last autosave interval (plus the write)
-        assert window <= AUTOSAVE_MS / 1000 + 1.5, window
-        losses.append((painted, saved, len(on_disk), round(window, 2)))
-    print(f"painting kills (painted, logged saved, on disk, seconds lost): {losses}")
+        lost = sorted(set(range(1, painted + 1)) - on_disk)
+        # so only strokes painted after the last save are lost: at most one interval of them
+        # (a quarter more for the timers' slack: Qt's coarse timers may drift 5 %)
+        assert len(lost) <= 1.25 * one_interval, (len(lost), one_interval)
+        first_lost = min((t for kind, n, t in rows if kind == "painted" and n in lost), default=0)
+        seconds = killed_at - first_lost if lost else 0.0  # reported, not asserted
+        losses.append((painted, saved, len(on_disk), len(lost), round(seconds, 2)))
+    print(
+        "painting kills (painted, logged saved, on disk, strokes lost, seconds lost; "
+        f"one autosave interval = {one_interval} strokes): {losses}"
+    )
     assert any(p > 0 for p, *_ in losses)
 
 

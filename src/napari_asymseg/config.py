@@ -45,7 +45,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network; ``name`` is a key of :data:`napari_asymseg.models.MODELS`."""
+    """The network; ``name`` is a key of :data:`napari_asymseg.model.networks.MODELS`."""
 
     name: str = opt("unet", "network: unet (nnU-Net style DynUNet) or resunet")
     filters: tuple[int, ...] = opt((16, 32, 64, 128), "channels per resolution level")
@@ -54,7 +54,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """The loss; ``name`` is a key of :data:`napari_asymseg.losses.LOSSES`."""
+    """The loss; ``name`` is a key of :data:`napari_asymseg.model.losses.LOSSES`."""
 
     name: str = opt("asym_focal", "loss function (see asymseg train --help)")
     params: dict[str, Any] = opt({}, "loss parameters, e.g. margin=1 gamma=2")
@@ -190,21 +190,65 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def _whole(low: int) -> Any:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+@dataclass(frozen=True)
+class Rule:
+    """What one option accepts, in a form both code and widgets read.
 
+    :func:`check_config` tests values with :meth:`accepts`; the dock builds its spin boxes
+    (:meth:`widget_range`) and combo boxes (``choices``) from the same rule, so a range or a
+    list of names is written once, here.
+    """
 
-def _real(low: float, high: float = math.inf, *, open_low: bool = False, open_high=False) -> Any:
-    def ok(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    wanted: str
+    """What a valid value is, as the error message says it."""
+    kind: str = "real"
+    """``whole`` or ``real`` numbers, one of ``choices``, or ``text`` (tested by ``check``)."""
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+    items: tuple[float, float] | None = None
+    """For a tuple: the fewest and most items, each tested as above."""
+    optional: bool = False
+    """``None`` (unset) is accepted."""
+    check: Callable[[Any], bool] | None = None
+    """A further test of the whole value (a window's LOW < HIGH, a device name)."""
+    widget_high: float | None = None
+    """Where the rule has no upper end (or a wider one than is useful interactively): the
+    dock's spin box stops here; the CLI and config files accept the rule's whole range."""
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if self.items is not None:
+            fewest, most = self.items
+            ok = fewest <= len(value) <= most and all(self._scalar(v) for v in value)
+        else:
+            ok = self._scalar(value)
+        return ok and (self.check is None or bool(self.check(value)))
+
+    def _scalar(self, v: Any) -> bool:
+        if self.kind == "choice":
+            return v in self.choices
+        if self.kind == "text":
+            return isinstance(v, str)
+        if isinstance(v, bool) or not isinstance(v, int if self.kind == "whole" else int | float):
             return False
-        return (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+        if not math.isfinite(v):
+            return False
+        return (v > self.low if self.open_low else v >= self.low) and (
+            v < self.high if self.open_high else v <= self.high
+        )
 
-    return ok
+    def widget_range(self) -> tuple[float, float]:
+        """The (low, high) a spin box offers: the rule's range, capped by ``widget_high``."""
+        high = self.high if self.widget_high is None else min(self.high, self.widget_high)
+        return self.low, high
 
 
-def _choice(*names: str) -> Any:
-    return lambda v: v in names
+def _whole(low: int, **more: Any) -> Rule:
+    return Rule(f"a whole number >= {low}", "whole", low, **more)
 
 
 def _device(v: Any) -> bool:
@@ -212,49 +256,59 @@ def _device(v: Any) -> bool:
     return v == "auto" or (head in ("cpu", "cuda", "mps") and (not index or index.isdigit()))
 
 
-# (section, field) -> (test, what a valid value is). Checked before anything is built, so a
-# bad value from the CLI, the dock or a config file is one clear line, not a traceback from
-# deep inside torch (a zero batch, a modulo by zero, an unknown device string).
-_RULES: dict[tuple[str, str], tuple[Any, str]] = {
-    ("data", "patch_size"): (
-        lambda v: v is None or (len(v) == 3 and all(_whole(4)(n) for n in v)),
+# (section, field) -> what a valid value is. Checked before anything is built, so a bad value
+# from the CLI, the dock or a config file is one clear line, not a traceback from deep inside
+# torch (a zero batch, a modulo by zero, an unknown device string).
+_RULES: dict[tuple[str, str], Rule] = {
+    ("data", "patch_size"): Rule(
         "3 whole numbers >= 4 (Z Y X), or unset to plan it from the spacing",
+        "whole",
+        4,
+        items=(3, 3),
+        optional=True,
     ),
-    ("data", "p_fg"): (_real(0, 1), "a share between 0 and 1"),
-    ("data", "normalisation"): (_choice("zscore", "window"), "zscore or window"),
-    ("data", "window"): (
-        lambda v: len(v) == 2 and all(_real(-math.inf)(x) for x in v) and v[0] < v[1],
-        "LOW HIGH with LOW < HIGH",
+    ("data", "p_fg"): Rule("a share between 0 and 1", low=0, high=1),
+    ("data", "normalisation"): Rule("zscore or window", "choice", choices=("zscore", "window")),
+    ("data", "window"): Rule("LOW HIGH with LOW < HIGH", items=(2, 2), check=lambda v: v[0] < v[1]),
+    ("data", "val_fraction"): Rule("a share between 0 and 0.9", low=0, high=0.9),
+    ("data", "asym_augment_p"): Rule("a probability between 0 and 1", low=0, high=1),
+    ("model", "filters"): Rule(
+        "at least 3 whole numbers >= 1, e.g. 16 32 64 128", "whole", 1, items=(3, math.inf)
     ),
-    ("data", "val_fraction"): (_real(0, 0.9), "a share between 0 and 0.9"),
-    ("data", "asym_augment_p"): (_real(0, 1), "a probability between 0 and 1"),
-    ("model", "filters"): (
-        lambda v: len(v) >= 3 and all(_whole(1)(n) for n in v),
-        "at least 3 whole numbers >= 1, e.g. 16 32 64 128",
-    ),
-    ("model", "dropout"): (_real(0, 1, open_high=True), "a probability in [0, 1)"),
-    ("regularizers", "adversarial_eps"): (_real(0, open_low=True), "a number > 0"),
-    ("regularizers", "mixup_alpha"): (_real(0, open_low=True), "a number > 0"),
-    ("regularizers", "mixup_margin"): (_real(0), "a number >= 0"),
-    ("regularizers", "label_smoothing"): (
-        lambda v: all(_real(0, 1)(x) for x in v),
+    ("model", "dropout"): Rule("a probability in [0, 1)", low=0, high=1, open_high=True),
+    ("regularizers", "adversarial_eps"): Rule("a number > 0", low=0, open_low=True),
+    ("regularizers", "mixup_alpha"): Rule("a number > 0", low=0, open_low=True),
+    ("regularizers", "mixup_margin"): Rule("a number >= 0", low=0),
+    ("regularizers", "label_smoothing"): Rule(
         "one share between 0 and 1 per class, background first, or empty",
+        low=0,
+        high=1,
+        items=(0, math.inf),
+        widget_high=0.5,  # the dock sets one value for every class: half is already a lot
     ),
-    ("regularizers", "sam"): (_choice("off", "sam", "sam_a"), "off, sam or sam_a"),
-    ("regularizers", "sam_rho"): (_real(0, open_low=True), "a number > 0"),
-    ("train", "steps"): (_whole(1), "a whole number >= 1"),
-    ("train", "val_every"): (_whole(1), "a whole number >= 1"),
-    ("train", "batch_size"): (_whole(1), "a whole number >= 1"),
-    ("train", "lr"): (_real(0, 10, open_low=True), "a number > 0, e.g. 0.003"),
-    ("train", "weight_decay"): (_real(0), "a number >= 0"),
-    ("train", "patience"): (_whole(0), "a whole number >= 0 (0: never stop early)"),
-    ("train", "seed"): (_whole(0), "a whole number >= 0"),
-    ("train", "device"): (_device, "auto, cpu, cuda, cuda:N or mps"),
-    ("train", "amp"): (_choice("auto", "off", "bf16", "fp16"), "auto, off, bf16 or fp16"),
-    ("train", "threads"): (_whole(0), "a whole number >= 0 (0: all cores)"),
-    ("predict", "overlap"): (_real(0, 0.95), "a share between 0 and 0.95"),
-    ("predict", "sw_batch_size"): (_whole(1), "a whole number >= 1"),
+    ("regularizers", "sam"): Rule("off, sam or sam_a", "choice", choices=("off", "sam", "sam_a")),
+    ("regularizers", "sam_rho"): Rule("a number > 0", low=0, open_low=True),
+    ("train", "steps"): _whole(1, widget_high=1_000_000),
+    ("train", "val_every"): _whole(1),
+    ("train", "batch_size"): _whole(1, widget_high=64),
+    ("train", "lr"): Rule("a number > 0, e.g. 0.003", low=0, high=10, open_low=True),
+    ("train", "weight_decay"): Rule("a number >= 0", low=0),
+    ("train", "patience"): Rule("a whole number >= 0 (0: never stop early)", "whole", 0),
+    ("train", "seed"): _whole(0),
+    ("train", "device"): Rule("auto, cpu, cuda, cuda:N or mps", "text", check=_device),
+    ("train", "amp"): Rule(
+        "auto, off, bf16 or fp16", "choice", choices=("auto", "off", "bf16", "fp16")
+    ),
+    ("train", "threads"): Rule("a whole number >= 0 (0: all cores)", "whole", 0),
+    ("predict", "overlap"): Rule("a share between 0 and 0.95", low=0, high=0.95),
+    ("predict", "sw_batch_size"): _whole(1),
 }
+
+
+def rule(section: str, name: str) -> Rule:
+    """The rule of option ``section.name`` (KeyError for a field without one: booleans,
+    names checked against a registry, loss parameters)."""
+    return _RULES[(section, name)]
 
 
 def check_config(config: Config, name: Callable[[str, str], str] = "{}.{}".format) -> None:
@@ -268,14 +322,14 @@ def check_config(config: Config, name: Callable[[str, str], str] = "{}.{}".forma
     ValueError
         ``train.steps must be a whole number >= 1, got 0``.
     """
-    for (section, field_name), (test, wanted) in _RULES.items():
+    for (section, field_name), want in _RULES.items():
         value = getattr(getattr(config, section), field_name)
         try:
-            ok = bool(test(value))
+            ok = want.accepts(value)
         except TypeError:  # a string where a list belongs, a list of strings, ...
             ok = False
         if not ok:
-            raise ValueError(f"{name(section, field_name)} must be {wanted}, got {value!r}")
+            raise ValueError(f"{name(section, field_name)} must be {want.wanted}, got {value!r}")
     for section in ("data", "regularizers", "train", "predict"):
         part = getattr(config, section)
         for f in dataclasses.fields(part):

@@ -1,4 +1,11 @@
-"""errors."""
+"""The errors a user reads, and the one line each failure becomes.
+
+:class:`ClearError` (with :class:`ScanError` for input and scans, :class:`TrainingError` for
+training) marks an expected failure whose message already names the problem and the fix; the
+CLI prints it as ``asymseg: error: …`` and the dock as a notification, never a traceback.
+:func:`error_message` turns anything else (an ``OSError`` included, via
+:func:`os_error_message`) into such a line too.
+"""
 
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_asymseg._qt.dock import AsymsegDock, annotation_stats
+from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store import annotations as codes
 from napari_asymseg.store.lock import ScanBusy, ScanLock
 from napari_asymseg.store.scan import Scan
 
@@ -26,16 +27,6 @@ def viewer_and_dock(make_napari_viewer):
     dock = AsymsegDock(viewer)
     viewer.window.add_dock_widget(dock, name="asymseg")
     return viewer, dock
-
-
-def test_annotation_stats():
-    data = np.zeros((2, 3, 4), np.uint8)
-    data[0] = 1
-    data[0, 0, :2] = 2
-    stats = annotation_stats(data, ("lesion",))
-    assert stats["annotated"] == 12 and stats["per_class"] == {"lesion": 2}
-    assert stats["imbalance"] == 5.0
-    assert stats["fg_fraction"] == pytest.approx(2 / 12)
 
 
 def test_open_paint_autosave_reopen(viewer_and_dock, tmp_path):
@@ -70,6 +61,25 @@ def test_open_paint_autosave_reopen(viewer_and_dock, tmp_path):
     viewer.layers.clear()
     dock.open_scan(path)
     assert (annotations_layer(viewer).data[z, 50:55, 60:64] == 2).all()
+
+
+def test_brush_labels_and_statistics_follow_the_annotation_code(viewer_and_dock, tmp_path):
+    viewer, dock = viewer_and_dock
+    dock.open_scan(sample_scan(tmp_path))
+    combo = dock.annotate_section.label
+    items = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())]
+    lesion = codes.code_of_class(1)
+    assert items == [
+        (f"background [{codes.BACKGROUND}]", codes.BACKGROUND),
+        (f"lesion [{lesion}]", lesion),
+    ]
+    assert annotations_layer(viewer).selected_label == lesion  # the first class is picked
+    combo.setCurrentIndex(0)
+    assert annotations_layer(viewer).selected_label == codes.BACKGROUND
+    n = codes.counts(dock.scan.read_annotations(), 1)
+    assert f"annotated voxels: {n['annotated']:,} (background {n['background']:,}; " in (
+        dock.scan_section.info.text()
+    )
 
 
 def test_dock_is_as_wide_as_its_widest_section(viewer_and_dock, tmp_path, qtbot):

@@ -10,7 +10,7 @@ from monai.inferers import sliding_window_inference
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg.config import Config
 from napari_asymseg.infer.predictor import Predictor
-from napari_asymseg.infer.sliding import SlidingWindow, chunk_ranges, window_starts
+from napari_asymseg.infer.sliding import FLIPS, SlidingWindow, chunk_ranges, window_starts
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.model.networks import build_model, plan_network
 from napari_asymseg.store.scan import Scan, read
@@ -65,6 +65,35 @@ def test_stream_equals_monai_on_the_whole_volume(shape, patch, classes):
     for z0, z1 in [(0, 3), (5, 9), (shape[0] - 2, shape[0])]:
         part = torch.cat([s.scores for s in sw.stream(lambda a, b: image[a:b], z0, z1)], 1)
         torch.testing.assert_close(part, expected[:, z0:z1], atol=1e-5, rtol=1e-5)
+
+
+def test_full_logits_and_flips_equal_monai():
+    """``full`` blends both channels of two classes (validation scores its losses on them);
+    flips average the window's logits over the in-plane flips, and a given list of flips is
+    exactly those passes (one pass per flip is MONAI's call on the flipped volume)."""
+    shape, classes = (20, 30, 26), 2
+    net, patch = _net(shape, (16, 32, 32), classes)
+    image = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    x = torch.from_numpy(image)[None, None]
+
+    def monai(dims):
+        xi = torch.flip(x, dims) if dims else x
+        with torch.no_grad():
+            out = sliding_window_inference(
+                xi, patch, 4, net, overlap=0.25, mode="gaussian", padding_mode="replicate"
+            )
+        return (torch.flip(out, dims) if dims else out)[0]
+
+    def window(flips):
+        return SlidingWindow(net, patch, shape, classes, flips=flips, full=True)
+
+    torch.testing.assert_close(window(False).whole(image), monai(()), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(window([(4,)]).whole(image), monai((4,)), atol=1e-5, rtol=1e-5)
+    mean = sum(monai(d) for d in FLIPS) / len(FLIPS)
+    torch.testing.assert_close(window(True).whole(image), mean, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(mean, monai(()), atol=1e-3)  # the flips do change the logits
+    margin_only = SlidingWindow(net, patch, shape, classes).whole(image)
+    assert margin_only.shape == (1, *shape)
 
 
 def test_window_starts_are_monai_s():

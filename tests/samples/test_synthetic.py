@@ -6,7 +6,10 @@ benchmark meaningful: foreground stays rare, lesion appearance shifts between sc
 no intensity window alone segments the lesions.
 """
 
-import time
+import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -279,7 +282,25 @@ def test_sparse_annotations_errors(gt: np.ndarray, kwargs: dict) -> None:
         sparse_annotations(gt, **kwargs)
 
 
-def test_default_scan_is_fast() -> None:
-    start = time.perf_counter()
-    synthetic_scan(11)
-    assert time.perf_counter() - start < 5.0
+@pytest.mark.timeout(120)  # a hang guard only; the checks below do not depend on the machine
+def test_default_scan_is_cheap() -> None:
+    """The generator is plain numpy/scipy, usable anywhere (benchmarks, docs, CI): in a fresh
+    interpreter it imports no torch, MONAI, dask or Qt, and its peak memory stays a small
+    multiple of the scan it returns (about 9x today), so no hidden full-volume float64 pass or
+    oversized intermediate creeps in. Both are counted, not timed."""
+    code = textwrap.dedent(
+        """
+        import json, sys, tracemalloc
+        from napari_asymseg.samples.synthetic import synthetic_scan
+        tracemalloc.start()
+        scan = synthetic_scan(11)
+        peak = tracemalloc.get_traced_memory()[1]
+        heavy = [m for m in ('torch', 'monai', 'dask', 'napari', 'qtpy') if m in sys.modules]
+        print(json.dumps([heavy, peak / scan.image.nbytes]))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    heavy, ratio = json.loads(result.stdout)
+    assert not heavy, f"the generator pulled in {heavy}"
+    assert ratio < 20, f"peak memory is {ratio:.1f}x the image"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import signal
 import subprocess
@@ -12,7 +14,16 @@ import pytest
 
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg.cli.main import main
-from napari_asymseg.store.lock import LOCK_FILE, ScanBusy, ScanLock, holder
+from napari_asymseg.errors import ScanError
+from napari_asymseg.store.lock import (
+    LOCK_ENV,
+    LOCK_FILE,
+    SOFT_FILE,
+    LocksUnsupported,
+    ScanBusy,
+    ScanLock,
+    holder,
+)
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train.loop import fit
 
@@ -108,3 +119,80 @@ def test_missing_scan_keeps_its_own_message(trained, tmp_path, capsys):
     assert main(["predict", str(missing), "--model", str(model)]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "being written" not in err and "cannot write" not in err
+
+
+@pytest.fixture
+def no_file_locks(monkeypatch):
+    """A filesystem without locks (NFS without its lock service): flock answers ENOLCK."""
+    real = fcntl.flock
+    calls = []
+
+    def flock(fd, operation):
+        calls.append(operation)
+        if operation & fcntl.LOCK_UN:
+            return real(fd, operation)
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.delenv(LOCK_ENV, raising=False)
+    monkeypatch.setattr(fcntl, "flock", flock)
+    return calls
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_a_filesystem_without_locks_is_named_not_called_busy(scan, no_file_locks, code):
+    def flock(fd, operation):
+        raise OSError(code, os.strerror(code))
+
+    fcntl.flock = flock  # the fixture's monkeypatch restores the real one
+    with pytest.raises(LocksUnsupported) as info:
+        ScanLock(scan.path, "asymseg flag").acquire()
+    message = str(info.value)
+    assert not isinstance(info.value, ScanBusy) and "being written" not in message
+    assert "cannot lock files" in message and f"{LOCK_ENV}=soft" in message
+    assert os.strerror(code) in message and "\n" not in message
+
+
+def test_the_cli_names_the_lock_problem_and_its_fix(scan, no_file_locks, capsys):
+    assert main(["import", str(scan.path), str(scan.path), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot lock files" in err and f"{LOCK_ENV}=soft" in err and err.count("\n") == 1
+
+
+def test_soft_lock_fallback_keeps_one_writer(scan, no_file_locks, monkeypatch):
+    monkeypatch.setenv(LOCK_ENV, "soft")
+    first = ScanLock(scan.path, "napari (asymseg dock)").acquire()
+    assert first.held and (scan.path / SOFT_FILE).is_file() and no_file_locks  # flock was tried
+    assert holder(scan.path)["owner"] == "napari (asymseg dock)"
+    with pytest.raises(ScanBusy) as info:
+        ScanLock(scan.path, "asymseg flag").acquire()
+    message = str(info.value)
+    assert "napari (asymseg dock)" in message and f"pid {os.getpid()}" in message
+    assert str(scan.path / SOFT_FILE) in message and "\n" not in message  # how to clear it
+    first.release()
+    assert not (scan.path / SOFT_FILE).exists()  # a marker goes with its holder
+    with ScanLock(scan.path, "asymseg flag") as second:
+        assert second.held and holder(scan.path)["owner"] == "asymseg flag"
+    assert not (scan.path / SOFT_FILE).exists()
+
+
+def test_soft_and_os_lockers_exclude_each_other(scan, monkeypatch):
+    """One process with ASYMSEG_LOCK=soft and one without still never write at once."""
+    monkeypatch.setenv(LOCK_ENV, "soft")
+    soft = ScanLock(scan.path, "soft writer").acquire()
+    monkeypatch.delenv(LOCK_ENV)
+    with pytest.raises(ScanBusy, match="soft writer"):
+        ScanLock(scan.path, "os writer").acquire()
+    soft.release()
+    os_lock = ScanLock(scan.path, "os writer").acquire()
+    monkeypatch.setenv(LOCK_ENV, "soft")
+    with pytest.raises(ScanBusy, match="os writer") as info:
+        ScanLock(scan.path, "soft writer").acquire()
+    assert SOFT_FILE not in str(info.value)  # its own marker was dropped, not blamed
+    assert not (scan.path / SOFT_FILE).exists()
+    os_lock.release()
+
+
+def test_an_unknown_lock_mode_is_a_clear_error(scan, monkeypatch):
+    monkeypatch.setenv(LOCK_ENV, "nfs")
+    with pytest.raises(ScanError, match=f"{LOCK_ENV}=nfs is not a lock mode"):
+        ScanLock(scan.path, "asymseg flag").acquire()

@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from napari_asymseg.errors import ScanError
-from napari_asymseg.store import scan as scan_module
+from napari_asymseg.store import arrays
 from napari_asymseg.store.lock import LOCK_FILE
 from napari_asymseg.store.scan import Scan
 
@@ -83,7 +83,7 @@ def test_failed_write_keeps_previous_content(scan, monkeypatch):
         arr[:2] = data[:2]  # part of the new content reaches the disk, then the write fails
         raise OSError("disk full")
 
-    monkeypatch.setattr(scan_module, "_write_array", broken)
+    monkeypatch.setattr(arrays, "write_array", broken)
     with pytest.raises(OSError):
         scan.write_annotations(np.ones(scan.shape, np.uint8))
     monkeypatch.undo()

@@ -3,11 +3,13 @@ import pytest
 
 from napari_asymseg.config import DataConfig
 from napari_asymseg.samples.sample_data import committed_sample
+from napari_asymseg.store import annotations as codes
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train.data import (
     IGNORE,
     PatchSampler,
     ScanData,
+    annotation_stats,
     annotations_to_target,
     crop,
     normalise,
@@ -26,6 +28,26 @@ def sparse_target():
 
 def test_annotations_to_target():
     np.testing.assert_array_equal(annotations_to_target(np.array([0, 1, 2, 3])), [-1, 0, 1, 2])
+    assert IGNORE == codes.IGNORE == annotations_to_target(np.array([codes.NOT_ANNOTATED]))[0]
+
+
+def test_annotation_stats():
+    data = np.zeros((2, 3, 4), np.uint8)
+    data[0] = 1
+    data[0, 0, :2] = 2
+    stats = annotation_stats(data, ("lesion",))
+    assert stats["annotated"] == 12 and stats["per_class"] == {"lesion": 2}
+    assert stats["imbalance"] == 5.0
+    assert stats["fg_fraction"] == pytest.approx(2 / 12)
+
+
+def test_annotation_stats_list_unpainted_classes_and_no_foreground():
+    data = np.full((1, 2, 3), codes.BACKGROUND, np.uint8)
+    data[0, 0, 0] = codes.code_of_class(2)
+    stats = annotation_stats(data, ("liver", "lesion"))
+    assert stats["per_class"] == {"liver": 0, "lesion": 1} and stats["background"] == 5
+    stats = annotation_stats(np.zeros((2, 2, 2), np.uint8), ("lesion",))
+    assert stats["annotated"] == 0 and stats["fg_fraction"] == 0.0 and stats["imbalance"] is None
 
 
 def test_split_holds_out_whole_slices_with_foreground():
@@ -74,3 +96,24 @@ def test_normalise_modes():
     assert w.min() == -1 and w.max() == 1
     with pytest.raises(ValueError, match="unknown normalisation"):
         normalise(image, DataConfig(normalisation="minmax"))
+
+
+@pytest.mark.parametrize(
+    ("painted", "message"),
+    [
+        ({}, "has no annotations"),
+        ({"background": True}, "no foreground annotated"),
+        ({"lesion": True}, "no background annotated: paint background \\(label 1\\)"),
+    ],
+)
+def test_scan_data_refuses_what_cannot_train(tmp_path, volume, painted, message):
+    from napari_asymseg.errors import ScanError
+
+    ann = np.zeros(volume.shape, np.uint8)
+    if painted.get("background"):
+        ann[3] = codes.BACKGROUND
+    if painted.get("lesion"):
+        ann[3, 2:4, 2:4] = codes.code_of_class(1)
+    scan = Scan.create(tmp_path / "s.zarr", volume, spacing=(1.0, 1.0, 1.0), annotations=ann)
+    with pytest.raises(ScanError, match=message):
+        ScanData.from_scan(scan, DataConfig())

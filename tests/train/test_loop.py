@@ -8,12 +8,12 @@ from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
 from napari_asymseg.model.checkpoint import BEST, CHECKPOINT, model_from_checkpoint
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.store.scan import Scan
-from napari_asymseg.train import loop
+from napari_asymseg.train import state
 from napari_asymseg.train.device import autocast_dtype, cpu_has_native_bf16, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
 from napari_asymseg.train.step import _make_step
-from napari_asymseg.train.validate import sliding_logits
+from napari_asymseg.train.validate import volume_logits
 
 
 def run(gen):
@@ -103,7 +103,7 @@ def test_nan_loss_is_reported(tmp_path, monkeypatch):
         def forward(self, logits, target):
             return logits.sum() * float("nan")
 
-    monkeypatch.setattr(loop, "build_loss", lambda name, **kw: NanLoss())
+    monkeypatch.setattr(state, "build_loss", lambda name, **kw: NanLoss())
     with pytest.raises(TrainingError, match="lower the learning rate"):
         run(fit(scan, tiny_config(), tmp_path / "m"))
 
@@ -123,7 +123,7 @@ def test_a_loss_that_blows_up_keeps_the_last_good_model(tmp_path, monkeypatch, c
             ce = torch.nn.functional.cross_entropy(logits, target.long(), ignore_index=-1)
             return ce * float("nan") if calls["n"] > 12 else ce
 
-    monkeypatch.setattr(loop, "build_loss", lambda name, **kw: LateNan())
+    monkeypatch.setattr(state, "build_loss", lambda name, **kw: LateNan())
     out = tmp_path / "m"
     argv = ["train", str(scan.path), "--out", str(out), "--steps", "30", "--val-every", "5"]
     assert main(argv + ["--filters", "8", "16", "16", "--patch-size", "8", "24", "24"]) == 2
@@ -153,7 +153,7 @@ def _out_of_memory_above(monkeypatch, max_batch: int) -> list[int]:
 
         return limited
 
-    monkeypatch.setattr(loop, "_make_step", make_step)
+    monkeypatch.setattr(state, "_make_step", make_step)
     return tried
 
 
@@ -308,12 +308,12 @@ def test_prediction_with_flips_uses_their_spread(tmp_path):
     image = np.random.default_rng(0).normal(size=scan.shape).astype(np.float32)
     spread: list[torch.Tensor] = []
     cfg.predict.tta = True
-    logits = sliding_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=spread)
+    logits = volume_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=spread)
     assert len(spread) == 1 and spread[0].shape == scan.shape
     assert (spread[0] >= 0).all() and spread[0].max() > 0
     cfg.predict.tta = False
     plain: list[torch.Tensor] = []
-    sliding_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=plain)
+    volume_logits(net, image, plan, cfg, torch.device("cpu"), None, spread=plain)
     assert plain == [] and logits.shape == (1, 2, *scan.shape)
 
 

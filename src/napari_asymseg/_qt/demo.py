@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import napari
+import numpy as np
 
 from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store.annotations import code_of_class, is_foreground
 
 
 def open_viewer(show: bool = True):
@@ -20,7 +22,7 @@ def open_viewer(show: bool = True):
     if annotations:
         viewer.layers.selection.active = annotations[0]
         annotations[0].mode = "paint"
-        annotations[0].selected_label = 2
+        annotations[0].selected_label = code_of_class(1)
     if annotations:
         # dims points are world coordinates: slice index times the slice spacing
         z = _first_annotated_slice(annotations[0].data)
@@ -29,7 +31,7 @@ def open_viewer(show: bool = True):
 
 
 def _first_annotated_slice(data) -> int:
-    fg = (data >= 2).any(axis=(1, 2)).nonzero()[0]
+    fg = np.flatnonzero(is_foreground(data).any(axis=(1, 2)))
     return int(fg[0]) if fg.size else 0
 
 

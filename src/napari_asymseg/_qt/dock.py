@@ -8,7 +8,6 @@ of contents. The sections sit in a scroll area: the dock fits a laptop screen.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +29,13 @@ from napari_asymseg._qt.autosave import AnnotationAutosave
 from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
 from napari_asymseg._qt.review import ReviewSection
-from napari_asymseg._qt.train import TrainSection, latest_model, model_root
+from napari_asymseg._qt.train import TrainSection
 from napari_asymseg.errors import ClearError, ScanError, error_message
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
 from napari_asymseg.store.lock import ScanLock
 from napari_asymseg.store.scan import Scan
+from napari_asymseg.train import runs
+from napari_asymseg.train.data import annotation_stats
 
 _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
 
@@ -41,22 +43,6 @@ _IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
 def _role(layer) -> tuple[str | None, str | None]:
     meta = getattr(layer, "metadata", {}).get("asymseg") or {}
     return meta.get("scan"), meta.get("role")
-
-
-def annotation_stats(data: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Annotated voxels per class, foreground fraction and imbalance, from a labels array."""
-    counts = np.bincount(np.asarray(data, dtype=np.uint8).ravel(), minlength=len(classes) + 2)
-    background = int(counts[1])
-    per_class = {name: int(counts[k + 2]) for k, name in enumerate(classes)}
-    foreground = sum(per_class.values())
-    annotated = background + foreground
-    return {
-        "annotated": annotated,
-        "background": background,
-        "per_class": per_class,
-        "fg_fraction": foreground / annotated if annotated else 0.0,
-        "imbalance": background / foreground if foreground else None,
-    }
 
 
 class ScanSection(QWidget):
@@ -138,9 +124,9 @@ class AnnotateSection(QWidget):
         self.label.blockSignals(True)
         self.label.clear()
         if scan is not None:
-            self.label.addItem("background [1]", 1)
-            for k, name in enumerate(scan.classes):
-                self.label.addItem(f"{name} [{k + 2}]", k + 2)
+            self.label.addItem(f"background [{BACKGROUND}]", BACKGROUND)
+            for k, name in enumerate(scan.classes, start=1):
+                self.label.addItem(f"{name} [{code_of_class(k)}]", code_of_class(k))
             self.label.setCurrentIndex(1)
         self.label.blockSignals(False)
         self._pick()
@@ -158,11 +144,11 @@ class AnnotateSection(QWidget):
             show_error("open a scan first")
             return 0
         z = int(self.dock.viewer.dims.current_step[0])
-        idx = np.nonzero(np.asarray(layer.data[z]) == 0)
+        idx = np.nonzero(np.asarray(layer.data[z]) == NOT_ANNOTATED)
         if idx[0].size == 0:
             return 0
         coords = (np.full(idx[0].shape, z), *idx)
-        layer.data_setitem(coords, 1)  # through napari's history, so Ctrl+Z undoes it
+        layer.data_setitem(coords, BACKGROUND)  # through napari's history, so Ctrl+Z undoes it
         return int(idx[0].size)
 
 
@@ -323,17 +309,12 @@ class AsymsegDock(QWidget):
 
     def current_model(self) -> Path | None:
         """The latest model trained on this scan (its folder), if any."""
-        return latest_model(self.scan.path) if self.scan is not None else None
+        return runs.latest_model(self.scan.path) if self.scan is not None else None
 
     def new_model_dir(self) -> Path:
         """A fresh folder for the next training run: earlier models are never overwritten."""
         assert self.scan is not None
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        root = model_root(self.scan.path)
-        out, n = root / f"run-{stamp}", 1
-        while out.exists():
-            out, n = root / f"run-{stamp}-{n}", n + 1
-        return out
+        return runs.new_model_dir(self.scan.path)
 
     def save_now(self) -> int:
         """Write pending annotation edits immediately; returns the number of slices saved."""

@@ -118,23 +118,14 @@ class ExportSection(QWidget):
 
     def load_model(self, path: str | Path) -> Path | None:
         """Make a bundle (or checkpoint) the scan's current model: a copy in its model folder."""
-        from napari_asymseg.model.checkpoint import BEST, save_atomic
-        from napari_asymseg.model.load import load_checkpoint
+        from napari_asymseg.train.runs import adopt_model
 
         scan = self.dock.scan
         if scan is None:
             show_error("open a scan first")
             return None
         try:
-            ckpt = load_checkpoint(path)
-            if int(ckpt["num_classes"]) != scan.num_classes:
-                raise ScanError(
-                    f"the model predicts {int(ckpt['num_classes']) - 1} class(es) but "
-                    f"{scan.path.name} has {scan.num_classes - 1}: load a model for these classes"
-                )
-            out = self.dock.new_model_dir()
-            out.mkdir(parents=True)
-            save_atomic(ckpt, out / BEST)
+            out = adopt_model(scan, path)
         except ScanError as exc:
             show_error(str(exc))
             return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import typing
-from pathlib import Path
 from typing import Any
 
 from napari.qt.threading import create_worker
@@ -19,86 +18,24 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from napari_asymseg._qt.forms import LossParams, choice_box, real_box, schema_default, whole_box
 from napari_asymseg._qt.layers import show_preview, show_results
 from napari_asymseg._qt.plots import CurvesWidget, MarginHistogramWidget
-from napari_asymseg.config import Config, LossConfig, asym_combined
+from napari_asymseg.config import Config, LossConfig, asym_combined, rule
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
-from napari_asymseg.model.checkpoint import BEST
-from napari_asymseg.model.losses import LOSSES, loss_parameters
+from napari_asymseg.model.losses import LOSSES
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
-
-HIDDEN_PARAMS = {"ignore_index"}
-
-
-class LossParams(QWidget):
-    """Inputs for the parameters of one loss, built from the registry's signatures."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.form = QFormLayout(self)
-        self.form.setContentsMargins(0, 0, 0, 0)
-        self.inputs: dict[str, tuple[QWidget, Any]] = {}
-
-    def show_loss(self, name: str) -> None:
-        while self.form.rowCount():
-            self.form.removeRow(0)
-        self.inputs = {}
-        for pname, (kind, default) in loss_parameters(name).items():
-            if pname in HIDDEN_PARAMS:
-                continue
-            widget: QWidget
-            if kind is bool:
-                widget = QCheckBox()
-                widget.setChecked(bool(default))
-            elif kind is int:
-                widget = QSpinBox()
-                widget.setRange(-10_000, 10_000)
-                widget.setValue(int(default))
-            elif kind is float:
-                widget = QDoubleSpinBox()
-                widget.setDecimals(3)
-                widget.setRange(-10_000.0, 10_000.0)
-                widget.setSingleStep(0.1)
-                widget.setValue(float(default))
-            else:  # lists, mappings, optional values: typed as text ("1,2", "dice+ce")
-                widget = QLineEdit("" if default is None else str(default))
-                widget.setPlaceholderText("default" if default is None else "")
-            self.form.addRow(pname.replace("_", " "), widget)
-            self.inputs[pname] = (widget, kind)
-
-    def values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, (widget, _kind) in self.inputs.items():
-            if isinstance(widget, QCheckBox):
-                out[name] = widget.isChecked()
-            elif isinstance(widget, QSpinBox | QDoubleSpinBox):
-                out[name] = widget.value()
-            elif isinstance(widget, QLineEdit) and widget.text().strip():
-                out[name] = widget.text().strip()
-        return out
-
-    def set_values(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            widget = self.inputs.get(name, (None, None))[0]
-            if isinstance(widget, QSpinBox | QDoubleSpinBox):
-                widget.setValue(value)
-            elif isinstance(widget, QCheckBox):
-                widget.setChecked(bool(value))
-            elif isinstance(widget, QLineEdit):
-                widget.setText(str(value))
 
 
 class TrainSection(QWidget):
@@ -113,67 +50,15 @@ class TrainSection(QWidget):
         self.pbar: progress | None = None
         self.started_at = 0.0
         self.first_overlay_s: float | None = None
-        defaults = Config()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        form = QFormLayout()
-        self.mode = QComboBox()
-        self.mode.addItems(["New model", "Fine-tune current model"])
-        form.addRow("model", self.mode)
-        self.loss = QComboBox()
-        self.loss.addItems(list(LOSSES))
-        self.loss.setCurrentText(defaults.loss.name)
-        form.addRow("loss", self.loss)
-        layout.addLayout(form)
+        layout.addLayout(self._model_form())
         self.params = LossParams()
         self.params.show_loss(self.loss.currentText())
         self.loss.currentTextChanged.connect(self.params.show_loss)
         layout.addWidget(self.params)
-
-        form = QFormLayout()
-        self.adversarial = QCheckBox("asymmetric adversarial training")
-        self.mixup = QCheckBox("asymmetric mixup")
-        self.sam = QComboBox()
-        self.sam.addItems(["off", "sam", "sam_a"])
-        self.smoothing = QDoubleSpinBox()
-        self.smoothing.setRange(0.0, 0.5)
-        self.smoothing.setSingleStep(0.05)
-        self.preset = QPushButton("Li et al. asymmetric combination")
-        self.preset.setToolTip("asym_focal with margin 1 and gamma 2, adversarial and mixup")
-        self.preset.clicked.connect(self.apply_preset)
-        form.addRow(self.adversarial)
-        form.addRow(self.mixup)
-        form.addRow("SAM", self.sam)
-        form.addRow("label smoothing", self.smoothing)
-        form.addRow(self.preset)
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 1_000_000)
-        self.steps.setValue(defaults.train.steps)
-        self.patch = QLineEdit("")
-        self.patch.setPlaceholderText("auto (planned from the spacing)")
-        self.patch.setToolTip("patch size Z Y X in voxels, e.g. 16 64 64; empty = auto")
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 64)
-        self.batch.setValue(defaults.train.batch_size)
-        self.device = QComboBox()
-        self.device.addItems(_devices())
-        form.addRow("steps", self.steps)
-        form.addRow("patch", self.patch)
-        form.addRow("batch", self.batch)
-        form.addRow("device", self.device)
-        layout.addLayout(form)
-
-        buttons = QHBoxLayout()
-        self.train_button = QPushButton("Train")
-        self.train_button.clicked.connect(self.start)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.predict_button = QPushButton("Predict scan")
-        self.predict_button.clicked.connect(self.predict)
-        for b in (self.train_button, self.cancel_button, self.predict_button):
-            buttons.addWidget(b)
-        layout.addLayout(buttons)
+        layout.addLayout(self._options_form())
+        layout.addLayout(self._buttons())
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -187,6 +72,62 @@ class TrainSection(QWidget):
         )
         layout.addWidget(QLabel("Diagnostics: foreground logit margin"))
         layout.addWidget(self.diagnostics)
+
+    def _model_form(self) -> QFormLayout:
+        """New model or fine-tune, and the loss (its parameters follow below it)."""
+        form = QFormLayout()
+        self.mode = QComboBox()
+        self.mode.addItems(["New model", "Fine-tune current model"])
+        form.addRow("model", self.mode)
+        self.loss = QComboBox()
+        self.loss.addItems(list(LOSSES))
+        self.loss.setCurrentText(schema_default("loss", "name"))
+        form.addRow("loss", self.loss)
+        return form
+
+    def _options_form(self) -> QFormLayout:
+        """Regularisers and the run's size; ranges and choices come from the config's rules."""
+        form = QFormLayout()
+        self.adversarial = QCheckBox("asymmetric adversarial training")
+        self.mixup = QCheckBox("asymmetric mixup")
+        self.sam = choice_box("regularizers", "sam")
+        self.smoothing = real_box("regularizers", "label_smoothing", 0.0, step=0.05)
+        self.preset = QPushButton("Li et al. asymmetric combination")
+        self.preset.setToolTip("asym_focal with margin 1 and gamma 2, adversarial and mixup")
+        self.preset.clicked.connect(self.apply_preset)
+        self.steps = whole_box("train", "steps")
+        self.patch = QLineEdit("")
+        self.patch.setPlaceholderText("auto (planned from the spacing)")
+        self.patch.setToolTip("patch size Z Y X in voxels, e.g. 16 64 64; empty = auto")
+        self.batch = whole_box("train", "batch_size")
+        self.device = QComboBox()
+        self.device.addItems(_devices())
+        form.addRow(self.adversarial)
+        form.addRow(self.mixup)
+        form.addRow("SAM", self.sam)
+        form.addRow("label smoothing", self.smoothing)
+        form.addRow(self.preset)
+        for label, widget in (
+            ("steps", self.steps),
+            ("patch", self.patch),
+            ("batch", self.batch),
+            ("device", self.device),
+        ):
+            form.addRow(label, widget)
+        return form
+
+    def _buttons(self) -> QHBoxLayout:
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.predict_button = QPushButton("Predict scan")
+        self.predict_button.clicked.connect(self.predict)
+        for b in (self.train_button, self.cancel_button, self.predict_button):
+            buttons.addWidget(b)
+        return buttons
 
     # -- configuration ---------------------------------------------------------------------
     def apply_preset(self) -> None:
@@ -209,21 +150,24 @@ class TrainSection(QWidget):
         cfg.train.steps = self.steps.value()
         cfg.train.batch_size = self.batch.value()
         cfg.train.device = self.device.currentText()
-        cfg.train.val_every = max(1, min(cfg.train.val_every, cfg.train.steps))
+        _validate_within(cfg)
         return cfg
 
     def patch_size(self) -> tuple[int, int, int] | None:
-        """The patch typed by the user (three positive integers), or None for auto."""
+        """The patch typed by the user (three whole numbers, as the schema's rule allows), or
+        None for auto."""
         text = self.patch.text().replace(",", " ").replace("x", " ").split()
         if not text:
             return None
+        want = rule("data", "patch_size")
         try:
-            values = [int(v) for v in text]
+            values = tuple(int(v) for v in text)
         except ValueError:
-            values = []
-        if len(values) != 3 or min(values) < 1:
+            values = ()
+        if not want.accepts(values):
             raise ScanError(
-                f"patch must be three positive integers Z Y X, got {self.patch.text()!r}"
+                f"patch must be three positive integers Z Y X, each at least {want.low:g}, "
+                f"got {self.patch.text()!r}"
             )
         return values[0], values[1], values[2]
 
@@ -262,7 +206,7 @@ class TrainSection(QWidget):
             cfg.train.lr = lr
         if steps is not None:
             cfg.train.steps = steps
-            cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
+            _validate_within(cfg)
         out = self.dock.new_model_dir()
         self.curves.clear()
         self.diagnostics.clear()
@@ -380,6 +324,12 @@ def warm_up_torch() -> None:
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
 
 
+def _validate_within(cfg: Config) -> None:
+    """Validate at least once in a short run (``val_every`` no more than ``steps``)."""
+    lowest = int(rule("train", "val_every").low)
+    cfg.train.val_every = max(lowest, min(cfg.train.val_every, cfg.train.steps))
+
+
 def _drain(gen) -> typing.Generator:
     """Run ``gen`` in the worker thread, passing its events on to the GUI thread."""
     yield from gen
@@ -392,13 +342,3 @@ def _devices() -> list[str]:
     if torch.cuda.is_available():
         devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return devices
-
-
-def model_root(scan_path: Path) -> Path:
-    """Models trained on a scan live beside it: ``case.zarr`` -> ``case-models/``."""
-    return scan_path.with_name(scan_path.name.removesuffix(".zarr") + "-models")
-
-
-def latest_model(scan_path: Path) -> Path | None:
-    runs = sorted(p for p in model_root(scan_path).glob("run-*") if (p / BEST).is_file())
-    return runs[-1] if runs else None

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store.annotations import BACKGROUND, is_annotated, is_foreground
+from napari_asymseg.store.atomic import write_text, write_with
 from napari_asymseg.store.scan import Scan
 
 
@@ -32,7 +34,7 @@ def montage(scan: Scan, n: int = 4) -> np.ndarray:
     ann = scan.read_annotations()
     gt = scan.ground_truth
     pred = scan.result("prediction")
-    annotated = (ann > 0).any(axis=(1, 2))
+    annotated = is_annotated(ann).any(axis=(1, 2))
     if pred is not None and gt is not None:
         area = (np.asarray(gt[...]) > 0).sum(axis=(1, 2)) * ~annotated
         candidates = np.sort(np.argsort(area)[::-1][:n])
@@ -46,8 +48,9 @@ def montage(scan: Scan, n: int = 4) -> np.ndarray:
         grey = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
         rgb = np.repeat(grey[..., None], 3, axis=2)
         a = ann[z]
-        rgb[a == 1] = 0.75 * rgb[a == 1] + 0.25 * np.array([0.3, 0.5, 1.0])
-        rgb[a >= 2] = 0.4 * rgb[a >= 2] + 0.6 * np.array([1.0, 0.15, 0.15])
+        bg, fg = a == BACKGROUND, is_foreground(a)
+        rgb[bg] = 0.75 * rgb[bg] + 0.25 * np.array([0.3, 0.5, 1.0])
+        rgb[fg] = 0.4 * rgb[fg] + 0.6 * np.array([1.0, 0.15, 0.15])
         if gt is not None:
             rgb[_outline(np.asarray(gt[z]) > 0)] = (1.0, 0.9, 0.1)
         if pred is not None:
@@ -58,16 +61,11 @@ def montage(scan: Scan, n: int = 4) -> np.ndarray:
 
 def run_headless(out: Path, steps: int | None = None) -> dict:
     """Run the demo workflow without a display; returns (and writes) a summary."""
-    from PIL import Image
-
     from napari_asymseg.cli.summary import scan_summary
-    from napari_asymseg.config import Config
     from napari_asymseg.evaluate.scoring import evaluate_scan
     from napari_asymseg.infer.predict import predict
     from napari_asymseg.io.exporters import export_mask
     from napari_asymseg.review.flags import flag_scan
-    from napari_asymseg.train.events import EpochEnd, Finished
-    from napari_asymseg.train.loop import fit
 
     out.mkdir(parents=True, exist_ok=True)
     scan = Scan.open(sample_scan())
@@ -75,30 +73,9 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     print(f"sample scan: {scan.path}")
     for key, value in summary.items():
         print(f"{key:>22}: {value}")
-    cfg = Config()
-    if steps is not None:
-        cfg.train.steps = steps
-        cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
-    print(f"training {cfg.loss.name} for {cfg.train.steps} steps on the annotated slices ...")
-    curves = []
-    for event in fit(scan, cfg, out / "model"):
-        if isinstance(event, EpochEnd):
-            curves.append(
-                {
-                    "step": event.step,
-                    "dsc": event.dsc,
-                    "sensitivity": event.sensitivity,
-                    "precision": event.precision,
-                }
-            )
-            print(f"  step {event.step}: validation DSC {event.dsc:.3f}")
-        elif isinstance(event, Finished):
-            summary["training"] = {
-                "best_dsc": event.best_dsc,
-                "best_step": event.best_step,
-                "seconds": round(event.seconds, 1),
-                "curves": curves,
-            }
+    training = _train(scan, out / "model", steps)
+    if training is not None:
+        summary["training"] = training
     for _ in predict(scan, out / "model"):
         pass
     flags = flag_scan(scan)
@@ -110,10 +87,8 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     for what in ("prediction", "annotations", "ground_truth"):
         export_mask(scan, out / f"{what}.nii.gz", what=what, overwrite=True)
     picture = out / "sample-slices.png"
-    tiles = Image.fromarray(montage(scan))
-    # 3x, nearest neighbour: thin outlines stay visible and voxels stay honest
-    tiles.resize((tiles.width * 3, tiles.height * 3), Image.Resampling.NEAREST).save(picture)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _save_picture(scan, picture)
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     scores = summary["whole-scan evaluation"][scan.classes[0]]
     print(
         f"whole scan against the reference: DSC {scores['dsc']:.3f}, sensitivity "
@@ -124,3 +99,45 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
         f"annotations.nii.gz, ground_truth.nii.gz, {picture.name})"
     )
     return summary
+
+
+def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
+    """Train with the default config (``steps`` steps); the best score and the curves."""
+    from napari_asymseg.config import Config
+    from napari_asymseg.train.events import EpochEnd, Finished
+    from napari_asymseg.train.loop import fit
+
+    cfg = Config()
+    if steps is not None:
+        cfg.train.steps = steps
+        cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
+    print(f"training {cfg.loss.name} for {cfg.train.steps} steps on the annotated slices ...")
+    curves, training = [], None
+    for event in fit(scan, cfg, model_dir):
+        if isinstance(event, EpochEnd):
+            curves.append(
+                {
+                    "step": event.step,
+                    "dsc": event.dsc,
+                    "sensitivity": event.sensitivity,
+                    "precision": event.precision,
+                }
+            )
+            print(f"  step {event.step}: validation DSC {event.dsc:.3f}")
+        elif isinstance(event, Finished):
+            training = {
+                "best_dsc": event.best_dsc,
+                "best_step": event.best_step,
+                "seconds": round(event.seconds, 1),
+                "curves": curves,
+            }
+    return training
+
+
+def _save_picture(scan: Scan, path: Path) -> None:
+    """The montage as a PNG, 3x nearest neighbour: thin outlines stay visible, voxels honest."""
+    from PIL import Image
+
+    tiles = Image.fromarray(montage(scan))
+    big = tiles.resize((tiles.width * 3, tiles.height * 3), Image.Resampling.NEAREST)
+    write_with(path, lambda f: big.save(f, format="PNG"))

@@ -1,14 +1,17 @@
-"""cli.summary."""
+"""What ``asymseg info`` (and the headless demo) say about a scan."""
 
 from __future__ import annotations
+
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
 
 
 def scan_summary(scan) -> dict:
     """Shape, spacing and annotation statistics of a scan, as shown by ``asymseg info``."""
-    counts = scan.annotation_counts()
-    annotated = sum(c for v, c in counts.items() if v > 0)
-    foreground = sum(c for v, c in counts.items() if v > 1)
-    per_class = {name: counts.get(k + 2, 0) for k, name in enumerate(scan.classes)}
+    counts = scan.annotation_counts()  # {annotation code: voxels}, read slab by slab
+    annotated = sum(c for v, c in counts.items() if v != NOT_ANNOTATED)
+    foreground = sum(c for v, c in counts.items() if v > BACKGROUND)
+    background = counts.get(BACKGROUND, 0)
+    per_class = {name: counts.get(code_of_class(k), 0) for k, name in enumerate(scan.classes, 1)}
     return {
         "path": str(scan.path),
         "shape (Z, Y, X)": list(scan.shape),
@@ -18,15 +21,16 @@ def scan_summary(scan) -> dict:
         "multiscale levels": len(scan.image_levels),
         "classes": list(scan.classes),
         "annotated voxels": annotated,
-        "annotated background": counts.get(1, 0),
+        "annotated background": background,
         "annotated per class": per_class,
         "foreground fraction": round(foreground / annotated, 6) if annotated else None,
-        "imbalance 1:N": round(counts.get(1, 0) / foreground, 1) if foreground else None,
+        "imbalance 1:N": round(background / foreground, 1) if foreground else None,
         "results": sorted(scan.results()),
         "ground truth": scan.ground_truth is not None,
     }
 
 
-def _describe(scan) -> str:
+def describe(scan) -> str:
+    """One line: shape, spacing and classes (what ``import`` and ``sample`` print)."""
     sp = " x ".join(f"{s:g}" for s in scan.spacing)
     return f"shape {scan.shape}, spacing {sp} mm, classes {', '.join(scan.classes)}"

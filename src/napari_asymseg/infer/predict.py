@@ -1,4 +1,6 @@
-"""infer.predict."""
+"""Predict a whole scan and write its results into the store (a generator of events, like
+training: the CLI shows a progress bar, the dock runs it in a thread worker, closing it
+cancels and keeps the old results)."""
 
 from __future__ import annotations
 
@@ -35,11 +37,11 @@ def predict(
     """Predict a scan with a streamed sliding window and write the results into its store.
 
     Memory is bounded by one window's depth of slices, not the volume
-    (:class:`~napari_asymseg.sliding.SlidingWindow`): the image is read from zarr as the
+    (:class:`~napari_asymseg.infer.sliding.SlidingWindow`): the image is read from zarr as the
     windows reach it, and each run of finished slices is written to ``results/prediction``
     (uint8), ``results/probability`` (float16) and ``results/risk`` (float16, the
-    false-negative heatmap of :mod:`napari_asymseg.risk`). The results replace the old ones
-    only when every slice is done; a cancel leaves the old ones.
+    false-negative heatmap of :mod:`napari_asymseg.review.risk_map`). The results replace the
+    old ones only when every slice is done; a cancel leaves the old ones.
     """
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     predictor = Predictor.for_scan(scan, model, config)

@@ -1,4 +1,8 @@
-"""infer.predictor."""
+"""One model ready to predict one scan: :class:`Predictor` turns the streamed sliding window
+into the stored results (labels, foreground probability, risk map) of any slice range, in
+pieces of whole chunks. Every prediction path calls :meth:`Predictor.results`: the
+single-process :func:`napari_asymseg.infer.predict.predict` once for the scan, the dask path
+(:mod:`napari_asymseg.infer.scaleout`) once per block."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ RESULT_DTYPES = {"prediction": np.uint8, "probability": np.float16, "risk": np.f
 class Predictor:
     """A model ready to predict one scan: the network, its window stream and the risk's
     calibration. The single-process :func:`predict` and the dask path
-    (:mod:`napari_asymseg.scaleout`) compute every slice with :meth:`results`."""
+    (:mod:`napari_asymseg.infer.scaleout`) compute every slice with :meth:`results`."""
 
     window: SlidingWindow
     cfg: Config

@@ -2,13 +2,13 @@
 ``dask.distributed`` cluster.
 
 The image and annotations are dask arrays read from the scan's zarr store, in blocks of whole
-slices. :func:`predict_dask` maps :meth:`napari_asymseg.engine.Predictor.results` over the
+slices. :func:`predict_dask` maps :meth:`napari_asymseg.infer.predictor.Predictor.results` over the
 blocks with ``map_overlap`` (each block sees the window rows and the smoothing context it
 needs from its neighbours), and the workers write every block into the scan's results, which
 replace the old ones only when all blocks are done. :func:`flag_dask` labels the regions at
 risk with ``dask_image.ndmeasure.label`` across blocks and ranks them from per-block
 statistics merged on the client. Both give what the single-process path gives
-(``tests/test_scaleout.py``).
+(``tests/infer/test_scaleout.py``).
 
 A cluster's workers must see the scan and the model at the same paths (shared storage).
 """
@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,66 +93,99 @@ def predict_dask(
     config: Config | None = None,
     address: str | None = None,
 ) -> Generator[WindowDone | PredictionDone, None, PredictionDone]:
-    """:func:`napari_asymseg.engine.predict` as a dask graph over the scan's chunks.
+    """:func:`napari_asymseg.infer.predict.predict` as a dask graph over the scan's chunks.
 
     Yields a :class:`WindowDone` per finished block, then :class:`PredictionDone`. Closing
     the generator cancels the blocks and leaves the old results.
     """
-    import dask.array as da
     from dask import delayed
-    from distributed import as_completed
 
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     model_path = str(Path(model).resolve())
     predictor = Predictor.for_scan(scan, model_path, config)
-    cfg_json, stats = config_to_dict(predictor.cfg), predictor.stats
-    depth, ny, nx = scan.shape
-    radius = predictor.radius
-    # the window rows that cover a block reach one window's depth beyond the smoothing's
-    image_overlap = radius + predictor.window.patch[0]
+    job = _BlockJob(
+        model=model_path,
+        config=config_to_dict(predictor.cfg),
+        shape=scan.shape,
+        spacing=scan.spacing,
+        stats=predictor.stats,
+        radius=predictor.radius,
+        # the window rows that cover a block reach one window's depth beyond the smoothing's
+        image_overlap=predictor.radius + predictor.window.patch[0],
+    )
     del predictor  # the workers build their own
     t0 = time.perf_counter()
     with dask_client(address) as client, scan.writing_results(RESULT_DTYPES) as out:
         step = out["prediction"].chunks[0]
-        blocks = block_depths(depth, image_overlap, step)
-        image = da.from_zarr(scan.image).rechunk((blocks, ny, nx))
-        annotations = da.from_zarr(scan.annotations).rechunk((blocks, ny, nx))
-        results = da.map_overlap(
-            _predict_block,
-            image,
-            annotations,
-            depth=[{0: image_overlap, 1: 0, 2: 0}, {0: radius, 1: 0, 2: 0}],
-            boundary="none",
-            trim=False,
-            dtype=RESULT,
-            chunks=image.chunks,
-            meta=np.empty((0, 0, 0), RESULT),
-            model=model_path,
-            config=cfg_json,
-            shape=scan.shape,
-            spacing=scan.spacing,
-            stats=stats,
-            step=step,
-            overlaps=(image_overlap, radius),
-        )
+        blocks = block_depths(scan.shape[0], job.image_overlap, step)
+        results = _results_graph(scan, job, blocks, step)
         starts = np.cumsum((0, *blocks))
         writes = [
             delayed(_write_block)(part, out, int(starts[i]))
             for i, part in enumerate(results.to_delayed().ravel())
         ]
-        futures = client.compute(writes)
-        fg_voxels, done = 0, 0
-        try:
-            for future in as_completed(futures):
-                z0, z1, fg = future.result()
-                fg_voxels += fg
-                done += z1 - z0
-                yield WindowDone(done, depth)
-        finally:
-            client.cancel(futures)
+        fg_voxels = yield from _progress(client, client.compute(writes), scan.shape[0])
     finished = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels)
     yield finished
     return finished
+
+
+@dataclass(frozen=True)
+class _BlockJob:
+    """What every block's task needs to rebuild the predictor on its worker."""
+
+    model: str
+    config: dict[str, Any]
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    stats: tuple[float, float]
+    radius: int  # slices of the risk map's smoothing on each side
+    image_overlap: int  # image slices a block borrows from each neighbour
+
+
+def _results_graph(scan: Scan, job: _BlockJob, blocks: tuple[int, ...], step: int) -> Any:
+    """The results of every block (a structured dask array), each block computed from its
+    slices and the overlap its neighbours lend it."""
+    import dask.array as da
+
+    _, ny, nx = scan.shape
+    image = da.from_zarr(scan.image).rechunk((blocks, ny, nx))
+    annotations = da.from_zarr(scan.annotations).rechunk((blocks, ny, nx))
+    return da.map_overlap(
+        _predict_block,
+        image,
+        annotations,
+        depth=[{0: job.image_overlap, 1: 0, 2: 0}, {0: job.radius, 1: 0, 2: 0}],
+        boundary="none",
+        trim=False,
+        dtype=RESULT,
+        chunks=image.chunks,
+        meta=np.empty((0, 0, 0), RESULT),
+        model=job.model,
+        config=job.config,
+        shape=job.shape,
+        spacing=job.spacing,
+        stats=job.stats,
+        step=step,
+        overlaps=(job.image_overlap, job.radius),
+    )
+
+
+def _progress(client: Any, futures: list[Any], depth: int) -> Generator[WindowDone, None, int]:
+    """A WindowDone per written block as it finishes; the foreground voxels in all. Closing
+    the generator cancels the blocks still running."""
+    from distributed import as_completed
+
+    fg_voxels, done = 0, 0
+    try:
+        for future in as_completed(futures):
+            z0, z1, fg = future.result()
+            fg_voxels += fg
+            done += z1 - z0
+            yield WindowDone(done, depth)
+    finally:
+        client.cancel(futures)
+    return fg_voxels
 
 
 @functools.lru_cache(maxsize=2)
@@ -237,7 +271,7 @@ def flag_dask(
     max_flags: int = 100,
     save: bool = True,
 ) -> list[Flag]:
-    """:func:`napari_asymseg.risk.flag_scan` as a dask graph: the regions are labelled
+    """:func:`napari_asymseg.review.flags.flag_scan` as a dask graph: the regions are labelled
     across blocks by ``dask_image``, their statistics computed per block and merged."""
     import dask.array as da
     from dask import delayed

@@ -7,13 +7,14 @@ weights, in float32) before it can return. :class:`SlidingWindow` walks the same
 map, the same replicate padding of axes shorter than the window), one row of windows along Z at
 a time, and hands out each slab of slices as soon as no later window covers it. Memory is a
 window's depth of full slices, not the volume, and the logits are those of MONAI's function
-(``tests/test_sliding.py`` checks that). Why our own: MONAI's function cannot stream, and
+(``tests/infer/test_sliding.py`` checks that). Why our own: MONAI's function cannot stream, and
 cutting the volume into overlapping slabs for it computes the overlap twice (measured:
 ``benchmarks/prediction.py``).
 
 Two details make the stream cheaper than the whole-volume call:
 * with two classes only the logit difference is blended (softmax and argmax of two classes
-  depend on nothing else): one channel to accumulate instead of two;
+  depend on nothing else): one channel to accumulate instead of two (``full=True`` blends
+  every channel: validation scores its losses on the logits themselves);
 * a range of slices (a dask block) is computed from exactly the windows of the whole-volume
   grid that cover it, so blocks computed apart join without seams and equal the whole run.
 """
@@ -25,6 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+FLIPS: list[tuple[int, ...]] = [(), (3,), (4,), (3, 4)]
+"""The test-time flips of a batch ``[B, C, Z, Y, X]``: none, Y, X, both (in-plane only)."""
 
 ReadImage = Callable[[int, int], np.ndarray]
 """``read(z0, z1)`` -> the normalised float32 slices ``z0:z1`` of the volume, ``[n, Y, X]``."""
@@ -43,7 +47,7 @@ class Slab:
     """Final scores of slices ``z0:z1`` (volume coordinates).
 
     ``scores`` is the blended logit difference ``[1, n, Y, X]`` for two classes (foreground
-    margin), else the blended logits ``[C, n, Y, X]``; float32 on the CPU.
+    margin), else (or with ``full``) the blended logits ``[C, n, Y, X]``; float32 on the CPU.
     """
 
     z0: int
@@ -67,7 +71,11 @@ class SlidingWindow:
     overlap, batch
         MONAI's ``overlap`` and ``sw_batch_size``.
     flips
-        Test-time augmentation: average each window's logits over its in-plane flips.
+        Test-time augmentation: average each window's logits over its in-plane flips
+        (:data:`FLIPS`); or exactly the flips given (``[(3,)]``: one pass on the Y-flipped
+        volume).
+    full
+        Blend every channel, also for two classes.
     """
 
     def __init__(
@@ -81,7 +89,8 @@ class SlidingWindow:
         batch: int = 4,
         device: torch.device | str = "cpu",
         amp_dtype: torch.dtype | None = None,
-        flips: bool = False,
+        flips: bool | Sequence[tuple[int, ...]] = False,
+        full: bool = False,
     ) -> None:
         from monai.data.utils import compute_importance_map
 
@@ -95,8 +104,9 @@ class SlidingWindow:
         self.starts = [
             window_starts(q, p, overlap) for q, p in zip(self.padded, self.patch, strict=True)
         ]
-        self.flips: list[tuple[int, ...]] = [()] + ([(3,), (4,), (3, 4)] if flips else [])
-        self.channels = 1 if self.num_classes == 2 else self.num_classes
+        chosen = FLIPS if flips is True else FLIPS[:1] if flips is False else flips
+        self.flips: list[tuple[int, ...]] = [tuple(dims) for dims in chosen]
+        self.channels = 1 if self.num_classes == 2 and not full else self.num_classes
         weight = compute_importance_map(self.patch, mode="gaussian", sigma_scale=0.125)
         self.weight = weight.to(self.device, torch.float32)
 
@@ -141,6 +151,11 @@ class SlidingWindow:
                 scores = acc[:, a - base : b - base] / wsum[a - base : b - base]
                 yield Slab(a - self.pad_lo[0], b - self.pad_lo[0], self._crop(scores))
                 done = b
+
+    def whole(self, image: np.ndarray) -> torch.Tensor:
+        """Scores ``[C', *shape]`` of a (small) volume held in memory: every slab, joined."""
+        slabs = self.stream(lambda a, b: image[a:b])
+        return torch.cat([slab.scores for slab in slabs], dim=1)
 
     def _crop(self, scores: torch.Tensor) -> torch.Tensor:
         """Drop the in-plane padding; float32 on the CPU."""

@@ -1,16 +1,18 @@
 """Export masks out of the scan store: NIfTI (source affine), TIFF, OME-Zarr labels.
 
-Exports are written beside their destination and renamed into place, so an interrupted export
-never leaves a half-written file under the requested name.
+Exports go through :mod:`napari_asymseg.store.atomic`: a file is written to a temporary
+sibling and renamed into place, an OME-Zarr folder is built beside its destination and swapped
+in, so an interrupted or failed export never leaves a half-written mask under the requested
+name, and the file it would replace stays as it was.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
-import uuid
 from pathlib import Path
-from typing import cast
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -24,7 +26,8 @@ from napari_asymseg.io.importers import (
     read_zarr_image,
     suffix,
 )
-from napari_asymseg.store.atomic import make_folder
+from napari_asymseg.store import annotations as codes
+from napari_asymseg.store.atomic import make_folder, swap_in, temporary_name, write_with
 from napari_asymseg.store.scan import Scan, read
 
 MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
@@ -33,9 +36,8 @@ MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
 def mask_from_scan(scan: Scan, what: str = "prediction") -> np.ndarray:
     """The 0..K mask to export: ``prediction``, ``annotations`` or ``ground_truth``."""
     if what == "annotations":
-        ann = scan.read_annotations()
-        # Not annotated (0) and background (1) both export as background 0.
-        return np.where(ann > 1, ann - 1, 0).astype(np.uint8)
+        # not annotated and painted background both export as background 0
+        return codes.to_mask(scan.read_annotations())
     arr = scan.ground_truth if what == "ground_truth" else scan.result(what)
     if arr is None:
         hint = "run a prediction first" if what == "prediction" else "import one with --truth"
@@ -54,9 +56,8 @@ def export_mask(
     """Write a mask of ``scan`` to NIfTI (source affine), TIFF, or OME-Zarr (image + labels).
 
     ``mask`` (0..K on the scan's grid) replaces the stored ``what``: the napari writer passes
-    the layer's data as the user sees it. The file is written beside its destination and
-    renamed into place, so an interrupted export never leaves a half-written file under the
-    requested name.
+    the layer's data as the user sees it. An existing ``out`` is replaced only with
+    ``overwrite``, and only once the new mask is complete.
     """
     out = Path(out)
     ext = suffix(out)
@@ -74,45 +75,47 @@ def export_mask(
             "of this scan"
         )
     make_folder(out.parent)
-    tmp = out.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{out.name}")
-    try:
-        if ext in NIFTI:
-            import nibabel as nib
-
-            img = nib.Nifti1Image(mask.transpose(2, 1, 0), scan.affine[:, AXES_SWAP])
-            img.set_qform(img.affine, code=1)
-            img.set_sform(img.affine, code=1)
-            nib.save(img, str(tmp))
-        elif ext in TIFF:
-            import tifffile
-
-            sz, sy, sx = scan.spacing
-            tifffile.imwrite(
-                str(tmp),
-                mask,
-                imagej=True,
-                resolution=(1 / sx, 1 / sy),
-                metadata={"spacing": sz, "unit": "mm", "axes": "ZYX"},
-            )
-        else:
+    if ext in NIFTI:
+        write_with(out, lambda f: _write_nifti(scan, mask, f, gz=ext.endswith(".gz")))
+    elif ext in TIFF:
+        write_with(out, lambda f: _write_tiff(scan, mask, f))
+    else:
+        tmp = temporary_name(out)
+        try:
             _write_ome_labels(scan, mask, tmp, what)
-        if out.exists():
-            backup = out.with_name(f".old-{uuid.uuid4().hex[:8]}-{out.name}")
-            os.rename(out, backup)
-            os.rename(tmp, out)
-            _remove(backup)
-        else:
-            os.rename(tmp, out)
-    finally:
-        _remove(tmp)
+            swap_in(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+def _write_nifti(scan: Scan, mask: np.ndarray, f: IO[bytes], *, gz: bool) -> None:
+    """NIfTI-1 with the scan's affine as both qform and sform (gzip level 1, as nibabel)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(mask.transpose(2, 1, 0), scan.affine[:, AXES_SWAP])
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    stream: Any = gzip.GzipFile(fileobj=f, mode="wb", compresslevel=1, mtime=0) if gz else f
+    try:
+        img.to_file_map(img.make_file_map({"image": stream, "header": stream}))
+    finally:
+        if gz:
+            stream.close()  # writes the gzip trailer; ``f`` itself stays open
+
+
+def _write_tiff(scan: Scan, mask: np.ndarray, f: IO[bytes]) -> None:
+    """ImageJ TIFF with the in-plane resolution and the slice spacing, in mm."""
+    import tifffile
+
+    sz, sy, sx = scan.spacing
+    tifffile.imwrite(
+        f,
+        mask,
+        imagej=True,
+        resolution=(1 / sx, 1 / sy),
+        metadata={"spacing": sz, "unit": "mm", "axes": "ZYX"},
+    )
 
 
 def _write_ome_labels(scan: Scan, mask: np.ndarray, out: Path, name: str) -> None:

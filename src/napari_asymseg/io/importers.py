@@ -1,4 +1,4 @@
-"""Import medical images into the scan store (export is in :mod:`napari_asymseg.export`).
+"""Import medical images into the scan store (export is in :mod:`napari_asymseg.io.exporters`).
 
 Every volume is held as (Z, Y, X) with an affine from those voxel indices to RAS world
 millimetres, whatever the file's own convention:
@@ -22,6 +22,7 @@ from typing import Any, cast
 import numpy as np
 
 from napari_asymseg.errors import ScanError, cause
+from napari_asymseg.store.annotations import from_mask
 from napari_asymseg.store.geometry import (
     affine_from_spacing,
     multiscale_meta,
@@ -305,19 +306,7 @@ def import_scan(
         Store an OME-Zarr pyramid; by default for images over 256^3 voxels.
     """
     vol = read_volume(image, channel=channel)
-    masks: dict[str, np.ndarray] = {}
-    for key, path in (("annotations", labels), ("ground_truth", truth)):
-        if path is not None:
-            lab = read_volume(path)
-            _check_same_grid(lab, vol, Path(path).name)
-            masks[key] = remap_labels(lab.data, label_map)
-    n_found = max([int(m.max()) for m in masks.values()] + [1])
-    classes = list(classes) if classes else [f"class{k}" for k in range(1, n_found + 1)]
-    if n_found > len(classes):
-        raise ScanError(
-            f"the labels hold {n_found} classes but only {len(classes)} names were given: "
-            "pass one --classes name per label"
-        )
+    masks = _read_masks(vol, {"annotations": labels, "ground_truth": truth}, label_map)
     if multiscale is None:
         multiscale = vol.data.size > 256**3
     ann = masks.get("annotations")
@@ -325,11 +314,38 @@ def import_scan(
         out,
         vol.data,
         affine=vol.affine,
-        classes=classes,
-        annotations=None if ann is None else ann + 1,
+        classes=_class_names(classes, masks),
+        annotations=None if ann is None else from_mask(ann),  # 0 -> background, k -> class k
         ground_truth=masks.get("ground_truth"),
         multiscale=multiscale,
         zarr_format=zarr_format,
         source=str(Path(image).resolve()),
         overwrite=overwrite,
     )
+
+
+def _read_masks(
+    vol: Volume,
+    paths: Mapping[str, str | os.PathLike | None],
+    label_map: Mapping[int, int] | None,
+) -> dict[str, np.ndarray]:
+    """The label files given in ``paths``, checked against the image's grid, as 0..K masks."""
+    masks: dict[str, np.ndarray] = {}
+    for key, path in paths.items():
+        if path is not None:
+            lab = read_volume(path)
+            _check_same_grid(lab, vol, Path(path).name)
+            masks[key] = remap_labels(lab.data, label_map)
+    return masks
+
+
+def _class_names(classes: Sequence[str] | None, masks: Mapping[str, np.ndarray]) -> list[str]:
+    """The given class names, or ``class1..classK`` for the labels found; one per label."""
+    n_found = max([int(m.max()) for m in masks.values()] + [1])
+    names = list(classes) if classes else [f"class{k}" for k in range(1, n_found + 1)]
+    if n_found > len(names):
+        raise ScanError(
+            f"the labels hold {n_found} classes but only {len(names)} names were given: "
+            "pass one --classes name per label"
+        )
+    return names

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
 from napari_asymseg.store.scan import ATTRS_KEY, Scan
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -21,12 +22,12 @@ LayerData = tuple[Any, dict[str, Any], str]
 # user sees which slices are done, foreground classes in strong, distinct colours.
 ANNOTATION_COLORS: dict[int | None, Any] = {
     None: "transparent",
-    0: "transparent",
-    1: (0.35, 0.55, 1.0, 0.35),
-    2: (1.0, 0.2, 0.2, 1.0),
-    3: (1.0, 0.85, 0.1, 1.0),
-    4: (0.2, 0.9, 0.3, 1.0),
-    5: (0.8, 0.3, 1.0, 1.0),
+    NOT_ANNOTATED: "transparent",
+    BACKGROUND: (0.35, 0.55, 1.0, 0.35),
+    code_of_class(1): (1.0, 0.2, 0.2, 1.0),
+    code_of_class(2): (1.0, 0.85, 0.1, 1.0),
+    code_of_class(3): (0.2, 0.9, 0.3, 1.0),
+    code_of_class(4): (0.8, 0.3, 1.0, 1.0),
 }
 PREDICTION_COLORS: dict[int | None, Any] = {
     None: "transparent",

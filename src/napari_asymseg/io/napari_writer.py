@@ -1,8 +1,9 @@
 """napari writer: save a scan's prediction or annotations layer as a mask file.
 
 File > Save Selected Layer(s) with a ``.nii.gz``, ``.nii``, ``.tif`` or ``.ome.zarr`` name
-writes the layer as :func:`napari_asymseg.export.export_mask` does (the scan's affine, spacing
-and, for OME-Zarr, its image with the mask under ``labels/``), from the layer's data as shown.
+writes the layer as :func:`napari_asymseg.io.exporters.export_mask` does (the scan's affine,
+spacing and, for OME-Zarr, its image with the mask under ``labels/``), from the layer's data as
+shown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_asymseg.io.exporters import export_mask
+from napari_asymseg.store import annotations as codes
 from napari_asymseg.store.scan import Scan
 
 
@@ -26,9 +28,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         )
     scan = Scan.open(scan_path, mode="r")
     arr = np.asarray(data)
-    if role == "annotations":  # 0 not annotated and 1 background both export as background
-        mask = np.where(arr > 1, arr - 1, 0).astype(np.uint8)
-    else:
-        mask = arr.astype(np.uint8)
+    # annotations: not annotated and painted background both export as background 0
+    mask = codes.to_mask(arr) if role == "annotations" else arr.astype(np.uint8)
     out = export_mask(scan, path, what=role or "prediction", overwrite=True, mask=mask)
     return [str(out)]

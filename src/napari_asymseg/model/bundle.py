@@ -17,8 +17,11 @@ clinical AI tools that read MONAI bundles recognise::
       models/model.onnx        ONNX model with dynamic batch and spatial axes
       docs/README.md           how to load it with plain torch and with onnxruntime
 
-The bundle is written under a temporary name and renamed into place; loading verifies the
-format version and the SHA-256 of the weights, so a damaged or foreign bundle is a clear error.
+The bundle is written under a temporary name and swapped into place (:mod:`napari_asymseg.store.
+atomic`); loading verifies the format version and the SHA-256 of the weights, so a damaged or
+foreign bundle is a clear error, and reads the weights with ``weights_only=True``
+(:mod:`napari_asymseg.model.checkpoint`): a bundle whose weights would run code is refused.
+The TorchScript and ONNX files are written for other tools and never loaded here.
 """
 
 from __future__ import annotations
@@ -27,17 +30,22 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import monai
 import numpy as np
+import torch
 
 from napari_asymseg import __version__
+from napari_asymseg.config import Config
 from napari_asymseg.errors import ScanError
-from napari_asymseg.store.atomic import make_folder
+from napari_asymseg.model.checkpoint import model_from_checkpoint, read_checkpoint, read_model
+from napari_asymseg.model.networks import NetworkPlan, dynunet_args
+from napari_asymseg.store import atomic
 
 BUNDLE_FORMAT = 1
 """Version of this layout; a bundle of a newer format is refused with a clear message."""
@@ -59,11 +67,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _json(path: Path, obj: Any) -> None:
-    make_folder(path.parent)
-    path.write_text(json.dumps(obj, indent=2) + "\n")
-
-
+# --------------------------------------------------------------------------------- export
 def export_bundle(
     model: str | os.PathLike,
     out: str | os.PathLike,
@@ -78,89 +82,24 @@ def export_bundle(
 
     Returns the bundle's folder, or the zip file when ``zip`` is set.
     """
-    import monai
-    import torch
-
-    from napari_asymseg.model.checkpoint import model_from_checkpoint
-    from napari_asymseg.model.load import load_checkpoint
-    from napari_asymseg.model.networks import dynunet_args
-
     out = Path(out)
     target = out.with_suffix(".zip") if zip else out
     if target.exists() and not overwrite:
         raise ScanError(f"{target} exists: choose another name or pass --overwrite")
-    ckpt = load_checkpoint(model)
+    # what model.load.load_checkpoint does (it imports this module, so this one cannot)
+    ckpt = load_bundle(model) if is_bundle(model) else read_model(Path(model))
     net, cfg, plan = model_from_checkpoint(ckpt)
     net.eval()
-    num_classes = int(ckpt["num_classes"])
-    classes = list(ckpt.get("classes") or [f"class{k}" for k in range(1, num_classes)])
-    tmp = out.with_name(f".tmp-{out.name}-{uuid.uuid4().hex[:8]}")
+    classes = _classes(ckpt)
+    tmp = atomic.temporary_name(out)
     try:
-        (tmp / "models").mkdir(parents=True)
-        weights = tmp / "models" / "model.pt"
-        torch.save(net.state_dict(), weights)
-        example = torch.randn(1, 1, *plan.patch_size, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            reference = net(example).numpy()
-        files = {"models/model.pt": _sha256(weights)}
-        if torchscript:
-            # TorchScript is what MONAI bundles and most C++/Java runtimes load today; torch
-            # marks it deprecated in favour of torch.export, whose files those tools cannot read
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer and deprecation warnings
-                traced = torch.jit.trace(net, example)
-                torch.jit.save(traced, str(tmp / "models" / "model.ts"))
-            files["models/model.ts"] = _sha256(tmp / "models" / "model.ts")
-        onnx_check: dict[str, Any] | None = None
-        if onnx:
-            _export_onnx(net, example, tmp / "models" / "model.onnx")
-            files["models/model.onnx"] = _sha256(tmp / "models" / "model.onnx")
-            onnx_check = check_onnx(tmp / "models" / "model.onnx", example.numpy(), reference)
-        history = ckpt.get("history", [])
-        best = next((h for h in history if h.get("step") == ckpt.get("best_step")), None)
-        info = {
-            "bundle_format": BUNDLE_FORMAT,
-            "config": ckpt["config"],
-            "plan": ckpt["plan"],
-            "num_classes": num_classes,
-            "classes": classes,
-            "spacing": ckpt.get("spacing"),
-            "seed": ckpt.get("seed"),
-            "annotations_hash": ckpt.get("annotations_hash"),
-            "trained_on": ckpt.get("scan"),
-            "step": ckpt.get("step"),
-            "best_step": ckpt.get("best_step"),
-            "best_dsc": ckpt.get("best_dsc"),
-            "validation": best,
-            "history": history,
-            "versions": ckpt.get("versions", {}),
-        }
-        _json(tmp / "configs" / "asymseg.json", info)
-        args = dynunet_args(cfg.model, plan, 1, num_classes, res=cfg.model.name == "resunet")
-        _json(
-            tmp / "configs" / "inference.json",
-            {
-                "network_def": {"_target_": "monai.networks.nets.DynUNet", **args},
-                "roi_size": list(plan.patch_size),
-                "sw_overlap": cfg.predict.overlap,
-                "spacing_zyx_mm": ckpt.get("spacing"),
-            },
-        )
-        _json(
-            tmp / "configs" / "metadata.json",
-            _metadata(ckpt, cfg, plan, classes, files, onnx_check, name or out.name, monai),
-        )
-        (tmp / "docs").mkdir()
-        (tmp / "docs" / "README.md").write_text(_readme(name or out.name, plan, classes))
-        if zip:
-            zipped = tmp.with_suffix(".zip")
-            with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
-                for f in sorted(tmp.rglob("*")):
-                    if f.is_file():
-                        zf.write(f, Path(out.name) / f.relative_to(tmp))
-            _replace(zipped, target, overwrite)
-        else:
-            _replace(tmp, target, overwrite)
+        files, onnx_check = _write_models(tmp / "models", net, plan, onnx, torchscript)
+        _write_configs(tmp / "configs", ckpt, cfg, plan, classes)
+        meta = _metadata(ckpt, cfg, plan, classes, files, onnx_check, name or out.name)
+        atomic.write_json(tmp / "configs" / "metadata.json", meta)
+        atomic.make_folder(tmp / "docs")
+        atomic.write_text(tmp / "docs" / "README.md", _readme(name or out.name, plan, classes))
+        _publish(tmp, target, out.name, zip)
     except OSError as exc:
         raise ScanError(
             f"cannot write the bundle {target} ({exc.strerror or exc}): choose a writable "
@@ -168,26 +107,94 @@ def export_bundle(
         ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.with_suffix(".zip").unlink(missing_ok=True)
     return target
 
 
-def _replace(src: Path, target: Path, overwrite: bool) -> None:
-    if target.exists() and overwrite:
-        old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-        os.replace(src, target)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        os.replace(src, target)
+def _classes(ckpt: dict[str, Any]) -> list[str]:
+    num_classes = int(ckpt["num_classes"])
+    return list(ckpt.get("classes") or [f"class{k}" for k in range(1, num_classes)])
 
 
-def _export_onnx(net, example, path: Path) -> None:
-    import torch
+def _write_models(
+    folder: Path, net: torch.nn.Module, plan: NetworkPlan, onnx: bool, torchscript: bool
+) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The weights, TorchScript and ONNX files; their SHA-256 and the ONNX check."""
+    atomic.make_folder(folder)
+    state = net.state_dict()
+    atomic.write_with(folder / "model.pt", lambda f: torch.save(state, f))
+    example = torch.randn(1, 1, *plan.patch_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = net(example).numpy()
+    files = {"models/model.pt": _sha256(folder / "model.pt")}
+    if torchscript:
+        # TorchScript is what MONAI bundles and most C++/Java runtimes load today; torch
+        # marks it deprecated in favour of torch.export, whose files those tools cannot read
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and deprecation warnings
+            traced = torch.jit.trace(net, example)
+            atomic.write_with(folder / "model.ts", lambda f: torch.jit.save(traced, f))
+        files["models/model.ts"] = _sha256(folder / "model.ts")
+    onnx_check: dict[str, Any] | None = None
+    if onnx:
+        _export_onnx(net, example, folder / "model.onnx")
+        files["models/model.onnx"] = _sha256(folder / "model.onnx")
+        onnx_check = check_onnx(folder / "model.onnx", example.numpy(), reference)
+    return files, onnx_check
 
+
+def _write_configs(
+    folder: Path, ckpt: dict[str, Any], cfg: Config, plan: NetworkPlan, classes: list[str]
+) -> None:
+    """``asymseg.json`` (all the plugin needs) and ``inference.json`` (MONAI's network_def)."""
+    atomic.make_folder(folder)
+    history = ckpt.get("history", [])
+    best = next((h for h in history if h.get("step") == ckpt.get("best_step")), None)
+    info = {
+        "bundle_format": BUNDLE_FORMAT,
+        "config": ckpt["config"],
+        "plan": ckpt["plan"],
+        "num_classes": int(ckpt["num_classes"]),
+        "classes": classes,
+        "spacing": ckpt.get("spacing"),
+        "seed": ckpt.get("seed"),
+        "annotations_hash": ckpt.get("annotations_hash"),
+        "trained_on": ckpt.get("scan"),
+        "step": ckpt.get("step"),
+        "best_step": ckpt.get("best_step"),
+        "best_dsc": ckpt.get("best_dsc"),
+        "validation": best,
+        "history": history,
+        "versions": ckpt.get("versions", {}),
+    }
+    atomic.write_json(folder / "asymseg.json", info)
+    num_classes = int(ckpt["num_classes"])
+    args = dynunet_args(cfg.model, plan, 1, num_classes, res=cfg.model.name == "resunet")
+    inference = {
+        "network_def": {"_target_": "monai.networks.nets.DynUNet", **args},
+        "roi_size": list(plan.patch_size),
+        "sw_overlap": cfg.predict.overlap,
+        "spacing_zyx_mm": ckpt.get("spacing"),
+    }
+    atomic.write_json(folder / "inference.json", inference)
+
+
+def _publish(tmp: Path, target: Path, root_name: str, zip: bool) -> None:  # noqa: A002
+    """Swap the finished folder (or its zip, with ``root_name/`` inside) in at ``target``."""
+    if not zip:
+        atomic.swap_in(tmp, target)
+        return
+    zipped = atomic.temporary_name(target)
+    try:
+        with open(zipped, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(tmp.rglob("*")):
+                if file.is_file():
+                    zf.write(file, Path(root_name) / file.relative_to(tmp))
+        atomic.swap_in(zipped, target)
+    finally:
+        zipped.unlink(missing_ok=True)
+
+
+def _export_onnx(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     axes = {0: "batch", 2: "z", 3: "y", 4: "x"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
@@ -222,9 +229,8 @@ def check_onnx(path: Path, example: np.ndarray, reference: np.ndarray) -> dict[s
     return {"checked": True, "max_abs_diff": diff, "tolerance": ONNX_TOLERANCE}
 
 
-def _metadata(ckpt, cfg, plan, classes, files, onnx_check, name, monai) -> dict[str, Any]:
-    import torch
-
+def _metadata(ckpt, cfg, plan, classes, files, onnx_check, name) -> dict[str, Any]:
+    """MONAI's ``metadata.json``, with an ``asymseg`` block: format, hashes, ONNX check."""
     versions = ckpt.get("versions", {})
     best = ckpt.get("best_dsc")
     return {
@@ -247,34 +253,7 @@ def _metadata(ckpt, cfg, plan, classes, files, onnx_check, name, monai) -> dict[
         ),
         "authors": "napari-asymseg user",
         "copyright": "see the training data's licence",
-        "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": "any (one channel)",
-                    "num_channels": 1,
-                    "spatial_shape": list(plan.patch_size),
-                    "dtype": "float32",
-                    "value_range": [],
-                    "is_patch_data": True,
-                    "channel_def": {"0": "image, normalised as configs/asymseg.json data"},
-                }
-            },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "logits",
-                    "num_channels": len(classes) + 1,
-                    "spatial_shape": list(plan.patch_size),
-                    "dtype": "float32",
-                    "value_range": [],
-                    "is_patch_data": True,
-                    "channel_def": {"0": "background"}
-                    | {str(k + 1): c for k, c in enumerate(classes)},
-                }
-            },
-        },
+        "network_data_format": _data_format(plan, classes),
         "asymseg": {
             "bundle_format": BUNDLE_FORMAT,
             "plugin_version": __version__,
@@ -283,6 +262,29 @@ def _metadata(ckpt, cfg, plan, classes, files, onnx_check, name, monai) -> dict[
             "axes": "Z, Y, X (voxel spacing in configs/asymseg.json)",
         },
     }
+
+
+def _data_format(plan: NetworkPlan, classes: list[str]) -> dict[str, Any]:
+    """MONAI's ``network_data_format``: a one-channel patch in, logits per class out."""
+    patch = {"spatial_shape": list(plan.patch_size), "dtype": "float32", "value_range": []}
+    image = {
+        "type": "image",
+        "format": "magnitude",
+        "modality": "any (one channel)",
+        "num_channels": 1,
+        **patch,
+        "is_patch_data": True,
+        "channel_def": {"0": "image, normalised as configs/asymseg.json data"},
+    }
+    pred = {
+        "type": "image",
+        "format": "logits",
+        "num_channels": len(classes) + 1,
+        **patch,
+        "is_patch_data": True,
+        "channel_def": {"0": "background"} | {str(k + 1): c for k, c in enumerate(classes)},
+    }
+    return {"inputs": {"image": image}, "outputs": {"pred": pred}}
 
 
 def _readme(name: str, plan, classes) -> str:
@@ -314,7 +316,7 @@ from monai.bundle import ConfigParser
 parser = ConfigParser()
 parser.read_config("{name}/configs/inference.json")
 net = parser.get_parsed_content("network_def")
-net.load_state_dict(torch.load("{name}/models/model.pt"))
+net.load_state_dict(torch.load("{name}/models/model.pt", weights_only=True))
 ```
 """
 
@@ -322,14 +324,37 @@ net.load_state_dict(torch.load("{name}/models/model.pt"))
 # --------------------------------------------------------------------------------- loading
 def load_bundle(path: str | os.PathLike) -> dict[str, Any]:
     """A bundle (folder or zip) as a checkpoint dictionary that the engine can use."""
-    import torch
-
     path = Path(path)
     if path.is_file():
         return _load_zip(path)
+    weights = path / "models" / "model.pt"
+    meta, info = _read_configs(path, weights)
+    expected = (meta["asymseg"].get("files_sha256") or {}).get("models/model.pt")
+    if expected and _sha256(weights) != expected:
+        raise ScanError(
+            f"the weights in {path} do not match their checksum: the bundle is damaged; "
+            "copy or export it again"
+        )
+    state = read_checkpoint(weights, "the bundle is damaged; export it again")
+    if not isinstance(state, dict):
+        raise ScanError(f"{weights} holds no weights: the bundle is damaged; export it again")
+    plain = ("classes", "spacing", "seed", "annotations_hash", "step", "best_dsc")
+    return {
+        "model": state,
+        **{k: info[k] for k in ("config", "plan", "num_classes")},
+        **{k: info.get(k) for k in plain},
+        "history": info.get("history", []),
+        "best_step": info.get("best_step", -1),
+        "versions": info.get("versions", {}),
+        "scan": info.get("trained_on"),
+        "bundle": str(path),
+    }
+
+
+def _read_configs(path: Path, weights: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``metadata.json`` and ``asymseg.json`` of a complete bundle of a format this reads."""
     meta_file = path / "configs" / "metadata.json"
     info_file = path / "configs" / "asymseg.json"
-    weights = path / "models" / "model.pt"
     for f in (meta_file, info_file, weights):
         if not f.is_file():
             raise ScanError(
@@ -352,38 +377,10 @@ def load_bundle(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} was made by a newer napari-asymseg (bundle format {fmt}, this version "
             f"reads {BUNDLE_FORMAT}): upgrade napari-asymseg"
         )
-    expected = (meta["asymseg"].get("files_sha256") or {}).get("models/model.pt")
-    if expected and _sha256(weights) != expected:
-        raise ScanError(
-            f"the weights in {path} do not match their checksum: the bundle is damaged; "
-            "copy or export it again"
-        )
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ScanError(f"cannot read {weights} ({type(exc).__name__}): export again") from None
-    return {
-        "model": state,
-        "config": info["config"],
-        "plan": info["plan"],
-        "num_classes": info["num_classes"],
-        "classes": info.get("classes"),
-        "spacing": info.get("spacing"),
-        "seed": info.get("seed"),
-        "annotations_hash": info.get("annotations_hash"),
-        "history": info.get("history", []),
-        "step": info.get("step"),
-        "best_step": info.get("best_step", -1),
-        "best_dsc": info.get("best_dsc"),
-        "versions": info.get("versions", {}),
-        "scan": info.get("trained_on"),
-        "bundle": str(path),
-    }
+    return meta, info
 
 
 def _load_zip(path: Path) -> dict[str, Any]:
-    import tempfile
-
     if not zipfile.is_zipfile(path):
         raise ScanError(f"{path} is not a zip file: pass a bundle folder or its .zip")
     with tempfile.TemporaryDirectory(prefix="asymseg-bundle-") as tmp:

@@ -16,6 +16,11 @@ Most losses are written here rather than wrapped from MONAI because MONAI has no
 variants, its FocalLoss averages over classes (METHODS.md sums), and its ignore handling only
 covers index targets, not the all-zero soft rows that asymmetric mixup produces. The tests check
 ``dice`` and ``gdl`` against MONAI's DiceLoss and GeneralizedDiceLoss.
+
+This module holds the cross-entropy family, the combination and the registry (:data:`LOSSES`,
+:func:`build_loss`, :func:`loss_parameters`); the Dice-like losses are in :mod:`.overlap_losses`
+and the shared plumbing in :mod:`.loss_base`. No ``from __future__ import annotations`` here:
+:func:`loss_parameters` hands out the real annotation types, from which the dock builds widgets.
 """
 
 import inspect
@@ -26,79 +31,29 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.losses import TverskyLoss as _MonaiTversky
 from torch import nn
 
+from napari_asymseg.model.loss_base import _class_view, _numbers, _SegLoss, target_to_onehot
+from napari_asymseg.model.overlap_losses import (
+    DiceLoss,
+    GeneralizedDiceLoss,
+    SensitivitySpecificityLoss,
+    TverskyLoss,
+)
 
-def target_to_onehot(
-    target: torch.Tensor, num_classes: int, ignore_index: int = -1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Turn either target kind into ``(y, valid)``.
-
-    Returns
-    -------
-    y : torch.Tensor
-        float32 ``[B, C, *S]``, zero on ignored voxels.
-    valid : torch.Tensor
-        float32 ``[B, 1, *S]``: 1 where the voxel counts in N, 0 where it is ignored.
-    """
-    if target.is_floating_point():
-        if target.ndim < 3 or target.shape[1] != num_classes:
-            raise ValueError(
-                f"soft target must be [B, {num_classes}, *S], got {tuple(target.shape)}"
-            )
-        y = target.float()
-        # a probability is never negative, so a negative entry can only be an ignore marker
-        valid = (y >= 0).all(dim=1, keepdim=True)
-        return torch.where(valid, y, 0.0), valid.float()
-    if target.dtype == torch.bool or target.is_complex():
-        raise ValueError(f"index target must have an integer dtype, got {target.dtype}")
-    valid = target != ignore_index
-    idx = torch.where(valid, target, 0).long()
-    y = torch.zeros(
-        (target.shape[0], num_classes, *target.shape[1:]), device=target.device
-    ).scatter_(1, idx.unsqueeze(1), 1.0)
-    valid = valid.unsqueeze(1).float()
-    return y * valid, valid
-
-
-def _numbers(value: Any, cast: Callable[[Any], Any], what: str) -> list | None:
-    """Sequence, None, or a comma-separated string (what a GUI text field or CLI gives)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [v for v in re.split(r"[,\s]+", value.strip()) if v]
-    try:
-        return [cast(v) for v in value]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be a list of numbers, got {value!r}") from err
-
-
-def _class_view(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``[C]`` -> ``[1, C, 1, ...]`` so it broadcasts against ``[B, C, *S]``."""
-    return v.view(1, -1, *([1] * (ndim - 2)))
-
-
-class _SegLoss(nn.Module):
-    """Shared plumbing: shape checks, float32, target conversion, masking of ignored logits."""
-
-    def __init__(self, ignore_index: int = -1) -> None:
-        super().__init__()
-        self.ignore_index = int(ignore_index)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if logits.ndim < 3 or logits.shape[1] < 2:
-            raise ValueError(f"logits must be [B, C>=2, *S], got {tuple(logits.shape)}")
-        if not target.is_floating_point() and target.ndim == logits.ndim and target.shape[1] == 1:
-            target = target[:, 0]  # MONAI-style [B, 1, *S] indices
-        y, valid = target_to_onehot(target, logits.shape[1], self.ignore_index)
-        if y.shape != logits.shape:
-            raise ValueError(f"target {tuple(target.shape)} does not match {tuple(logits.shape)}")
-        z = torch.where(valid.bool(), logits.float(), 0.0)
-        return self._loss(z, y, valid)
-
-    def _loss(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+__all__ = [
+    "LOSSES",
+    "ComboLoss",
+    "DiceLoss",
+    "GeneralizedDiceLoss",
+    "MarginFocalCE",
+    "SensitivitySpecificityLoss",
+    "TverskyLoss",
+    "WeightedCE",
+    "build_loss",
+    "loss_parameters",
+    "target_to_onehot",
+]
 
 
 class MarginFocalCE(_SegLoss):
@@ -228,161 +183,6 @@ class WeightedCE(_SegLoss):
     def _loss(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         w = _class_view(self.class_weights(y), z.ndim)
         return -(w * y * F.log_softmax(z, dim=1)).sum() / valid.sum().clamp_min(1.0)
-
-
-class _OverlapLoss(_SegLoss):
-    """Base for losses built from batch sums of probabilities and labels.
-
-    These losses have no N, so "an all-zero soft row contributes 0" can only be honoured by
-    dropping that voxel's prediction from the sums too: such rows are masked like ignored ones.
-    """
-
-    def _probs(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor):
-        mask = valid * (y.sum(dim=1, keepdim=True) > 0)
-        return F.softmax(z, dim=1) * mask, mask, [0, *range(2, z.ndim)]
-
-
-class DiceLoss(_OverlapLoss):
-    """Batch Dice loss DL2, ``1 − mean_c (2 Σ p_c r_c + ε)/(Σ p_c + Σ r_c + ε)``.
-
-    All classes including background; sums run over every voxel of the batch. Equals MONAI
-    ``DiceLoss(include_background=True, softmax=True, batch=True, smooth_nr=ε, smooth_dr=ε)``;
-    written here to share the ignore and soft-row masking of the other losses.
-
-    Parameters
-    ----------
-    eps : float
-        Smoothing ε added to numerator and denominator.
-    ignore_index : int
-        Index-target value of unannotated voxels.
-
-    References
-    ----------
-    Milletari, Navab & Ahmadi (2016), "V-Net", 3DV. Sudre et al. (2017), section 2.1 (DL2).
-    """
-
-    def __init__(self, eps: float = 1e-5, ignore_index: int = -1) -> None:
-        super().__init__(ignore_index)
-        self.eps = float(eps)
-
-    def _loss(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        p, _, dims = self._probs(z, y, valid)
-        inter, total = (p * y).sum(dims), p.sum(dims) + y.sum(dims)
-        return 1.0 - ((2.0 * inter + self.eps) / (total + self.eps)).mean()
-
-
-class GeneralizedDiceLoss(_OverlapLoss):
-    """Generalised Dice loss GDLv, ``1 − 2 Σ_l w_l Σ_n r_ln p_ln / Σ_l w_l Σ_n (r_ln + p_ln)``.
-
-    ``w_l = 1/(Σ_n r_ln)²`` with sums over every voxel of the batch; the infinite weight of a
-    class absent from the batch is replaced by the largest finite one. No smoothing term. Equals
-    MONAI ``GeneralizedDiceLoss(softmax=True, batch=True, smooth_nr=0, smooth_dr=0)``. If no
-    class has a voxel (all ignored or all-zero rows) the loss is 0.
-
-    Parameters
-    ----------
-    ignore_index : int
-        Index-target value of unannotated voxels.
-
-    References
-    ----------
-    Sudre et al. (2017), "Generalised Dice overlap as a deep learning loss function for highly
-    unbalanced segmentations", DLMIA, section 2.1 (GDLv).
-    """
-
-    def _loss(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        p, _, dims = self._probs(z, y, valid)
-        ref = y.sum(dims)
-        w = 1.0 / ref**2
-        finite = torch.isfinite(w)
-        w = torch.where(finite, w, torch.where(finite, w, 0.0).max())
-        num = 2.0 * (w * (p * y).sum(dims)).sum()
-        den = (w * (ref + p.sum(dims))).sum()
-        # den = 0 only when no class has a voxel; the clamp keeps that branch's gradient finite
-        return torch.where(den > 0, 1.0 - num / den.clamp_min(1e-30), num * 0.0)
-
-
-class SensitivitySpecificityLoss(_OverlapLoss):
-    """Sensitivity–specificity loss, mean over foreground classes c of
-    ``λ Σ(r−p)² r/(Σr+ε) + (1−λ) Σ(r−p)² (1−r)/(Σ(1−r)+ε)`` with r, p of class c.
-
-    Sums run over the non-ignored voxels of the whole batch; background is excluded (for two
-    classes this is the foreground probability).
-
-    Parameters
-    ----------
-    lam : float
-        Weight λ of the sensitivity term.
-    eps : float
-        Smoothing ε of both denominators.
-    ignore_index : int
-        Index-target value of unannotated voxels.
-
-    References
-    ----------
-    Brosch et al. (2015), "Deep convolutional encoder networks for multiple sclerosis lesion
-    segmentation", MICCAI. Sudre et al. (2017), section 2.1 (SS).
-    """
-
-    def __init__(self, lam: float = 0.05, eps: float = 1e-5, ignore_index: int = -1) -> None:
-        super().__init__(ignore_index)
-        self.lam, self.eps = float(lam), float(eps)
-
-    def _loss(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        p, mask, dims = self._probs(z, y, valid)
-        err = (y - p) ** 2
-        neg = (1.0 - y) * mask
-        sens = (err * y).sum(dims) / (y.sum(dims) + self.eps)
-        spec = (err * neg).sum(dims) / (neg.sum(dims) + self.eps)
-        return (self.lam * sens + (1.0 - self.lam) * spec)[1:].mean()
-
-
-class TverskyLoss(_OverlapLoss):
-    """Batch Tversky loss ``1 − mean_c (TP + ε)/(TP + α·FP + β·FN + ε)``.
-
-    Wraps MONAI ``TverskyLoss(batch=True)``, fed with softmax probabilities and labels that are
-    both zeroed on ignored voxels and all-zero soft rows, which MONAI cannot express itself.
-
-    Parameters
-    ----------
-    alpha : float
-        Weight of false positives.
-    beta : float
-        Weight of false negatives (β > α favours sensitivity).
-    include_background : bool
-        Average over the background class too.
-    eps : float
-        Smoothing ε of numerator and denominator.
-    ignore_index : int
-        Index-target value of unannotated voxels.
-
-    References
-    ----------
-    Salehi, Erdogmus & Gholipour (2017), "Tversky loss function for image segmentation using 3D
-    fully convolutional deep networks", MLMI.
-    """
-
-    def __init__(
-        self,
-        alpha: float = 0.3,
-        beta: float = 0.7,
-        include_background: bool = True,
-        eps: float = 1e-5,
-        ignore_index: int = -1,
-    ) -> None:
-        super().__init__(ignore_index)
-        self.tversky = _MonaiTversky(
-            include_background=include_background,
-            alpha=alpha,
-            beta=beta,
-            smooth_nr=eps,
-            smooth_dr=eps,
-            batch=True,
-        )
-
-    def _loss(self, z: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        p, _, _ = self._probs(z, y, valid)
-        return self.tversky(p, y)
 
 
 class ComboLoss(nn.Module):

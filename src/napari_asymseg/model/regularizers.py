@@ -144,10 +144,40 @@ def adversarial_perturbation(
         contributing to ``L_R`` (no rare voxel, or no labelled voxel when symmetric).
     """
     x = x.detach()
+    d = _probe(x, xi, generator).requires_grad_(True)
+    g, labelled = _rare_loss_grad(model, x, d, y, asymmetric, rare_classes, ignore_index)
+    if g is None:
+        return torch.zeros_like(x, dtype=d.dtype)
+    # Samples are coupled through BatchNorm, so a sample without rare voxels can still receive
+    # a gradient; the method gives it no perturbation, so zero it explicitly.
+    keep = labelled.flatten(1).any(1).to(g.device)
+    return (eps * _normalise(g) * _per_sample(keep, g.dim())).detach()
+
+
+def _probe(x: Tensor, xi: float, generator: torch.Generator | None) -> Tensor:
+    """``d0 = xi * u``, ``u`` a random unit direction per sample (drawn on the generator's
+    device, in ``x``'s float dtype or the default one)."""
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
     gen_device = generator.device if generator is not None else x.device
     u = torch.randn(x.shape, generator=generator, device=gen_device, dtype=dtype).to(x.device)
-    d = (xi * _normalise(u)).requires_grad_(True)
+    return xi * _normalise(u)
+
+
+def _rare_loss_grad(
+    model: nn.Module,
+    x: Tensor,
+    d: Tensor,
+    y: Tensor,
+    asymmetric: bool,
+    rare_classes: Iterable[int] | None,
+    ignore_index: int,
+) -> tuple[Tensor | None, Tensor]:
+    """``(grad_d L_R(x + d, y), voxels in L_R)``: eq. 8 (eq. 7 when not ``asymmetric``).
+
+    ``L_R`` is the cross-entropy summed over the voxels counted (rare ones, or all labelled
+    ones) and divided by the number ``N`` of non-ignored voxels. The gradient is taken with
+    respect to ``d`` only: parameter ``.grad`` fields and buffers are left unchanged.
+    """
     with torch.enable_grad(), _frozen_buffers(model):
         logits = model(x + d)
         soft, idx, counted = _target_parts(y.to(logits.device), logits.shape[1], ignore_index)
@@ -157,14 +187,8 @@ def adversarial_perturbation(
             labelled = labelled & rare[idx.masked_fill(~labelled, 0)]
         n = counted.sum().clamp_min(1)
         loss = (_ce_terms(logits, soft.to(logits.dtype)).sum(1) * labelled).sum() / n
-        # Gradient w.r.t. d only: parameter .grad fields are never touched.
         (g,) = torch.autograd.grad(loss, [d], allow_unused=True)
-    if g is None:
-        return torch.zeros_like(x, dtype=dtype)
-    # Samples are coupled through BatchNorm, so a sample without rare voxels can still receive
-    # a gradient; the method gives it no perturbation, so zero it explicitly.
-    keep = labelled.flatten(1).any(1).to(g.device)
-    return (eps * _normalise(g) * _per_sample(keep, g.dim())).detach()
+    return g, labelled
 
 
 def mixup(
@@ -182,19 +206,10 @@ def mixup(
 ) -> tuple[Tensor, Tensor]:
     """Mix two batches: vanilla mixup (Zhang 2018) or asymmetric mixup (Li et al. 2019, eq. 11).
 
-    ``x_mix = lam * x_a + (1 - lam) * x_b``. Asymmetric labels, per voxel with primary class
-    ``a`` and partner class ``b``, checked in this order (METHODS.md):
-
-    1. ``a == b``: that class (hard one-hot), rare or not;
-    2. ``b`` rare and ``1 - lam > margin``: ``b``;
-    3. ``a`` rare and ``lam > margin``: ``a``;
-    4. otherwise an all-zero row (no loss, still counted in N).
-
-    When ``a`` and ``b`` are different rare classes and both tests pass (``margin < lam <
-    1 - margin``), rule 2 wins: the partner's class. Eq. 11 of the paper does not decide this
-    case (it has one foreground class); METHODS.md fixes ``b`` first. Comparisons are strict.
-    Vanilla labels are ``lam * y_a + (1 - lam) * y_b``. A voxel unlabelled in either batch gets
-    an all-zero row in both modes.
+    ``x_mix = lam * x_a + (1 - lam) * x_b``. Vanilla labels are ``lam * y_a + (1 - lam) * y_b``;
+    asymmetric labels are hard, one class per voxel or none, by the rule of
+    :func:`_asymmetric_labels` (METHODS.md). A voxel unlabelled in either batch gets an
+    all-zero row in both modes.
 
     Parameters
     ----------
@@ -219,14 +234,8 @@ def mixup(
     tuple of Tensor
         ``x_mix`` like ``x_a`` and ``y_mix`` float ``[B, C, *S]``.
     """
-    dtype = x_a.dtype if x_a.is_floating_point() else torch.get_default_dtype()
-    lam_t = torch.as_tensor(lam, dtype=dtype, device=x_a.device)
-    batch = x_a.shape[0]
-    lam_t = lam_t.expand(batch) if lam_t.dim() == 0 else lam_t
-    if lam_t.shape != (batch,):
-        raise ValueError(f"lam must be a scalar or have shape ({batch},), got {tuple(lam_t.shape)}")
+    lam_t = _lambda_per_sample(lam, x_a)
     x_mix = _per_sample(lam_t, x_a.dim()) * x_a + _per_sample(1 - lam_t, x_b.dim()) * x_b
-
     soft_a, a, _ = _target_parts(y_a.to(x_a.device), num_classes, ignore_index)
     soft_b, b, _ = _target_parts(y_b.to(x_a.device), num_classes, ignore_index)
     if a.shape != b.shape:
@@ -234,10 +243,40 @@ def mixup(
     both = (a != ignore_index) & (b != ignore_index)
     if not asymmetric:
         lam_y = _per_sample(lam_t, soft_a.dim())
-        y_mix = lam_y * soft_a.to(dtype) + (1 - lam_y) * soft_b.to(dtype)
+        y_mix = lam_y * soft_a.to(lam_t.dtype) + (1 - lam_y) * soft_b.to(lam_t.dtype)
         return x_mix, y_mix * both.unsqueeze(1)
-
     rare = _rare_lookup(rare_classes, num_classes, x_a.device)
+    return x_mix, _asymmetric_labels(a, b, both, lam_t, margin, rare)
+
+
+def _lambda_per_sample(lam: float | Tensor, x: Tensor) -> Tensor:
+    """``lam`` as a ``[B]`` tensor in ``x``'s float dtype (or the default one)."""
+    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+    lam_t = torch.as_tensor(lam, dtype=dtype, device=x.device)
+    batch = x.shape[0]
+    lam_t = lam_t.expand(batch) if lam_t.dim() == 0 else lam_t
+    if lam_t.shape != (batch,):
+        raise ValueError(f"lam must be a scalar or have shape ({batch},), got {tuple(lam_t.shape)}")
+    return lam_t
+
+
+def _asymmetric_labels(
+    a: Tensor, b: Tensor, both: Tensor, lam_t: Tensor, margin: float, rare: Tensor
+) -> Tensor:
+    """Asymmetric mixup labels (eq. 11), one-hot ``[B, C, *S]`` (C = ``rare.numel()``).
+
+    Per voxel with primary class ``a`` and partner class ``b``, checked in this order:
+
+    1. ``a == b``: that class (hard one-hot), rare or not;
+    2. ``b`` rare and ``1 - lam > margin``: ``b``;
+    3. ``a`` rare and ``lam > margin``: ``a``;
+    4. otherwise an all-zero row (no loss, still counted in N).
+
+    When ``a`` and ``b`` are different rare classes and both tests pass (``margin < lam <
+    1 - margin``), rule 2 wins: the partner's class. Eq. 11 of the paper does not decide this
+    case (it has one foreground class); METHODS.md fixes ``b`` first. Comparisons are strict.
+    Voxels outside ``both`` (unlabelled in either batch) get an all-zero row.
+    """
     a0, b0 = a.masked_fill(~both, 0), b.masked_fill(~both, 0)
     lam_v = _per_sample(lam_t, a.dim())
     same = both & (a0 == b0)
@@ -245,8 +284,7 @@ def mixup(
     take_a = both & ~same & ~take_b & rare[a0] & (lam_v > margin)
     cls = torch.where(take_b, b0, a0)  # a0 for `same` and `take_a`
     keep = same | take_a | take_b
-    y_mix = F.one_hot(cls, num_classes).movedim(-1, 1).to(dtype) * keep.unsqueeze(1)
-    return x_mix, y_mix
+    return F.one_hot(cls, rare.numel()).movedim(-1, 1).to(lam_t.dtype) * keep.unsqueeze(1)
 
 
 def mixup_partner(

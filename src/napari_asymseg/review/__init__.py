@@ -1,1 +1,2 @@
-"""review."""
+"""Review: calibration of the model's margin, the false-negative risk map, and the ranked flags
+with their state."""

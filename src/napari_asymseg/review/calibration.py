@@ -1,4 +1,11 @@
-"""review.calibration."""
+"""Calibration of the model's foreground margin into a probability (Platt scaling).
+
+``m = logsumexp(z_fg) - z_bg`` is the foreground-vs-background margin of the logits. During
+training every validation fits ``P(foreground | m) = sigmoid(a * m + b)`` on the held-out
+annotated voxels; the risk map uses the fit of the best step. Without a fit, the bias is Li et
+al.'s measured logit shift, which moves the decision boundary back by the drift of unseen
+foreground.
+"""
 
 from __future__ import annotations
 

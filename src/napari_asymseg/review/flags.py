@@ -1,41 +1,27 @@
-"""False-negative risk (the heatmap) and under-segmentation flags (METHODS.md §5).
+"""Under-segmentation flags: where the risk map says lesion is probably missed (METHODS.md §5).
 
-The risk of a voxel is the probability that it is foreground although the model predicts
-background:
-
-* where the user annotated, it is exact: 1 on annotated foreground predicted background (a
-  false negative the user already knows about), 0 on every other annotated voxel;
-* where the model predicts foreground, it is 0 (that voxel cannot be a false negative);
-* elsewhere it is the *calibrated* foreground probability of a margin,
-  ``sigmoid(a * (m + kappa * s) + b)``, smoothed over SIGMA_MM millimetres, where
-  ``m = logsumexp(z_fg) - z_bg`` is the foreground-vs-background margin, ``s`` its spread
-  over test-time flips (0 without flips), and ``(a, b)`` a Platt calibration fitted on the
-  held-out annotated slices during training. Li et al. show that unseen foreground sits
-  closer to the boundary than the training foreground (the logit shift): the held-out fit
-  sees that, and its bias ``b`` moves the boundary back by it. Without a fit the bias is the
-  measured logit shift itself.
-
-Flags are connected regions of risk at or above a threshold, ranked by their expected
-missed foreground volume (the sum of the risk over the region). The user deals with a flag
-(annotates there, marks it done); done flags are remembered in the scan store and stay done
-when the flags are recomputed. The design choices (flips, smoothing, calibration) were made
-by ``benchmarks/risk_quality.py``; see docs/benchmarks.md.
+Flags are connected regions of risk (:mod:`napari_asymseg.review.risk_map`) at or above a
+threshold, ranked by their expected missed foreground volume (the sum of the risk over the
+region). The user deals with a flag (annotates there, marks it done); done flags are
+remembered in the scan store and stay done when the flags are recomputed. The single-process
+path (:func:`find_flags`, :func:`flag_scan`) and the dask path
+(:func:`napari_asymseg.infer.scaleout.flag_dask`) share :class:`RegionStats` and
+:func:`rank_regions`. The design choices were made by ``benchmarks/risk_quality.py``; see
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from napari_asymseg.errors import ScanError
-from napari_asymseg.store.scan import BACKGROUND, NOT_ANNOTATED, Scan, read
-
-if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads THRESHOLD without it
-    pass
 from napari_asymseg.review.risk_map import THRESHOLD, with_annotations
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
+from napari_asymseg.store.scan import Scan, read
 
 
 # ----------------------------------------------------------------------------- flags

@@ -1,4 +1,22 @@
-"""review.risk_map."""
+"""The false-negative risk map, the heatmap the dock shows (METHODS.md §5).
+
+The risk of a voxel is the probability that it is foreground although the model predicts
+background:
+
+* where the user annotated, it is exact: 1 on annotated foreground predicted background (a
+  false negative the user already knows about), 0 on every other annotated voxel;
+* where the model predicts foreground, it is 0 (that voxel cannot be a false negative);
+* elsewhere it is the *calibrated* foreground probability of a margin,
+  ``sigmoid(a * (m + kappa * s) + b)``, smoothed over SIGMA_MM millimetres, where
+  ``m = logsumexp(z_fg) - z_bg`` is the foreground-vs-background margin, ``s`` its spread
+  over test-time flips (0 without flips), and ``(a, b)`` a Platt calibration fitted on the
+  held-out annotated slices during training. Li et al. show that unseen foreground sits
+  closer to the boundary than the training foreground (the logit shift): the held-out fit
+  sees that, and its bias ``b`` moves the boundary back by it. Without a fit the bias is the
+  measured logit shift itself.
+
+Flags are built on it in :mod:`napari_asymseg.review.flags`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_asymseg.store.scan import BACKGROUND, NOT_ANNOTATED
+from napari_asymseg.review.calibration import Calibration
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads THRESHOLD without it
     import torch
-from napari_asymseg.review.calibration import Calibration
 
 KAPPA = 0.0
 """Weight of the flip spread in the optimistic margin (in units of its standard deviation).

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from napari_asymseg.errors import ScanError
+from napari_asymseg.store.annotations import NOT_ANNOTATED, from_mask
+from napari_asymseg.store.atomic import swap_in, temporary_name
 from napari_asymseg.store.scan import Scan
 
 SAMPLE_NAME = "sample-lesions.zarr"
@@ -97,11 +98,9 @@ def sample_scan(home: str | os.PathLike | None = None, *, fresh: bool = False) -
     if source is None:  # an install without the committed copy: regenerate it, deterministically
         write_sample_scan(target, overwrite=True)
         return target
-    tmp = target.with_name(f".tmp-{SAMPLE_NAME}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_name(target)
     shutil.copytree(source, tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.rename(tmp, target)
+    swap_in(tmp, target)  # a crash leaves the old copy or the new one, never half of one
     return target
 
 
@@ -148,5 +147,5 @@ def build_colin27(
     a = scan.affine
     world_x = a[0, 0] * zz + a[0, 1] * yy + a[0, 2] * xx + a[0, 3]
     left = np.broadcast_to(world_x < 0, scan.shape)
-    scan.write_annotations(np.where(left, gt + 1, 0).astype(np.uint8))
+    scan.write_annotations(np.where(left, from_mask(gt), NOT_ANNOTATED).astype(np.uint8))
     return scan

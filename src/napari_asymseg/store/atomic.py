@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,17 +52,25 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a finished file's content to the disk."""
+    # POSIX syncs through a read-only descriptor; Windows needs one opened for writing
+    fd = os.open(path, os.O_RDWR if sys.platform == "win32" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(path: str | os.PathLike) -> None:
     """``fsync`` every file and folder under ``path`` (a folder about to be swapped in)."""
     path = Path(path)
-    if path.is_file():
-        with open(path, "rb+") as f:
-            os.fsync(f.fileno())
+    if not path.is_dir():
+        fsync_file(path)
         return
     for root, _dirs, files in os.walk(path):
         for name in files:
-            with open(os.path.join(root, name), "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_file(os.path.join(root, name))
         fsync_dir(root)
 
 
@@ -84,15 +93,18 @@ def open_atomic(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data``, whole or not at all."""
     with open_atomic(path, "wb") as f:
         f.write(data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8), whole or not at all."""
     write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Replace ``path`` with ``obj`` as indented JSON, whole or not at all."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -105,15 +117,21 @@ def write_with(path: str | os.PathLike, writer: Callable[[IO[bytes]], Any]) -> N
 def swap_in(new: str | os.PathLike, target: str | os.PathLike) -> None:
     """Move the finished folder (or file) ``new`` to ``target``, replacing it.
 
-    ``new`` is synced first; between the renames a crash leaves ``.old-TARGET-…`` beside a
-    missing ``target``, which :func:`recover` renames back.
+    ``new`` and everything in it is synced first, and ``target``'s directory after the
+    renames. Between the renames a crash leaves ``.old-TARGET-…`` beside a missing ``target``,
+    which :func:`recover` renames back. ``new`` may lie inside ``target`` (a new
+    ``results/`` built in ``results/.tmp-…``): it moves aside with the old folder and is
+    renamed out of it.
     """
     new, target = Path(new), Path(target)
     fsync_tree(new)
     old = temporary_name(target, OLD)
     had_target = target.exists()
     if had_target:
+        inside = target in new.parents
         os.rename(target, old)
+        if inside:
+            new = old / new.relative_to(target)
     os.rename(new, target)
     fsync_dir(target.parent)
     if had_target:

@@ -5,61 +5,53 @@ predict`` or ``asymseg flag`` while they run) holds the scan's lock; a second wr
 with a message naming the holder, instead of two processes overwriting each other's chunks or
 one rolling back the other's half-finished array swap.
 
-The lock is an OS file lock (``fcntl.flock``; ``msvcrt.locking`` on Windows) on
-``SCAN/.asymseg.lock``. The operating system releases it when the holding process ends, however
-it ends (SIGKILL and power loss included), so there is no stale lock to clean up. The file
-itself only carries who holds it, for the message. Two docks in one process conflict too: the
-lock belongs to an open file, not to a process.
+The lock is an OS file lock on ``SCAN/.asymseg.lock``, taken with :mod:`filelock` (``flock``;
+``msvcrt.locking`` on Windows). The operating system releases it when the holding process ends,
+however it ends (SIGKILL and power loss included), so there is no stale lock to clean up. The
+file itself only carries who holds it, for the message. Two docks in one process conflict too:
+the lock belongs to an open file, not to a process.
+
+Some network filesystems (NFS without its lock service, some SMB and FUSE mounts) cannot lock
+files at all (ENOLCK, ENOSYS, EOPNOTSUPP). That is not "busy": :meth:`ScanLock.acquire` says
+so and names the fallback, ``ASYMSEG_LOCK=soft``: a marker file ``SCAN/.asymseg.lock.soft``
+created exclusively (:class:`filelock.SoftFileLock`), beside the OS lock wherever that works, so
+soft and OS lockers still exclude each other. A marker can outlive a crash (filelock takes one
+over whose holder on this machine has died; one left by another machine is deleted by hand, as
+the busy message then says), which is why it is a choice and never a silent fallback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import filelock
+
 from napari_asymseg.errors import ScanError
 
 LOCK_FILE = ".asymseg.lock"
+SOFT_FILE = LOCK_FILE + ".soft"
+LOCK_ENV = "ASYMSEG_LOCK"
+"""``soft``: lock with a marker file, for filesystems that cannot lock files."""
+NO_LOCKS = frozenset(
+    {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+)
+"""What a filesystem without file locks answers, as opposed to "someone else holds it"."""
 
 
 class ScanBusy(ScanError):
     """The scan is being written by someone else."""
 
 
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _unlock(fd: int) -> None:
-    if sys.platform == "win32":  # pragma: no cover
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        return
-    import fcntl
-
-    fcntl.flock(fd, fcntl.LOCK_UN)
+class LocksUnsupported(ScanError):
+    """The scan's filesystem cannot lock files, and the soft fallback was not chosen."""
 
 
 def holder(scan_path: str | os.PathLike) -> dict[str, Any] | None:
@@ -71,59 +63,105 @@ def holder(scan_path: str | os.PathLike) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def soft_locking() -> bool:
+    """Whether ``ASYMSEG_LOCK=soft`` chose the marker-file lock."""
+    value = os.environ.get(LOCK_ENV, "").strip().lower()
+    if value not in ("", "os", "soft"):
+        raise ScanError(
+            f"{LOCK_ENV}={value} is not a lock mode: unset it, or set it to soft where the "
+            "filesystem cannot lock files"
+        )
+    return value == "soft"
+
+
+def _os_lock(path: Path) -> filelock.BaseFileLock:
+    """filelock's OS lock, without its silent switch to a marker file where flock is missing
+    (a crash would leave that behind): that is asked for with ``ASYMSEG_LOCK=soft``."""
+    return filelock.FileLock(str(path), timeout=0, thread_local=False, fallback_to_soft=False)
+
+
 class ScanLock:
     """The write lock of the scan at ``scan_path``, taken by ``owner`` (for the message).
 
     Use as a context manager, or :meth:`acquire` and :meth:`release` for a lock held across
-    events (a dock). :meth:`acquire` raises :class:`ScanBusy` when another holder has it.
+    events (a dock). :meth:`acquire` raises :class:`ScanBusy` when another holder has it, and
+    :class:`LocksUnsupported` when the scan's filesystem cannot lock files.
     """
 
     def __init__(self, scan_path: str | os.PathLike, owner: str) -> None:
         self.path = Path(scan_path)
         self.owner = owner
-        self._fd: int | None = None
+        self._locks: list[filelock.BaseFileLock] = []
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return bool(self._locks)
 
     def acquire(self) -> ScanLock:
-        if self._fd is not None:
-            return self
-        if not self.path.is_dir():
-            return self  # nothing to protect: opening it gives the clear error
-        file = self.path / LOCK_FILE
+        if self._locks or not self.path.is_dir():
+            return self  # held already; or nothing to protect: opening it gives the clear error
+        soft = soft_locking()
         try:
-            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+            if soft:
+                marker = str(self.path / SOFT_FILE)
+                self._take(filelock.SoftFileLock(marker, timeout=0, thread_local=False))
+            fd = self._take_os_lock(soft)
+            self._write_holder(fd)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _take(self, lock: filelock.BaseFileLock) -> None:
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            self.release()  # a marker taken already is ours, not the holder's
+            raise ScanBusy(busy_message(self.path)) from None
+        self._locks.append(lock)
+
+    def _take_os_lock(self, soft: bool) -> int | None:
+        """Take the OS lock; its descriptor, or None where only the soft marker locks."""
+        lock = _os_lock(self.path / LOCK_FILE)
+        try:
+            self._take(lock)
         except OSError as exc:
+            if exc.errno in NO_LOCKS:
+                if soft:
+                    return None
+                reason = exc.strerror or os.strerror(exc.errno or errno.ENOLCK)
+                raise LocksUnsupported(no_locks_message(self.path, reason)) from None
             # a read-only scan cannot be written anyway: say so instead of locking
             raise ScanError(
-                f"cannot write to {self.path} ({exc.strerror}): copy the scan somewhere "
+                f"cannot write to {self.path} ({exc.strerror or exc}): copy the scan somewhere "
                 "writable, or open it read-only"
             ) from None
-        if not _try_lock(fd):
-            os.close(fd)
-            raise ScanBusy(busy_message(self.path))
-        self._fd = fd
+        return getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+
+    def _write_holder(self, fd: int | None) -> None:
+        """Who holds the lock, into the lock file; through the lock's own descriptor (closing
+        another one would drop the lock where flock is emulated by POSIX locks, as on NFS)."""
         info = {
             "owner": self.owner,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(info).encode())
-        return self
+        own = fd is None
+        if fd is None:  # only the soft marker locks: the file is not an OS lock here
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(info).encode())
+        finally:
+            if own:
+                os.close(fd)
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            _unlock(fd)
-        finally:
-            os.close(fd)
+        locks, self._locks = self._locks, []
+        for lock in reversed(locks):  # the OS lock first, then the soft marker
+            lock.release(force=True)
 
     def __enter__(self) -> ScanLock:
         return self.acquire()
@@ -137,14 +175,29 @@ class ScanLock:
         self.release()
 
     def __del__(self) -> None:  # a forgotten lock is released with its object
-        self.release()
+        with contextlib.suppress(Exception):
+            self.release()
 
 
 def busy_message(scan_path: Path) -> str:
     who = holder(scan_path) or {}
     by = who.get("owner", "another program")
     where = f" (pid {who['pid']} on {who.get('host', '?')})" if "pid" in who else ""
+    stale = (
+        f"; if it crashed, delete {scan_path / SOFT_FILE}"
+        if (scan_path / SOFT_FILE).exists()
+        else ""
+    )
     return (
         f"{scan_path.name} is being written by {by}{where}: close it there or wait until it "
-        "has finished, then try again"
+        f"has finished, then try again{stale}"
+    )
+
+
+def no_locks_message(scan_path: Path, reason: str) -> str:
+    return (
+        f"{scan_path} is on a filesystem that cannot lock files ({reason}), so asymseg cannot "
+        f"keep a second program from writing it: set {LOCK_ENV}=soft to lock it with a marker "
+        f"file instead (delete {SOFT_FILE} in it if a crash leaves that behind), or copy the "
+        "scan to a local disk"
     )

@@ -17,9 +17,9 @@ import torch
 
 from napari_asymseg.config import DataConfig
 from napari_asymseg.errors import ScanError
+from napari_asymseg.store import annotations as codes
+from napari_asymseg.store.annotations import IGNORE  # also imported from here by others
 from napari_asymseg.store.scan import Scan, read
-
-IGNORE = -1
 
 
 def intensity_stats(image: Any) -> tuple[float, float]:
@@ -45,8 +45,23 @@ def normalise(image: Any, cfg: DataConfig, stats: tuple[float, float] | None = N
 
 
 def annotations_to_target(annotations: np.ndarray) -> np.ndarray:
-    """Annotation values (0 none, 1 background, k+1 class k) -> class indices with -1 ignored."""
-    return annotations.astype(np.int16) - 1
+    """Annotation codes -> class indices with ``IGNORE`` where not annotated (the codec's
+    :func:`~napari_asymseg.store.annotations.to_target`)."""
+    return codes.to_target(annotations)
+
+
+def annotation_stats(annotations: Any, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Annotated voxels per class name, foreground fraction and imbalance (background voxels
+    per foreground voxel; None without foreground), as the dock shows them."""
+    n = codes.counts(annotations, len(classes))
+    annotated, foreground = n["annotated"], n["foreground"]
+    return {
+        "annotated": annotated,
+        "background": n["background"],
+        "per_class": {name: n["per_class"][k] for k, name in enumerate(classes, start=1)},
+        "fg_fraction": foreground / annotated if annotated else 0.0,
+        "imbalance": n["background"] / foreground if foreground else None,
+    }
 
 
 def annotation_hash(annotations: np.ndarray) -> str:
@@ -110,21 +125,21 @@ class ScanData:
             When nothing, or no foreground, is annotated.
         """
         annotations = scan.read_annotations()
-        counts = np.bincount(annotations.ravel(), minlength=scan.num_classes + 1)
-        if counts[1:].sum() == 0:
+        counts = codes.counts(annotations)
+        if counts["annotated"] == 0:
             raise ScanError(
                 f"{scan.path.name} has no annotations: paint a few slices (background and "
                 "foreground) before training"
             )
-        if counts[2:].sum() == 0:
+        if counts["foreground"] == 0:
             raise ScanError(
                 f"{scan.path.name} has no foreground annotated: paint at least one "
                 f"{scan.classes[0]} region before training"
             )
-        if counts[1] == 0:  # a model that never saw background calls everything foreground
+        if counts["background"] == 0:  # a model that never saw background calls all foreground
             raise ScanError(
-                f"{scan.path.name} has no background annotated: paint background (label 1) "
-                f"around the {scan.classes[0]} before training"
+                f"{scan.path.name} has no background annotated: paint background "
+                f"(label {codes.BACKGROUND}) around the {scan.classes[0]} before training"
             )
         target = annotations_to_target(annotations)
         train, val = split_validation(target, cfg.val_fraction, seed)

@@ -1,4 +1,5 @@
-"""train.device."""
+"""Where and in which precision a run computes: device choice (CUDA, MPS, CPU), autocast
+(bf16 on CPUs that compute it natively), and giving freed memory back (CUDA cache, glibc)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 ``torchrun --standalone --nproc_per_node N -m napari_asymseg.cli train ...`` starts N copies
 of the command with ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` in their environment;
 :func:`session` turns that into an initialised process group and the device of this rank,
-and :func:`napari_asymseg.engine.fit` wraps the network in ``DistributedDataParallel``.
+and :func:`napari_asymseg.train.loop.fit` wraps the network in ``DistributedDataParallel``.
 Outside torchrun (or with one process) :func:`session` yields ``None`` and nothing changes.
 
 Qt-free and cheap to import; torch is imported by the functions that need it.

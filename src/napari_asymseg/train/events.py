@@ -1,4 +1,5 @@
-"""train.events."""
+"""What :func:`napari_asymseg.train.loop.fit` yields: Started, StepEnd per step, EpochEnd per
+validation, a Notice when the run changes course, then Finished."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+NAN = float("nan")
 
-# ------------------------------------------------------------------------------------ events
+
 @dataclass(frozen=True)
 class Started:
     device: str
@@ -31,19 +33,20 @@ class StepEnd:
 
 @dataclass(frozen=True)
 class EpochEnd:
-    """A validation: one point on every curve."""
+    """A validation: one point on every curve (NaN where there was nothing to measure, e.g.
+    the held-out scores of a run without held-out slices)."""
 
     step: int
     epoch: int
-    train_loss: float
-    val_loss: float
-    dsc: float
-    sensitivity: float
-    precision: float
-    fbeta: float
-    logit_shift: float
-    train_margin: float
-    val_margin: float
+    train_loss: float = NAN
+    val_loss: float = NAN
+    dsc: float = NAN
+    sensitivity: float = NAN
+    precision: float = NAN
+    fbeta: float = NAN
+    logit_shift: float = NAN
+    train_margin: float = NAN
+    val_margin: float = NAN
     train_hist: list[int] = field(default_factory=list)
     val_hist: list[int] = field(default_factory=list)
     best: bool = False

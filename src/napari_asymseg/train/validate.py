@@ -1,4 +1,5 @@
-"""train.validate."""
+"""Validation: score the held-out slices with the one sliding window, and the history rows
+that the checkpoints keep."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from napari_asymseg.evaluate.metrics import (
     logit_shift,
     mean_scores,
 )
+from napari_asymseg.infer.sliding import FLIPS, SlidingWindow
 from napari_asymseg.model.networks import NetworkPlan
 from napari_asymseg.review.calibration import (
     fit_calibration,
     foreground_margin,
 )
 from napari_asymseg.train.data import ScanData
-from napari_asymseg.train.events import EpochEnd
+from napari_asymseg.train.events import NAN, EpochEnd
 
 
 def _with_best(event: EpochEnd) -> EpochEnd:
@@ -62,6 +64,7 @@ def _validate(
     device,
     amp_dtype,
     loss_fn,
+    *,
     step: int,
     epoch: int,
     train_losses: list[float],
@@ -69,40 +72,26 @@ def _validate(
 ) -> EpochEnd:
     """Predict the slab around the held-out slices and score the held-out voxels."""
     tm = np.concatenate(train_margins) if train_margins else np.zeros(0, np.float32)
-    train_loss = float(np.mean(train_losses)) if train_losses else float("nan")
-    nan = float("nan")
+    train_loss = float(np.mean(train_losses)) if train_losses else NAN
+    train_margin = float(tm.mean()) if tm.size else NAN
     if data.val is None:
         return EpochEnd(
-            step,
-            epoch,
-            train_loss,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            float(tm.mean()) if tm.size else nan,
-            nan,
-            histogram(tm),
-            [],
+            step=step,
+            epoch=epoch,
+            train_loss=train_loss,
+            train_margin=train_margin,
+            train_hist=histogram(tm),
         )
-    zs = np.flatnonzero((data.val >= 0).any(axis=(1, 2)))
-    half = plan.patch_size[0] // 2
-    z0, z1 = max(0, int(zs[0]) - half), min(data.image.shape[0], int(zs[-1]) + half + 1)
-    logits = sliding_logits(model, data.image[z0:z1], plan, cfg, device, amp_dtype)
+    z0, z1 = _slab(data.val, plan)
+    logits = volume_logits(
+        model, data.image[z0:z1], plan, cfg, device, amp_dtype, num_classes=data.num_classes
+    )
     target = torch.from_numpy(data.val[z0:z1].astype(np.int64))[None]
     with torch.no_grad():
         val_loss = float(loss_fn(logits, target))
-    pred = logits.argmax(1)
-    scores = class_scores(pred, target, data.num_classes)
+    scores = class_scores(logits.argmax(1), target, data.num_classes)
     mean = mean_scores(scores)
     vm = foreground_margins(logits, target)
-    prob = 1 - torch.softmax(logits, 1)[0, 0]
-    annotated = target[0] >= 0
-    fit = fit_calibration(
-        foreground_margin(logits[0], 0)[annotated].numpy(), (target[0] >= 1)[annotated].numpy()
-    )
     return EpochEnd(
         step=step,
         epoch=epoch,
@@ -113,21 +102,37 @@ def _validate(
         precision=mean["precision"],
         fbeta=mean["fbeta"],
         logit_shift=logit_shift(tm, vm),
-        train_margin=float(tm.mean()) if tm.size else nan,
-        val_margin=float(vm.mean()) if vm.size else nan,
+        train_margin=train_margin,
+        val_margin=float(vm.mean()) if vm.size else NAN,
         train_hist=histogram(tm),
         val_hist=histogram(vm),
         per_class={
             c: {"dsc": s.dsc, "sensitivity": s.sensitivity, "precision": s.precision}
             for c, s in scores.items()
         },
-        preview=prob.numpy().astype(np.float16),
+        preview=(1 - torch.softmax(logits, 1)[0, 0]).numpy().astype(np.float16),
         preview_z0=z0,
-        calibration={"scale": fit.scale, "bias": fit.bias} if fit else None,
+        calibration=_calibration(logits, target),
     )
 
 
-def sliding_logits(
+def _calibration(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float] | None:
+    """The Platt fit of P(foreground | margin) on the held-out voxels, for the risk map."""
+    annotated = target[0] >= 0
+    fit = fit_calibration(
+        foreground_margin(logits[0], 0)[annotated].numpy(), (target[0] >= 1)[annotated].numpy()
+    )
+    return {"scale": fit.scale, "bias": fit.bias} if fit else None
+
+
+def _slab(val: np.ndarray, plan: NetworkPlan) -> tuple[int, int]:
+    """The slices to predict: the held-out ones and half a window of context on each side."""
+    zs = np.flatnonzero((val >= 0).any(axis=(1, 2)))
+    half = plan.patch_size[0] // 2
+    return max(0, int(zs[0]) - half), min(val.shape[0], int(zs[-1]) + half + 1)
+
+
+def volume_logits(
     model,
     image: np.ndarray,
     plan: NetworkPlan,
@@ -135,48 +140,41 @@ def sliding_logits(
     device,
     amp_dtype,
     *,
+    num_classes: int | None = None,
     spread: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Logits ``[1, C, *image.shape]`` (float32, on the CPU) by MONAI's sliding window.
+    """Logits ``[1, C, *image.shape]`` (float32, on the CPU) of a volume held in memory, by the
+    one sliding window (:class:`~napari_asymseg.infer.sliding.SlidingWindow`, every channel).
 
-    With test-time flips and a ``spread`` list, the standard deviation over the flips of the
-    foreground margin (``[*image.shape]``) is appended to it, for the risk map.
+    ``num_classes`` defaults to the network's ``out_channels``. With test-time flips and a
+    ``spread`` list, the standard deviation over the flips of the foreground margin
+    (``[*image.shape]``) is appended to it, for the risk map: one pass per flip then, as the
+    margin of the flip-mean logits is not the mean of the flips' margins.
     """
-    from monai.inferers import sliding_window_inference
-
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
-    pad = [max(0, p - n) for p, n in zip(plan.patch_size, image.shape, strict=True)]
+    classes = int(num_classes if num_classes is not None else model.out_channels)
     model.eval()
-    flips: list[tuple[int, ...]] = [()] + ([(3,), (4,), (3, 4)] if cfg.predict.tta else [])
-    total = None
-    m_sum: torch.Tensor | None = None
-    m_sq: torch.Tensor | None = None
-    with (
-        torch.no_grad(),
-        torch.autocast(
-            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ),
-    ):
-        for dims in flips:
-            xi = torch.flip(x, dims) if dims else x
-            out = sliding_window_inference(
-                xi,
-                roi_size=plan.patch_size,
-                sw_batch_size=cfg.predict.sw_batch_size,
-                predictor=model,
-                overlap=cfg.predict.overlap,
-                mode="gaussian",
-                padding_mode="replicate" if any(pad) else "constant",
-            )
-            assert isinstance(out, torch.Tensor)  # the model returns one tensor
-            out = torch.flip(out, dims) if dims else out
-            total = out.float() if total is None else total + out.float()
-            if spread is not None and len(flips) > 1:
-                m = foreground_margin(out[0], 0).cpu()
-                m_sum = m if m_sum is None else m_sum + m
-                m_sq = m * m if m_sq is None else m_sq + m * m
-    assert total is not None
-    if m_sum is not None and m_sq is not None and spread is not None:
-        n = len(flips)
-        spread.append(((m_sq / n - (m_sum / n) ** 2).clamp(min=0) * n / (n - 1)).sqrt())
-    return (total / len(flips)).cpu()
+
+    def window(flips: bool | list[tuple[int, ...]]) -> SlidingWindow:
+        return SlidingWindow(
+            model,
+            plan.patch_size,
+            image.shape,
+            classes,
+            overlap=cfg.predict.overlap,
+            batch=cfg.predict.sw_batch_size,
+            device=device,
+            amp_dtype=amp_dtype,
+            flips=flips,
+            full=True,
+        )
+
+    if spread is None or not cfg.predict.tta:
+        return window(cfg.predict.tta).whole(image)[None]
+    total = m_sum = m_sq = torch.zeros(())
+    for dims in FLIPS:
+        logits = window([dims]).whole(image)
+        m = foreground_margin(logits, 0)
+        total, m_sum, m_sq = total + logits, m_sum + m, m_sq + m * m
+    n = len(FLIPS)
+    spread.append(((m_sq / n - (m_sum / n) ** 2).clamp(min=0) * n / (n - 1)).sqrt())
+    return (total / n)[None]

@@ -1,0 +1,184 @@
+"""What the ``asymseg`` subcommands do (``predict`` and ``flag`` are in :mod:`.predict`).
+
+Each ``cmd_*`` function takes the parsed arguments, calls the engine and prints one summary
+line; errors propagate to :func:`napari_asymseg.cli.main.main`, which prints them as one line.
+Heavy modules (torch, the engine) are imported inside the functions so that ``asymseg info``
+starts without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from napari_asymseg.cli.summary import describe, scan_summary
+from napari_asymseg.store.lock import ScanLock
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from napari_asymseg.io.importers import import_scan
+
+    # replacing a scan that another program is writing would pull it from under its feet
+    with ScanLock(args.out, "asymseg import") if args.overwrite else contextlib.nullcontext():
+        scan = import_scan(
+            args.image,
+            args.out,
+            labels=args.labels,
+            truth=args.truth,
+            label_map=args.label_map,
+            classes=args.classes.split(",") if args.classes else None,
+            channel=args.channel,
+            multiscale=args.multiscale,
+            zarr_format=args.zarr_format,
+            overwrite=args.overwrite,
+        )
+    print(f"wrote {scan.path}: {describe(scan)}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from napari_asymseg.store.scan import Scan
+
+    scan = Scan.open(args.scan, mode="r")
+    info = scan_summary(scan)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>22}: {value}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from napari_asymseg.io.exporters import export_mask
+    from napari_asymseg.store.scan import Scan
+
+    scan = Scan.open(args.scan, mode="r")
+    out = export_mask(scan, args.out, what=args.what, overwrite=args.overwrite)
+    print(f"wrote {out}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from napari_asymseg.samples import sample_data
+
+    if args.name == "colin27":
+        scan = sample_data.build_colin27(args.out, overwrite=args.overwrite)
+    else:
+        scan = sample_data.write_sample_scan(args.out, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {scan.path}: {describe(scan)}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from napari_asymseg.cli.options import config_from_args
+    from napari_asymseg.config import PRESETS, Config, load_config
+    from napari_asymseg.train.distributed import launch_from_env
+    from napari_asymseg.train.loop import fit
+
+    base = load_config(args.config) if args.config else Config()
+    base = PRESETS[args.preset](base) if args.preset else base
+    cfg = config_from_args(args, base)
+    launch = launch_from_env()  # under torchrun: one process per rank, rank 0 reports
+    events = fit(args.scan, cfg, args.out, init=args.init, resume=args.resume)
+    if launch is not None and not launch.is_main:
+        for _ in events:
+            pass
+        return
+    ranks = f" x {launch.world_size} processes (torchrun)" if launch is not None else ""
+    _report_training(events, ranks)
+
+
+def _report_training(events: Iterable[object], ranks: str) -> None:
+    """Print the training events: a start line, a progress bar, one line per validation."""
+    from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
+
+    bar = None
+    for event in events:
+        if isinstance(event, Started):
+            print(
+                f"training on {event.device}{ranks} (amp {event.amp}), {event.parameters:,} "
+                f"parameters, patch {event.patch_size}, {event.train_voxels:,} training and "
+                f"{event.val_voxels:,} validation voxels",
+                file=sys.stderr,
+            )
+            bar = progress(event.steps, "train", initial=event.start_step)
+        elif isinstance(event, StepEnd) and bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        elif isinstance(event, EpochEnd):
+            line = (
+                f"step {event.step}: val DSC {event.dsc:.3f}, sensitivity "
+                f"{event.sensitivity:.3f}, precision {event.precision:.3f}, logit shift "
+                f"{event.logit_shift:+.2f}{'  (best)' if event.best else ''}"
+            )
+            (bar.write if bar is not None else print)(line)
+        elif isinstance(event, Notice):
+            (bar.write if bar is not None else print)(f"note: {event.message}", file=sys.stderr)
+        elif isinstance(event, Finished):
+            if bar is not None:
+                bar.close()
+            print(
+                f"best validation DSC {event.best_dsc:.3f} at step {event.best_step} "
+                f"({event.seconds:.0f} s); model in {event.model_dir}"
+            )
+
+
+def cmd_bundle(args: argparse.Namespace) -> None:
+    from napari_asymseg.model.bundle import export_bundle
+
+    out = export_bundle(
+        args.model,
+        args.out,
+        onnx=args.onnx,
+        torchscript=args.torchscript,
+        zip=args.zip,
+        overwrite=args.overwrite,
+    )
+    meta = json.loads((out / "configs" / "metadata.json").read_text()) if out.is_dir() else None
+    check = (meta or {}).get("asymseg", {}).get("onnx_check") or {}
+    note = (
+        f" (ONNX matches torch within {check['max_abs_diff']:.1e})" if check.get("checked") else ""
+    )
+    print(f"model bundle written to {out}{note}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from napari_asymseg.evaluate.scoring import evaluate_scan
+
+    report = evaluate_scan(args.scan, truth=args.truth, what=args.what)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for name, scores in report["classes"].items():
+        print(
+            f"{name}: DSC {scores['dsc']:.4f}  sensitivity {scores['sensitivity']:.4f}  "
+            f"precision {scores['precision']:.4f}"
+        )
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless:
+        from napari_asymseg.cli.demo import run_headless
+
+        run_headless(Path(args.out), steps=args.steps)
+    else:
+        from napari_asymseg._qt.demo import run_viewer
+
+        run_viewer()
+
+
+def progress(total: int, desc: str, initial: int = 0):
+    """A tqdm bar on stderr (silent when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        initial=initial,
+        unit="step" if desc == "train" else "slice",
+        dynamic_ncols=True,
+        disable=None,
+    )

@@ -1,0 +1,143 @@
+"""``asymseg predict`` and ``asymseg flag``: the two commands that write into a scan.
+
+Both hold the scan's lock for their whole run (one writer per scan). ``flag`` checks what
+would fail after the prediction (an unknown ``--done`` id, an unwritable ``--json`` path)
+before spending minutes on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_asymseg.cli.commands import progress
+from napari_asymseg.errors import ScanError
+from napari_asymseg.store.atomic import temporary_name, write_json
+from napari_asymseg.store.lock import ScanLock
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    with ScanLock(args.scan, "asymseg predict"):  # one writer per scan
+        _predict(args)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from napari_asymseg.cli.options import config_from_args
+    from napari_asymseg.config import config_from_dict
+    from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
+    from napari_asymseg.model.load import load_checkpoint
+
+    base = config_from_dict(load_checkpoint(args.model)["config"])
+    cfg = config_from_args(args, base)
+    bar = None
+    if args.dask:
+        from napari_asymseg.infer.scaleout import predict_dask
+
+        events = predict_dask(args.scan, args.model, config=cfg, address=args.dask)
+    else:
+        events = predict(args.scan, args.model, config=cfg)
+    for event in events:
+        if isinstance(event, WindowDone):
+            bar = bar or progress(event.total, "predict")
+            bar.n = event.done
+            bar.refresh()
+        elif isinstance(event, PredictionDone):
+            if bar is not None:
+                bar.close()
+            print(
+                f"prediction written to {event.scan} ({event.foreground_voxels:,} foreground "
+                f"voxels, {event.seconds:.1f} s)"
+            )
+
+
+def cmd_flag(args: argparse.Namespace) -> None:
+    with ScanLock(args.scan, "asymseg flag"):  # one writer per scan
+        _flag(args)
+
+
+def _flag(args: argparse.Namespace) -> None:
+    from napari_asymseg.review import flags as review_flags
+    from napari_asymseg.store.scan import Scan
+
+    scan = Scan.open(args.scan)
+    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-flags.json")
+    _check_flag_args(args, scan, out)
+    if args.model:
+        if "predict.tta" not in vars(args):  # flip averaging sharpens the risk map (benchmarks)
+            setattr(args, "predict.tta", True)
+        _predict(args)
+    if args.done:
+        for flag_id in args.done:
+            review_flags.set_status(scan, flag_id, "done")
+    if args.dask:
+        from napari_asymseg.infer.scaleout import flag_dask
+
+        flags = flag_dask(
+            scan,
+            address=args.dask,
+            threshold=args.threshold,
+            min_expected=args.min_voxels,
+            max_flags=args.max_flags,
+        )
+    else:
+        flags = review_flags.flag_scan(
+            scan, threshold=args.threshold, min_expected=args.min_voxels, max_flags=args.max_flags
+        )
+    report = {
+        "scan": str(scan.path),
+        "spacing": list(scan.spacing),
+        "threshold": args.threshold,
+        "expected_missed_voxels": sum(f.expected_missed for f in flags if not f.done),
+        "flags": [f.as_dict() for f in flags],
+    }
+    _write_report(out, report)
+    print(f"{len(flags)} flag(s); heatmap in {scan.path.name}/results/risk, list in {out}")
+    for f in flags[:10]:
+        z, y, x = f.center
+        print(
+            f"  #{f.rank:<3} z={z:<4} y={y:<4} x={x:<4} expected missed "
+            f"{f.expected_missed:8.1f} voxels ({f.expected_mm3:8.1f} mm3)  max risk "
+            f"{f.max_risk:.2f}" + ("  [done]" if f.done else "")
+        )
+
+
+def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> None:
+    """Refuse what would fail after the prediction, before spending minutes on it."""
+    from napari_asymseg.review import flags as review_flags
+
+    given = {k for k in vars(args) if k.startswith("predict.")}
+    known = {f.id for f in review_flags.stored_flags(scan)}
+    unknown = sorted(set(args.done or ()) - known)
+    if unknown:
+        raise ScanError(
+            f"{scan.path.name} has no flag {unknown[0]}: see the ids with asymseg flag SCAN"
+        )
+    _check_writable(out)
+    if given and not args.model:
+        raise ScanError(
+            f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "
+            "prediction options apply while predicting"
+        )
+
+
+def _check_writable(path: Path) -> None:
+    """Raise the error writing ``path`` would raise, without touching ``path`` itself."""
+    probe = temporary_name(path)  # the atomic writer's scheme: recover() removes a leftover
+    try:
+        probe.open("x").close()
+        probe.unlink()
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: OSError) -> ScanError:
+    return ScanError(f"cannot write {path} ({exc.strerror}): choose a writable --json path")
+
+
+def _write_report(path: Path, obj: object) -> None:
+    try:
+        write_json(path, obj)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None

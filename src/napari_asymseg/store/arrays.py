@@ -1,0 +1,65 @@
+"""Whole zarr arrays, written beside their destination and swapped in; reading one safely.
+
+Replacing an array (all annotations at once, one result) writes the new one under a
+``.tmp-NAME-xxxxxxxx`` key next to the old, then :func:`~napari_asymseg.store.atomic.swap_in`
+syncs it and renames it into place: a reader, or a scan reopened after a crash, sees the old
+array or the new one, never a mix. Single chunks (a brush stroke's region) are zarr's own
+writes: its local store writes each chunk to a temporary file and renames it into place.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from napari_asymseg.errors import ClearError, ScanError
+from napari_asymseg.store import atomic
+
+
+def write_array(group: zarr.Group, key: str, data: np.ndarray, chunks: Sequence[int]) -> None:
+    """A new array ``key`` in ``group`` holding ``data``."""
+    arr = group.create_array(key, shape=data.shape, dtype=data.dtype, chunks=tuple(chunks))
+    arr[...] = data
+
+
+def temporary_key(key: str) -> str:
+    """The key of a fresh ``.tmp-`` sibling of ``key`` (``results/.tmp-risk-xxxxxxxx``)."""
+    parent, _, name = key.rpartition("/")
+    tmp = atomic.temporary_name(name).name
+    return f"{parent}/{tmp}" if parent else tmp
+
+
+def replace_array(
+    group: zarr.Group, root: Path, key: str, data: np.ndarray, chunks: Sequence[int]
+) -> zarr.Array:
+    """Replace the array ``key`` of the group stored at ``root`` with ``data``, atomically."""
+    tmp_key = temporary_key(key)
+    try:
+        write_array(group, tmp_key, data, chunks)
+        atomic.swap_in(root / tmp_key, root / key)
+    finally:
+        shutil.rmtree(root / tmp_key, ignore_errors=True)
+    return group[key]  # type: ignore[return-value]
+
+
+def read(array: zarr.Array, region: Any = Ellipsis) -> np.ndarray:
+    """``array[region]`` as numpy; a chunk that cannot be decoded becomes a clear ScanError.
+
+    The codecs raise what they like (RuntimeError from zstd, ValueError from blosc, ...), so
+    anything but our own errors and memory exhaustion is taken for damage on disk here.
+    """
+    try:
+        return np.asarray(array[region])
+    except (ClearError, MemoryError):
+        raise
+    except Exception as exc:
+        where = Path(str(getattr(array.store, "root", ""))) / array.path
+        raise ScanError(
+            f"{where} is damaged: a chunk cannot be read ({type(exc).__name__}); restore the "
+            "scan from a backup or import the image again"
+        ) from None

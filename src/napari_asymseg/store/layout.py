@@ -1,0 +1,117 @@
+"""The names of a scan group's parts, the checks on what goes into them, and the image lookup.
+
+Shared by :mod:`~napari_asymseg.store.scan` (reading), :mod:`~napari_asymseg.store.create`
+(building a new scan) and :mod:`~napari_asymseg.store.results` (writing predictions), so that
+none of them has to import another for a constant. The layout itself is described in
+:mod:`napari_asymseg.store.scan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import zarr
+
+from napari_asymseg.errors import ScanError
+from napari_asymseg.store.geometry import multiscale_meta, validate_volume
+
+FORMAT_VERSION = 1
+ATTRS_KEY = "asymseg"
+IMAGE = "image"
+ANNOTATIONS = "annotations"
+GROUND_TRUTH = "ground_truth"
+RESULTS = "results"
+RESULT_NAMES = ("prediction", "probability", "risk")
+STATE_KEY = "asymseg_review"
+
+
+def check_values(data: np.ndarray, what: str, *, max_value: int, n_classes: int) -> None:
+    """Whole numbers in ``0..max_value`` (labels of a scan with ``n_classes`` classes)."""
+    if data.dtype.kind == "f" and not np.all(np.mod(data, 1) == 0):
+        raise ScanError(f"{what} must hold whole numbers (labels), got fractional values")
+    if data.size and (data.min() < 0 or data.max() > max_value):
+        raise ScanError(
+            f"{what} values must lie in 0..{max_value} for {n_classes} class(es), "
+            f"got {data.min()}..{data.max()}: check the label file or the class list"
+        )
+
+
+def check_labels(
+    data: Any, what: str, shape: Sequence[int], *, max_value: int, n_classes: int
+) -> None:
+    """A label volume on the scan's grid with values :func:`check_values` accepts."""
+    validate_volume(data, what)
+    if tuple(data.shape) != tuple(shape):
+        raise ScanError(
+            f"{what} shape {tuple(data.shape)} does not match the image {tuple(shape)}: "
+            "use labels drawn on this image (same grid)"
+        )
+    check_values(np.asarray(data), what, max_value=max_value, n_classes=n_classes)
+
+
+def check_result_name(name: str) -> None:
+    if name not in RESULT_NAMES:
+        raise ScanError(f"unknown result {name!r}: use one of {', '.join(RESULT_NAMES)}")
+
+
+def check_scan_attrs(path: Path, meta: dict[str, Any]) -> None:
+    """Spacing, affine and class names as :meth:`Scan.create` writes them."""
+
+    def finite(values: Any, n: int) -> bool:
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            return False
+        return arr.size == n and bool(np.isfinite(arr).all())
+
+    problem = None
+    if not finite(meta["spacing"], 3) or min(np.asarray(meta["spacing"], float)) <= 0:
+        problem = f"spacing {meta['spacing']!r} is not 3 positive numbers"
+    elif not finite(meta["affine"], 16):
+        problem = "the affine is not a 4x4 matrix of numbers"
+    elif (
+        not isinstance(meta["classes"], list)
+        or not meta["classes"]
+        or not all(isinstance(c, str) and c for c in meta["classes"])
+    ):
+        problem = f"classes {meta['classes']!r} is not a list of names"
+    if problem:
+        raise ScanError(f"{path}: {problem}: re-import the image, or restore the scan")
+
+
+def image_levels(
+    path: Path, group: zarr.Group, base: tuple[float, ...]
+) -> tuple[list[zarr.Array], list[tuple[float, ...]]]:
+    """The image's resolution levels, finest first, and each level's voxel size.
+
+    A plain ``image`` array is one level of spacing ``base``; an OME-Zarr multiscale group
+    lists its levels and scales in its ``multiscales`` metadata.
+    """
+    if IMAGE not in group:
+        raise ScanError(f"{path} has no '{IMAGE}': re-import the image")
+    node = group[IMAGE]
+    if isinstance(node, zarr.Array):
+        levels, scales = [node], [base]
+    else:
+        ms = multiscale_meta(dict(node.attrs))
+        if ms is None:
+            raise ScanError(
+                f"{path}/{IMAGE} is a group without OME-Zarr 'multiscales' metadata: "
+                "re-import the image"
+            )
+        levels, scales = [], []
+        for ds in ms["datasets"]:
+            levels.append(cast(zarr.Array, node[ds["path"]]))
+            transforms = ds.get("coordinateTransformations", [])
+            scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
+            scales.append(tuple(float(s) for s in scale[-3:]) if scale else base)
+    for level in levels:
+        if level.ndim != 3:
+            raise ScanError(
+                f"{path}: the image has {level.ndim} dimensions, a scan needs 3 "
+                "(Z, Y, X): re-import one channel or time point"
+            )
+    return levels, scales
