@@ -77,11 +77,11 @@ def test_cli_refuses_a_scan_another_process_writes_and_a_kill_frees_it(
 ):
     scan, model = trained
     before = scan.read_annotations().copy()
-    for command in (["predict"], ["flag"], ["import", str(scan.path), "--overwrite"]):
-        if command[0] == "import":
-            argv = ["import", str(scan.path), str(scan.path), "--overwrite"]
-        else:
-            argv = [*command, str(scan.path), "--model", str(model)]
+    for argv in (
+        ["predict", str(scan.path), "--model", str(model)],
+        ["flag", str(scan.path), "--model", str(model)],
+        ["import", str(scan.path), str(scan.path), "--overwrite"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "being written by asymseg predict" in err, err

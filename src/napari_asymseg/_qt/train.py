@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_asymseg._qt.forms import LossParams, choice_box, real_box, schema_default, whole_box
 from napari_asymseg._qt.layers import show_preview, show_results
-from napari_asymseg._qt.plots import CurvesWidget, MarginHistogramWidget
+from napari_asymseg._qt.plots import SERIES, CurvesWidget, MarginHistogramWidget
 from napari_asymseg.config import Config, LossConfig, asym_combined, rule
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
@@ -257,17 +257,7 @@ class TrainSection(QWidget):
             pbar.set_description(f"training (loss {event.loss:.3f})")
             pbar.update(1)
         elif isinstance(event, EpochEnd):
-            self.curves.add(
-                event.step,
-                {
-                    "dsc": event.dsc,
-                    "sensitivity": event.sensitivity,
-                    "precision": event.precision,
-                    "train_loss": event.train_loss,
-                    "val_loss": event.val_loss,
-                    "logit_shift": event.logit_shift,
-                },
-            )
+            self.curves.add(event.step, {k: getattr(event, k) for k in SERIES})
             self.diagnostics.set(event.step, event.train_hist, event.val_hist, event.logit_shift)
             self.status.setText(
                 f"step {event.step}: DSC {event.dsc:.3f}, sensitivity {event.sensitivity:.3f}, "

@@ -117,11 +117,10 @@ def _report_training(events: Iterable[object], ranks: str) -> None:
         elif isinstance(event, Notice):
             (bar.write if bar is not None else print)(f"note: {event.message}", file=sys.stderr)
         elif isinstance(event, Finished):
-            if bar is not None:
-                bar.close()
-            print(
+            finish(
+                bar,
                 f"best validation DSC {event.best_dsc:.3f} at step {event.best_step} "
-                f"({event.seconds:.0f} s); model in {event.model_dir}"
+                f"({event.seconds:.0f} s); model in {event.model_dir}",
             )
 
 
@@ -182,3 +181,10 @@ def progress(total: int, desc: str, initial: int = 0):
         dynamic_ncols=True,
         disable=None,
     )
+
+
+def finish(bar, line: str) -> None:
+    """Close the progress bar (if one was shown), then print the command's summary line."""
+    if bar is not None:
+        bar.close()
+    print(line)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_asymseg.cli.commands import progress
+from napari_asymseg.cli.commands import finish, progress
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store.atomic import temporary_name, write_json
 from napari_asymseg.store.lock import ScanLock
@@ -42,11 +42,10 @@ def _predict(args: argparse.Namespace) -> None:
             bar.n = event.done
             bar.refresh()
         elif isinstance(event, PredictionDone):
-            if bar is not None:
-                bar.close()
-            print(
+            finish(
+                bar,
                 f"prediction written to {event.scan} ({event.foreground_voxels:,} foreground "
-                f"voxels, {event.seconds:.1f} s)"
+                f"voxels, {event.seconds:.1f} s)",
             )
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
+from napari_asymseg.store.annotations import tally
 
 
 def scan_summary(scan) -> dict:
     """Shape, spacing and annotation statistics of a scan, as shown by ``asymseg info``."""
-    counts = scan.annotation_counts()  # {annotation code: voxels}, read slab by slab
-    annotated = sum(c for v, c in counts.items() if v != NOT_ANNOTATED)
-    foreground = sum(c for v, c in counts.items() if v > BACKGROUND)
-    background = counts.get(BACKGROUND, 0)
-    per_class = {name: counts.get(code_of_class(k), 0) for k, name in enumerate(scan.classes, 1)}
+    n = tally(scan.annotation_counts(), len(scan.classes))  # read slab by slab
+    annotated, background, foreground = n["annotated"], n["background"], n["foreground"]
+    per_class = {name: n["per_class"][k] for k, name in enumerate(scan.classes, 1)}
     return {
         "path": str(scan.path),
         "shape (Z, Y, X)": list(scan.shape),

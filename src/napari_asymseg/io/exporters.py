@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -27,8 +26,9 @@ from napari_asymseg.io.importers import (
     suffix,
 )
 from napari_asymseg.store import annotations as codes
-from napari_asymseg.store.atomic import make_folder, swap_in, temporary_name, write_with
-from napari_asymseg.store.scan import Scan, read
+from napari_asymseg.store.arrays import read
+from napari_asymseg.store.atomic import make_folder, replacing, write_with
+from napari_asymseg.store.scan import Scan
 
 MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
 
@@ -80,12 +80,8 @@ def export_mask(
     elif ext in TIFF:
         write_with(out, lambda f: _write_tiff(scan, mask, f))
     else:
-        tmp = temporary_name(out)
-        try:
+        with replacing(out) as tmp:
             _write_ome_labels(scan, mask, tmp, what)
-            swap_in(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

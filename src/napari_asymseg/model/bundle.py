@@ -183,15 +183,12 @@ def _publish(tmp: Path, target: Path, root_name: str, zip: bool) -> None:  # noq
     if not zip:
         atomic.swap_in(tmp, target)
         return
-    zipped = atomic.temporary_name(target)
-    try:
-        with open(zipped, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-            for file in sorted(tmp.rglob("*")):
-                if file.is_file():
-                    zf.write(file, Path(root_name) / file.relative_to(tmp))
-        atomic.swap_in(zipped, target)
-    finally:
-        zipped.unlink(missing_ok=True)
+    with (
+        atomic.replacing(target) as zipped,
+        zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
+        for file in sorted(f for f in tmp.rglob("*") if f.is_file()):
+            zf.write(file, Path(root_name) / file.relative_to(tmp))
 
 
 def _export_onnx(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

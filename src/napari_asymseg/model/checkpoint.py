@@ -154,7 +154,7 @@ def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, list | tuple) else v
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import monai
 
     return {
@@ -164,7 +164,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _plan_dict(plan: NetworkPlan) -> dict[str, Any]:
+def plan_dict(plan: NetworkPlan) -> dict[str, Any]:
     return {
         "patch_size": list(plan.patch_size),
         "kernels": [list(k) for k in plan.kernels],

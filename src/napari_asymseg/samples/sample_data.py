@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store.annotations import NOT_ANNOTATED, from_mask
-from napari_asymseg.store.atomic import swap_in, temporary_name
+from napari_asymseg.store.atomic import make_folder, replacing
 from napari_asymseg.store.scan import Scan
 
 SAMPLE_NAME = "sample-lesions.zarr"
@@ -93,14 +93,13 @@ def sample_scan(home: str | os.PathLike | None = None, *, fresh: bool = False) -
     target = home / "samples" / SAMPLE_NAME
     if target.exists() and not fresh:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     source = committed_sample()
     if source is None:  # an install without the committed copy: regenerate it, deterministically
         write_sample_scan(target, overwrite=True)
         return target
-    tmp = temporary_name(target)
-    shutil.copytree(source, tmp)
-    swap_in(tmp, target)  # a crash leaves the old copy or the new one, never half of one
+    with replacing(target) as tmp:  # a crash leaves the old copy or the new one, never half
+        shutil.copytree(source, tmp)
     return target
 
 

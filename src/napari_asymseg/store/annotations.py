@@ -17,6 +17,7 @@ converts between them calls this module, never a literal offset.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -69,10 +70,15 @@ def counts(annotations: Any, num_classes: int | None = None) -> dict[str, Any]:
     ``num_classes`` (K) lists every class, painted or not; otherwise only the painted ones.
     """
     values = np.bincount(np.asarray(annotations, dtype=np.uint8).ravel(), minlength=2)
-    per_class = {class_of_code(c): int(n) for c, n in enumerate(values) if c > BACKGROUND and n}
+    return tally(dict(enumerate(values.tolist())), num_classes)
+
+
+def tally(code_voxels: Mapping[int, int], num_classes: int | None = None) -> dict[str, Any]:
+    """:func:`counts` from voxels per annotation code (``Scan.annotation_counts``)."""
+    per_class = {class_of_code(c): int(n) for c, n in code_voxels.items() if c > BACKGROUND and n}
     if num_classes is not None:
         per_class = {k: per_class.get(k, 0) for k in range(1, num_classes + 1)}
-    background = int(values[BACKGROUND])
+    background = int(code_voxels.get(BACKGROUND, 0))
     foreground = sum(per_class.values())
     return {
         "annotated": background + foreground,

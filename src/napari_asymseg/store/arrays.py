@@ -9,7 +9,6 @@ writes: its local store writes each chunk to a temporary file and renames it int
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,12 @@ def write_array(group: zarr.Group, key: str, data: np.ndarray, chunks: Sequence[
     arr[...] = data
 
 
-def temporary_key(key: str) -> str:
-    """The key of a fresh ``.tmp-`` sibling of ``key`` (``results/.tmp-risk-xxxxxxxx``)."""
-    parent, _, name = key.rpartition("/")
-    tmp = atomic.temporary_name(name).name
-    return f"{parent}/{tmp}" if parent else tmp
-
-
 def replace_array(
     group: zarr.Group, root: Path, key: str, data: np.ndarray, chunks: Sequence[int]
 ) -> zarr.Array:
     """Replace the array ``key`` of the group stored at ``root`` with ``data``, atomically."""
-    tmp_key = temporary_key(key)
-    try:
-        write_array(group, tmp_key, data, chunks)
-        atomic.swap_in(root / tmp_key, root / key)
-    finally:
-        shutil.rmtree(root / tmp_key, ignore_errors=True)
+    with atomic.replacing(root / key) as tmp:  # results/risk -> results/.tmp-risk-xxxxxxxx
+        write_array(group, tmp.relative_to(root).as_posix(), data, chunks)
     return group[key]  # type: ignore[return-value]
 
 

@@ -138,6 +138,25 @@ def swap_in(new: str | os.PathLike, target: str | os.PathLike) -> None:
         _remove(old)
 
 
+@contextmanager
+def replacing(target: str | os.PathLike, *, inside: bool = False) -> Iterator[Path]:
+    """A fresh temporary path to build the new ``target`` in (a folder, or a file written
+    whole); swapped in for ``target`` when the block ends, removed when it fails.
+
+    ``inside`` puts it in ``target`` itself (a new ``results/`` built in ``results/.tmp-…``),
+    otherwise it is ``target``'s sibling.
+    """
+    target = Path(target)
+    tmp = temporary_name(target)
+    if inside:
+        tmp = target / tmp.name
+    try:
+        yield tmp
+        swap_in(tmp, target)
+    finally:
+        _remove(tmp)
+
+
 def recover(parent: str | os.PathLike, only: str | None = None) -> list[str]:
     """Finish or roll back what a crash left in ``parent`` (for the entry ``only``, or all).
 

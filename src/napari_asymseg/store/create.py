@@ -10,7 +10,6 @@ leaves the old scan or the new one, which :meth:`Scan.open` sorts out). It retur
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -20,6 +19,7 @@ import zarr
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store import atomic
+from napari_asymseg.store.annotations import code_of_class
 from napari_asymseg.store.arrays import write_array
 from napari_asymseg.store.geometry import (
     affine_from_spacing,
@@ -66,7 +66,7 @@ def build(
     shape = tuple(int(s) for s in image.shape)
     ann = np.zeros(shape, np.uint8) if annotations is None else annotations
     n = len(classes)
-    check_labels(ann, ANNOTATIONS, shape, max_value=n + 1, n_classes=n)
+    check_labels(ann, ANNOTATIONS, shape, max_value=code_of_class(n), n_classes=n)
     if ground_truth is not None:
         check_labels(ground_truth, GROUND_TRUTH, shape, max_value=n, n_classes=n)
     attrs = {
@@ -78,17 +78,13 @@ def build(
     }
     chunks = tuple(chunks) if chunks else default_chunks(shape)
     atomic.make_folder(path.parent)
-    tmp = atomic.temporary_name(path)
-    try:
+    with atomic.replacing(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=cast(Literal[2, 3], zarr_format))
         root.attrs[ATTRS_KEY] = attrs
         _write_image(root, image, spacing, chunks, multiscale)
         write_array(root, ANNOTATIONS, np.asarray(ann, dtype=np.uint8), chunks)
         if ground_truth is not None:
             write_array(root, GROUND_TRUTH, np.asarray(ground_truth, np.uint8), chunks)
-        atomic.swap_in(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _geometry(

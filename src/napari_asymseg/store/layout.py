@@ -82,19 +82,17 @@ def check_scan_attrs(path: Path, meta: dict[str, Any]) -> None:
         raise ScanError(f"{path}: {problem}: re-import the image, or restore the scan")
 
 
-def image_levels(
-    path: Path, group: zarr.Group, base: tuple[float, ...]
-) -> tuple[list[zarr.Array], list[tuple[float, ...]]]:
-    """The image's resolution levels, finest first, and each level's voxel size.
+def image_levels(path: Path, group: zarr.Group) -> list[zarr.Array]:
+    """The image's resolution levels, finest first.
 
-    A plain ``image`` array is one level of spacing ``base``; an OME-Zarr multiscale group
-    lists its levels and scales in its ``multiscales`` metadata.
+    A plain ``image`` array is one level; an OME-Zarr multiscale group lists its levels in its
+    ``multiscales`` metadata.
     """
     if IMAGE not in group:
         raise ScanError(f"{path} has no '{IMAGE}': re-import the image")
     node = group[IMAGE]
     if isinstance(node, zarr.Array):
-        levels, scales = [node], [base]
+        levels = [node]
     else:
         ms = multiscale_meta(dict(node.attrs))
         if ms is None:
@@ -102,16 +100,11 @@ def image_levels(
                 f"{path}/{IMAGE} is a group without OME-Zarr 'multiscales' metadata: "
                 "re-import the image"
             )
-        levels, scales = [], []
-        for ds in ms["datasets"]:
-            levels.append(cast(zarr.Array, node[ds["path"]]))
-            transforms = ds.get("coordinateTransformations", [])
-            scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
-            scales.append(tuple(float(s) for s in scale[-3:]) if scale else base)
+        levels = [cast(zarr.Array, node[ds["path"]]) for ds in ms["datasets"]]
     for level in levels:
         if level.ndim != 3:
             raise ScanError(
                 f"{path}: the image has {level.ndim} dimensions, a scan needs 3 "
                 "(Z, Y, X): re-import one channel or time point"
             )
-    return levels, scales
+    return levels

@@ -64,8 +64,7 @@ def writing_results(
         check_result_name(name)
     old = group.require_group(RESULTS)
     target = root / RESULTS
-    fresh = target / atomic.temporary_name(target).name
-    try:
+    with atomic.replacing(target, inside=True) as fresh:
         new = group.create_group(f"{RESULTS}/{fresh.name}", attributes=dict(old.attrs))
         chunks = default_chunks(shape)
         arrays = {
@@ -78,6 +77,3 @@ def writing_results(
         for name in RESULT_NAMES:
             if name not in dtypes and (target / name).is_dir():
                 shutil.copytree(target / name, fresh / name)
-        atomic.swap_in(fresh, target)
-    finally:
-        shutil.rmtree(fresh, ignore_errors=True)

@@ -41,6 +41,7 @@ import zarr
 from napari_asymseg.errors import ClearError, ScanError, cause
 from napari_asymseg.store import atomic, create
 from napari_asymseg.store import results as result_arrays
+from napari_asymseg.store.annotations import code_of_class
 from napari_asymseg.store.arrays import read, replace_array
 from napari_asymseg.store.geometry import default_chunks, multiscale_meta
 from napari_asymseg.store.layout import (
@@ -58,6 +59,7 @@ from napari_asymseg.store.layout import (
     check_values,
     image_levels,
 )
+from napari_asymseg.store.lock import ScanLock
 
 
 def _open_group(path: Path, mode: str) -> zarr.Group:
@@ -84,8 +86,7 @@ class Scan:
         self.path = path
         self.group = group
         self._meta: dict[str, Any] = dict(cast(dict, group.attrs.get(ATTRS_KEY) or {}))
-        base = tuple(float(s) for s in self._meta.get("spacing", (1.0, 1.0, 1.0)))
-        self._image_levels, self._image_scales = image_levels(path, group, base)
+        self._image_levels = image_levels(path, group)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -230,7 +231,7 @@ class Scan:
 
     @property
     def is_multiscale(self) -> bool:
-        return len(self._image_levels) > 1 or isinstance(self.group[IMAGE], zarr.Group)
+        return isinstance(self.group[IMAGE], zarr.Group)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -310,11 +311,12 @@ class Scan:
             region touches are rewritten, which keeps autosave after a brush stroke cheap.
         """
         data, n = np.asarray(data), len(self.classes)
+        top = code_of_class(n)
         if region is None:
-            check_labels(data, ANNOTATIONS, self.shape, max_value=self.num_classes, n_classes=n)
+            check_labels(data, ANNOTATIONS, self.shape, max_value=top, n_classes=n)
             self._replace(ANNOTATIONS, data.astype(np.uint8))
             return
-        check_values(data, ANNOTATIONS, max_value=self.num_classes, n_classes=n)
+        check_values(data, ANNOTATIONS, max_value=top, n_classes=n)
         self.annotations[region] = data.astype(np.uint8)
 
     def annotation_counts(self) -> dict[int, int]:
@@ -375,8 +377,6 @@ def _recover_unless_busy(path: Path) -> None:
     folder (a scan created over an old one), the scan (an array, or the set of results) and
     ``results/`` (one result, or the new set being written).
     """
-    from napari_asymseg.store.lock import ScanLock
-
     lock = ScanLock(path, "recovery")
     try:
         lock.acquire()

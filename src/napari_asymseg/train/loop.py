@@ -84,6 +84,7 @@ def _fit(
     """:func:`fit` in this process; ``world`` is the torchrun process group (or None)."""
     run = prepare(scan, config, model_dir, init=init, resume=resume, world=world)
     yield _started(run)
+    stopped_early = False
     try:
         with _torch_settings(run.cfg):
             if run.fine_tune and run.step == 0 and run.data.val is not None:
@@ -95,7 +96,7 @@ def _fit(
                     continue
                 yield validate(run)
                 if _patience_ran_out(run):
-                    run.stopped_early = True
+                    stopped_early = True
                     break
     except torch.cuda.OutOfMemoryError:
         raise TrainingError(
@@ -111,7 +112,7 @@ def _fit(
         best_step=run.best_step,
         best_dsc=run.best_dsc,
         steps_done=run.step,
-        stopped_early=run.stopped_early,
+        stopped_early=stopped_early,
         seconds=time.perf_counter() - run.t0,
     )
     yield done

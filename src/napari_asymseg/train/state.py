@@ -17,7 +17,7 @@ import torch
 
 from napari_asymseg.config import Config, check_config, config_to_dict
 from napari_asymseg.errors import ScanError
-from napari_asymseg.model.checkpoint import CHECKPOINT, _plan_dict, _versions, model_from_checkpoint
+from napari_asymseg.model.checkpoint import CHECKPOINT, model_from_checkpoint, plan_dict, versions
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.model.losses import build_loss
 from napari_asymseg.model.networks import NetworkPlan, build_model, plan_network
@@ -55,7 +55,6 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)  # since the last validation
     train_margins: list[np.ndarray] = field(default_factory=list)
-    stopped_early: bool = False
     t0: float = field(default_factory=time.perf_counter)
     step_fn: StepFn = field(init=False)
 
@@ -183,13 +182,13 @@ def _resumed(
 def _meta(scan: Scan, cfg: Config, plan: NetworkPlan, data: ScanData) -> dict[str, Any]:
     return {
         "config": config_to_dict(cfg),
-        "plan": _plan_dict(plan),
+        "plan": plan_dict(plan),
         "num_classes": data.num_classes,
         "classes": list(scan.classes),
         "spacing": list(data.spacing),
         "annotations_hash": data.annotations_hash,
         "seed": cfg.train.seed,
-        "versions": _versions(),
+        "versions": versions(),
         "scan": str(scan.path),
     }
 
