@@ -194,7 +194,8 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path, log) -> dict[str, 
     log(f"seed {seed}: {int(vol['gt'].sum())} lesion voxels in the training half")
     init_model = root / "model-initial"
     init_fit = cached_fit(Scan.open(base_scan), cfg, init_model, log=log)
-    if init_fit["best_val_dsc"] < args.min_init_dsc:
+    # None: nothing was held out (fewer than 3 runs of lesion slices), nothing to judge by
+    if init_fit["best_val_dsc"] is not None and init_fit["best_val_dsc"] < args.min_init_dsc:
         log(
             f"  the initial model's best validation DSC is {init_fit['best_val_dsc']:.2f} "
             f"< {args.min_init_dsc}: seed skipped (a model that finds nothing has no flags)"

@@ -375,8 +375,12 @@ TABLE: dict[str, Row] = {
         "invalid choice",
     ),
     "train unknown loss parameter": (
-        train_with("--loss-param", "x=1"),
+        train_with("--loss", "asym_focal", "--loss-param", "x=1"),
         "no parameter",
+    ),
+    "train unknown parameter of the default combined loss": (
+        train_with("--loss-param", "x=1"),
+        "has parameter 'x'; valid: ['eps', 'gamma', 'margin'",
     ),
     "train non-numeric loss parameter": (
         train_with("--loss-param", "margin=abc"),

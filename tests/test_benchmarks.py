@@ -188,3 +188,31 @@ def test_monai_loop_batches_follow_the_engine_pools(scan):
         assert set(label.unique().tolist()) <= {-1, 0, 1}
         # every patch is centred on an annotated voxel: never a patch with nothing to learn
         assert all((label[i] >= 0).any() for i in range(3))
+
+
+def test_real_scans_quick(tmp_path):
+    import real_scans
+
+    out = tmp_path / "rs.json"
+    data = real_scans.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["table"]["header"] == real_scans.HEADER
+    records = data["records"]
+    assert set(records) == {"synthetic/ours/0", "synthetic/forest/0"}
+    for rec in records.values():
+        assert 0 <= rec["dsc"] <= 1 and rec["lesions_found"] + rec["lesions_missed"] > 0
+        assert rec["painted"]["lesion"] and rec["painted"]["empty"]
+    ours = records["synthetic/ours/0"]
+    assert math.isfinite(ours["shown"]) and ours["train_s"] > 0  # the estimate is recorded
+    # resumable: a second run reads the records instead of training again
+    again = real_scans.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert again["records"]["synthetic/ours/0"]["wall_s"] == ours["wall_s"]
+
+
+def test_protocol_slices_paint_two_lesion_slices_and_one_empty():
+    import real_scans
+
+    truth = np.zeros((30, 4, 4), np.uint8)
+    truth[9:19, 1:3, 1:3] = 1
+    lesion, empty = real_scans.protocol_slices(truth)
+    assert lesion == (12, 15) and len(empty) == 1 and not truth[empty[0]].any()

@@ -36,7 +36,17 @@ class DataConfig:
     p_fg: float = opt(0.33, "share of patches centred on annotated foreground (0.8 hurts)")
     normalisation: str = opt("zscore", "zscore (over the scan) or window (CT, see --window)")
     window: tuple[float, float] = opt((-160.0, 240.0), "CT window LOW HIGH in HU")
-    val_fraction: float = opt(0.25, "share of annotated slices held out for validation")
+    val_fraction: float = opt(
+        0.25, "share of annotated slices held out for validation (from 3 runs of lesion slices on)"
+    )
+    unpainted: str = opt(
+        "forest",
+        "what unpainted voxels teach: forest (a random forest's labels), background, ignore",
+    )
+    unpainted_share: float = opt(0.5, "share of a patch's unpainted voxels that are labelled")
+    p_anywhere: float = opt(
+        0.5, "share of the other patches centred anywhere, not only on painted slices"
+    )
     augment: bool = opt(True, "random in-plane flips, intensity scale/shift, noise")
     asym_augment_p: float = opt(
         1.0, "augment background-centred patches with this probability (foreground: always)"
@@ -56,7 +66,7 @@ class ModelConfig:
 class LossConfig:
     """The loss; ``name`` is a key of :data:`napari_asymseg.model.losses.LOSSES`."""
 
-    name: str = opt("asym_focal", "loss function (see asymseg train --help)")
+    name: str = opt("dice_asym_focal", "loss function (see asymseg train --help)")
     params: dict[str, Any] = opt({}, "loss parameters, e.g. margin=1 gamma=2")
 
 
@@ -82,7 +92,7 @@ class RegularizerConfig:
 class TrainConfig:
     """The optimisation run."""
 
-    steps: int = opt(120, "optimizer steps in total (one batch each; ~1 min on 2 CPU cores)")
+    steps: int = opt(240, "optimizer steps in total (one batch each; ~1 min on 2 CPU cores)")
     val_every: int = opt(20, "validate every this many steps (one point on each curve)")
     batch_size: int = opt(2, "patches per step (small batches help under imbalance)")
     lr: float = opt(3e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
@@ -92,6 +102,11 @@ class TrainConfig:
     device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     amp: str = opt(
         "auto", "mixed precision: auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16), off, bf16, fp16"
+    )
+    estimate: bool = opt(
+        True,
+        "after training, estimate the quality on unpainted slices by cross-validation over "
+        "the painted slices (2-3 more runs)",
     )
     deterministic: bool = opt(False, "deterministic algorithms (slower)")
     threads: int = opt(0, "CPU threads for torch (0: all cores)")
@@ -271,6 +286,11 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("data", "normalisation"): Rule("zscore or window", "choice", choices=("zscore", "window")),
     ("data", "window"): Rule("LOW HIGH with LOW < HIGH", items=(2, 2), check=lambda v: v[0] < v[1]),
     ("data", "val_fraction"): Rule("a share between 0 and 0.9", low=0, high=0.9),
+    ("data", "unpainted"): Rule(
+        "forest, background or ignore", "choice", choices=("forest", "background", "ignore")
+    ),
+    ("data", "unpainted_share"): Rule("a share between 0 and 1", low=0, high=1),
+    ("data", "p_anywhere"): Rule("a share between 0 and 1", low=0, high=1),
     ("data", "asym_augment_p"): Rule("a probability between 0 and 1", low=0, high=1),
     ("model", "filters"): Rule(
         "at least 3 whole numbers >= 1, e.g. 16 32 64 128", "whole", 1, items=(3, math.inf)

@@ -75,6 +75,10 @@ def test_train_then_prediction_appears(dock, qtbot):
     assert section.diagnostics.step == 4
     assert dock.current_model() is not None
     assert Scan.open(dock.scan.path).result("prediction") is not None
+    # then, with the prediction on screen, the quality on unpainted slices is estimated
+    qtbot.waitUntil(lambda: "estimated DSC on unpainted" in section.quality.text(), timeout=120_000)
+    qtbot.waitUntil(lambda: not section.running, timeout=120_000)
+    assert (dock.current_model() / "quality.json").is_file()
 
 
 def test_cancel_acts_within_a_step(dock, qtbot, monkeypatch):

@@ -84,8 +84,10 @@ def test_bad_training_input_exit_2(tmp_path, capsys):
 def test_flag_writes_heatmap_and_ranked_json(tmp_path, capsys):
     scan = tiny_scan(tmp_path / "s.zarr")
     model = str(tmp_path / "m")
-    # few steps: a weak model that misses lesion voxels, so there is something to flag
-    assert main(["train", str(scan.path), "--out", model, "--steps", "6", *TINY]) == 0
+    # few steps and no forest teacher: a weak model that misses lesion voxels, so there is
+    # something to flag
+    weak = ["--steps", "6", "--unpainted", "ignore", "--p-anywhere", "0", "--no-estimate"]
+    assert main(["train", str(scan.path), "--out", model, *weak, *TINY]) == 0
     assert main(["flag", str(scan.path)]) == 2  # no prediction yet: a clear error
     assert "no risk map" in capsys.readouterr().err
     out = tmp_path / "flags.json"

@@ -68,9 +68,10 @@ def test_a_local_cluster_predicts_and_flags_as_one_process(tmp_path):
         )
     assert len(dask_flags) == len(flags)
     for a, b in zip(dask_flags, flags, strict=True):
-        assert dataclasses.replace(a, expected_missed=0, expected_mm3=0, max_risk=0) == (
-            dataclasses.replace(b, expected_missed=0, expected_mm3=0, max_risk=0)
-        )
+        # the risk agrees to 2e-3 (above): of two near-equal peaks the other may be highest
+        assert max(abs(p - q) for p, q in zip(a.center, b.center, strict=True)) <= 1
+        same = {"expected_missed": 0, "expected_mm3": 0, "max_risk": 0, "center": (0, 0, 0)}
+        assert dataclasses.replace(a, **same) == dataclasses.replace(b, **same)
         assert a.expected_missed == pytest.approx(b.expected_missed, rel=1e-4)
 
 

@@ -9,7 +9,10 @@ def test_anisotropic_plan_keeps_thick_slices():
     plan = plan_network((5.0, 0.7, 0.7), (40, 512, 512), 4)
     assert plan.kernels[0] == (1, 3, 3)  # no blurring across 5 mm slices at full resolution
     assert plan.strides[1] == (1, 2, 2)  # pool in-plane first
-    assert plan.strides[-1] == (2, 2, 2)  # pool z once in-plane voxels have grown
+    # never pool the thick axis (no slice-parity artefact), but see the neighbouring slices
+    # once in-plane voxels have grown
+    assert all(s[0] == 1 for s in plan.strides)
+    assert plan.kernels[-1] == (3, 3, 3)
     z_extent = plan.patch_size[0] * 5.0
     y_extent = plan.patch_size[1] * 0.7
     assert 0.5 < z_extent / y_extent < 2.0  # similar physical size along every axis
@@ -46,3 +49,9 @@ def test_bad_model_config():
         build_model(ModelConfig(name="vit"), plan)
     with pytest.raises(ValueError, match="at least 3"):
         build_model(ModelConfig(filters=(4, 8)), plan)
+
+
+def test_only_axes_thick_in_the_scan_are_never_pooled():
+    # 2 mm next to 0.8 mm is thick (2.5x); 1.5 mm next to 1 mm is not
+    assert all(s[0] == 1 for s in plan_network((2.0, 0.8, 0.8), (40, 112, 112), 4).strides)
+    assert any(s[0] == 2 for s in plan_network((1.5, 1.0, 1.0), (64, 64, 64), 4).strides)

@@ -117,3 +117,47 @@ def test_scan_data_refuses_what_cannot_train(tmp_path, volume, painted, message)
     scan = Scan.create(tmp_path / "s.zarr", volume, spacing=(1.0, 1.0, 1.0), annotations=ann)
     with pytest.raises(ScanError, match=message):
         ScanData.from_scan(scan, DataConfig())
+
+
+def test_split_keeps_two_runs_of_lesion_slices_for_training():
+    target = np.full((20, 8, 8), IGNORE, np.int16)
+    for z in (4, 12):  # two painted lesion slices: holding one out would halve the lesion
+        target[z] = 0
+        target[z, 2:4, 2:4] = 1
+    target[17] = 0
+    train, val = split_validation(target, 0.25, seed=0)
+    assert val is None and train is target
+
+
+def _painted(tmp_path, unpainted, share):
+    from engine_helpers import tiny_scan
+
+    scan = tiny_scan(tmp_path / f"{unpainted}-{share}.zarr")
+    cfg = DataConfig(unpainted=unpainted, unpainted_share=share, augment=False, val_fraction=0)
+    data = ScanData.from_scan(scan, cfg)
+    return data, PatchSampler(data, (16, 40, 40), cfg, seed=0), scan.read_annotations()
+
+
+@pytest.mark.parametrize("unpainted", ["forest", "background"])
+def test_unpainted_voxels_teach_a_share_of_their_labels(tmp_path, unpainted):
+    data, sampler, ann = _painted(tmp_path, unpainted, 0.5)
+    unpainted_voxels = ann == codes.NOT_ANNOTATED
+    assert (data.unpainted[~unpainted_voxels] == IGNORE).all()  # painted: their own class
+    if unpainted == "background":
+        assert (data.unpainted[unpainted_voxels] == 0).all()
+    _, y = sampler.sample(1)  # the patch is the whole scan
+    y = y[0].numpy()
+    np.testing.assert_array_equal(y[~unpainted_voxels], data.train[~unpainted_voxels])
+    taken = y[unpainted_voxels] >= 0
+    assert 0.4 < taken.mean() < 0.6  # about half of the unpainted voxels carry a label
+    np.testing.assert_array_equal(
+        y[unpainted_voxels][taken], data.unpainted[unpainted_voxels][taken]
+    )
+
+
+def test_unpainted_share_zero_and_ignore_leave_them_unlabelled(tmp_path):
+    for unpainted, share in (("forest", 0.0), ("ignore", 0.5)):
+        data, sampler, ann = _painted(tmp_path, unpainted, share)
+        _, y = sampler.sample(1)
+        assert (y[0].numpy()[ann == codes.NOT_ANNOTATED] == IGNORE).all()
+    assert data.unpainted is None

@@ -34,6 +34,7 @@ from napari_asymseg.config import Config, LossConfig, asym_combined, rule
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
 from napari_asymseg.model.losses import LOSSES
+from napari_asymseg.train.estimate import FoldDone, QualityEstimate, estimate_quality, folds_of
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
 
@@ -50,6 +51,7 @@ class TrainSection(QWidget):
         self.pbar: progress | None = None
         self.started_at = 0.0
         self.first_overlay_s: float | None = None
+        self.pending_estimate: tuple[Config, Any, Any] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._model_form())
@@ -64,6 +66,13 @@ class TrainSection(QWidget):
         layout.addWidget(self.status)
         self.curves = CurvesWidget()
         layout.addWidget(self.curves)
+        self.quality = QLabel("")
+        self.quality.setWordWrap(True)
+        self.quality.setToolTip(
+            "the model's quality on the slices nobody painted, estimated after each training "
+            "by cross-validation over the painted slices (docs/training.md)"
+        )
+        layout.addWidget(self.quality)
         self.diagnostics = MarginHistogramWidget()
         self.diagnostics.setToolTip(
             "foreground margin z_fg - z_bg on training patches vs held-out slices (Li et al. "
@@ -100,6 +109,17 @@ class TrainSection(QWidget):
         self.patch.setPlaceholderText("auto (planned from the spacing)")
         self.patch.setToolTip("patch size Z Y X in voxels, e.g. 16 64 64; empty = auto")
         self.batch = whole_box("train", "batch_size")
+        self.unpainted = choice_box("data", "unpainted")
+        self.unpainted.setToolTip(
+            "what the voxels nobody painted teach: forest (labels of a random forest trained "
+            "on the painted voxels), background, or ignore (docs/training.md)"
+        )
+        self.estimate_box = QCheckBox("estimate the quality on unpainted slices")
+        self.estimate_box.setChecked(bool(schema_default("train", "estimate")))
+        self.estimate_box.setToolTip(
+            "after training, cross-validate over the painted slices (one more training per "
+            "run of lesion slices) and show the estimated DSC under the curves"
+        )
         self.device = QComboBox()
         self.device.addItems(_devices())
         form.addRow(self.adversarial)
@@ -111,9 +131,11 @@ class TrainSection(QWidget):
             ("steps", self.steps),
             ("patch", self.patch),
             ("batch", self.batch),
+            ("unpainted voxels", self.unpainted),
             ("device", self.device),
         ):
             form.addRow(label, widget)
+        form.addRow(self.estimate_box)
         return form
 
     def _buttons(self) -> QHBoxLayout:
@@ -149,6 +171,8 @@ class TrainSection(QWidget):
         cfg.data.patch_size = self.patch_size()
         cfg.train.steps = self.steps.value()
         cfg.train.batch_size = self.batch.value()
+        cfg.data.unpainted = self.unpainted.currentText()
+        cfg.train.estimate = self.estimate_box.isChecked()
         cfg.train.device = self.device.currentText()
         _validate_within(cfg)
         return cfg
@@ -212,7 +236,21 @@ class TrainSection(QWidget):
         self.diagnostics.clear()
         self.first_overlay_s = None
         self.started_at = time.perf_counter()
+        self.quality.setText("")
+        # the estimate runs once the prediction is on screen (_on_finished)
+        self.pending_estimate = (cfg, init, out) if cfg.train.estimate else None
         self._run(fit(scan, cfg, out, init=init), total=cfg.train.steps, desc="training")
+
+    def estimate(self) -> None:
+        """Estimate the new model's quality on unpainted slices (cross-validation)."""
+        scan, pending, self.pending_estimate = self.dock.scan, self.pending_estimate, None
+        if scan is None or pending is None or self.running:
+            return
+        cfg, init, out = pending
+        folds = len(folds_of(scan.read_annotations()))
+        self.quality.setText("estimating the quality on unpainted slices…")
+        gen = estimate_quality(scan, cfg, init=init, model_dir=out)
+        self._run(gen, total=folds * cfg.train.steps or None, desc="estimating quality")
 
     def predict(self) -> None:
         scan, model = self.dock.scan, self.dock.current_model()
@@ -223,7 +261,7 @@ class TrainSection(QWidget):
             return
         self._run(predict(scan, model), total=scan.shape[0], desc="predicting")
 
-    def _run(self, gen, *, total: int, desc: str) -> None:
+    def _run(self, gen, *, total: int | None, desc: str) -> None:
         self.engine_gen = gen
         self.pbar = progress(total=total, desc=desc)
         worker: Any = create_worker(_drain, gen, _ignore_errors=True)  # _on_error shows it
@@ -272,10 +310,17 @@ class TrainSection(QWidget):
             show_warning(event.message)
             self.status.setText(event.message)
         elif isinstance(event, Finished):
+            held_out = event.best_dsc == event.best_dsc  # NaN: nothing was held out
             self.status.setText(
                 f"done: best DSC {event.best_dsc:.3f} at step {event.best_step} "
                 f"({event.seconds:.0f} s)"
+                if held_out
+                else f"done in {event.seconds:.0f} s (all painted slices trained on)"
             )
+        elif isinstance(event, FoldDone):
+            self.quality.setText(f"estimating the quality: fold {event.fold} of {event.folds} done")
+        elif isinstance(event, QualityEstimate):
+            self.quality.setText(event.line())
         elif isinstance(event, WindowDone) and self.pbar is not None:
             pbar = self.pbar
             pbar.n = event.done
@@ -296,10 +341,14 @@ class TrainSection(QWidget):
             self.pbar.close()
             self.pbar = None
         self._set_running(False)
-        was_training = gen is not None and getattr(gen, "__name__", "") == "fit"
-        if was_training and self.dock.current_model() is not None:
+        name = getattr(gen, "__name__", "") if gen is not None else ""
+        if name == "fit" and self.dock.current_model() is not None:
             show_info("training finished: predicting the whole scan with the best model")
             self.predict()
+        elif name == "fit":
+            self.pending_estimate = None
+        elif name == "predict" and self.pending_estimate is not None:
+            self.estimate()
 
 
 def warm_up_torch() -> None:

@@ -75,13 +75,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from napari_asymseg.cli.options import config_from_args
     from napari_asymseg.config import PRESETS, Config, load_config
     from napari_asymseg.train.distributed import launch_from_env
+    from napari_asymseg.train.estimate import train_and_estimate
     from napari_asymseg.train.loop import fit
 
     base = load_config(args.config) if args.config else Config()
     base = PRESETS[args.preset](base) if args.preset else base
     cfg = config_from_args(args, base)
     launch = launch_from_env()  # under torchrun: one process per rank, rank 0 reports
-    events = fit(args.scan, cfg, args.out, init=args.init, resume=args.resume)
+    # the estimate repeats the recipe in this process: not under torchrun
+    train = fit if launch is not None else train_and_estimate
+    events = train(args.scan, cfg, args.out, init=args.init, resume=args.resume)
     if launch is not None and not launch.is_main:
         for _ in events:
             pass
@@ -91,12 +94,22 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _report_training(events: Iterable[object], ranks: str) -> None:
-    """Print the training events: a start line, a progress bar, one line per validation."""
+    """Print the training events: a start line, a progress bar, one line per validation, then
+    the estimate of the quality on unpainted slices."""
+    from napari_asymseg.train.estimate import FoldDone, QualityEstimate
     from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 
     bar = None
     for event in events:
-        if isinstance(event, Started):
+        if isinstance(event, StepEnd) and bar is None:  # the estimate's folds train
+            bar = progress(None, "estimating quality (cross-validation)", unit="step")
+        if isinstance(event, FoldDone):
+            line = f"fold {event.fold} of {event.folds}: DSC {event.dsc:.3f} on its left-out slices"
+            (bar.write if bar is not None else print)(line)
+        elif isinstance(event, QualityEstimate):
+            finish(bar, event.line())
+            bar = None
+        elif isinstance(event, Started):
             print(
                 f"training on {event.device}{ranks} (amp {event.amp}), {event.parameters:,} "
                 f"parameters, patch {event.patch_size}, {event.train_voxels:,} training and "
@@ -107,6 +120,9 @@ def _report_training(events: Iterable[object], ranks: str) -> None:
         elif isinstance(event, StepEnd) and bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        elif isinstance(event, EpochEnd) and event.dsc != event.dsc:  # nothing held out
+            line = f"step {event.step}: training loss {event.train_loss:.4f}"
+            (bar.write if bar is not None else print)(line)
         elif isinstance(event, EpochEnd):
             line = (
                 f"step {event.step}: val DSC {event.dsc:.3f}, sensitivity "
@@ -117,11 +133,13 @@ def _report_training(events: Iterable[object], ranks: str) -> None:
         elif isinstance(event, Notice):
             (bar.write if bar is not None else print)(f"note: {event.message}", file=sys.stderr)
         elif isinstance(event, Finished):
+            scored = f"best validation DSC {event.best_dsc:.3f} at step {event.best_step} "
             finish(
                 bar,
-                f"best validation DSC {event.best_dsc:.3f} at step {event.best_step} "
-                f"({event.seconds:.0f} s); model in {event.model_dir}",
+                (scored if event.best_dsc == event.best_dsc else "trained ")
+                + f"({event.seconds:.0f} s); model in {event.model_dir}",
             )
+            bar = None
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
@@ -169,7 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         run_viewer()
 
 
-def progress(total: int, desc: str, initial: int = 0):
+def progress(total: int | None, desc: str, initial: int = 0, unit: str | None = None):
     """A tqdm bar on stderr (silent when stderr is not a terminal)."""
     from tqdm import tqdm
 
@@ -177,7 +195,7 @@ def progress(total: int, desc: str, initial: int = 0):
         total=total,
         desc=desc,
         initial=initial,
-        unit="step" if desc == "train" else "slice",
+        unit=unit or ("step" if desc == "train" else "slice"),
         dynamic_ncols=True,
         disable=None,
     )

@@ -104,8 +104,8 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
 def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
     """Train with the default config (``steps`` steps); the best score and the curves."""
     from napari_asymseg.config import Config
+    from napari_asymseg.train.estimate import QualityEstimate, train_and_estimate
     from napari_asymseg.train.events import EpochEnd, Finished
-    from napari_asymseg.train.loop import fit
 
     cfg = Config()
     if steps is not None:
@@ -113,7 +113,7 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
         cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
     print(f"training {cfg.loss.name} for {cfg.train.steps} steps on the annotated slices ...")
     curves, training = [], None
-    for event in fit(scan, cfg, model_dir):
+    for event in train_and_estimate(scan, cfg, model_dir):
         if isinstance(event, EpochEnd):
             curves.append(
                 {
@@ -121,9 +121,10 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
                     "dsc": event.dsc,
                     "sensitivity": event.sensitivity,
                     "precision": event.precision,
+                    "train_loss": event.train_loss,
                 }
             )
-            print(f"  step {event.step}: validation DSC {event.dsc:.3f}")
+            print(f"  step {event.step}: training loss {event.train_loss:.4f}")
         elif isinstance(event, Finished):
             training = {
                 "best_dsc": event.best_dsc,
@@ -131,6 +132,15 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
                 "seconds": round(event.seconds, 1),
                 "curves": curves,
             }
+            print("estimating the quality on unpainted slices (cross-validation) ...")
+        elif isinstance(event, QualityEstimate) and training is not None:
+            training["estimated_unpainted"] = {
+                "dsc": event.dsc,
+                "sensitivity": event.sensitivity,
+                "precision": event.precision,
+                "how": event.note,
+            }
+            print(f"  {event.line()}")
     return training
 
 

@@ -275,6 +275,11 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "ss": SensitivitySpecificityLoss,
     "tversky": TverskyLoss,
     "combo": ComboLoss,
+    # the default: Dice keeps a rare class from vanishing (a network that predicts no lesion
+    # at all scores Dice 0, however small its focal loss), the asymmetric focal term keeps
+    # the rare class's gradient (docs/training.md)
+    "dice_asym_focal": partial(ComboLoss, losses="dice+asym_focal"),
+    "dice_ce": partial(ComboLoss, losses="dice+ce"),
 }
 
 
@@ -291,11 +296,14 @@ def loss_parameters(name: str) -> dict[str, tuple[Any, Any]]:
     Read from the registry's signature, so a GUI or CLI can build its widgets without a second
     list. Parameters fixed by the name (``asymmetric``) and ``**kwargs`` are left out.
     """
-    params = inspect.signature(_factory(name)).parameters.values()
+    factory = _factory(name)
+    params = inspect.signature(factory).parameters.values()
+    # a named combination (dice_asym_focal) fixes its terms
+    fixed = _FIXED | ({"losses"} if "losses" in getattr(factory, "keywords", {}) else set())
     return {
         p.name: (p.annotation, p.default)
         for p in params
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in _FIXED
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in fixed
     }
 
 

@@ -3,7 +3,9 @@
 Clinical scans are often anisotropic (5 mm slices next to 0.7 mm in-plane). Following nnU-Net
 (Isensee et al. 2021), :func:`plan_network` pools an axis only while its voxel size is less
 than twice the finest one, and uses in-plane (1x3x3) kernels at those levels, so thick slices
-are not blurred away in the first layers; the patch size is chosen to cover a similar physical
+are not blurred away in the first layers; unlike nnU-Net it never pools an axis that is thick
+in the scan (2x the finest spacing or more), whose neighbouring slices are seen by 3-wide
+kernels at the coarse levels instead. The patch size is chosen to cover a similar physical
 extent along every axis.
 """
 
@@ -51,12 +53,18 @@ def plan_network(
         Use this patch instead of planning one (it is rounded up to a multiple of the strides).
     """
     current = [float(s) for s in spacing]
+    thick = [s >= 2 * min(current) for s in current]
     kernels, strides = [], []
     size_left = list(patch_size) if patch_size else [max(1, int(extent_mm / s)) for s in spacing]
     for level in range(levels):
         finest = min(current)
         # pool (and use a full 3x3x3 kernel) only along axes not much coarser than the finest
-        pool = [c < 2 * finest and size_left[i] >= 8 for i, c in enumerate(current)]
+        # ... and never along an axis that is thick in the scan itself: a stride there gives
+        # alternate slices different decoder weights, and with a few painted slices the two
+        # parities learn different things (every other slice called lesion, docs/training.md)
+        pool = [
+            c < 2 * finest and size_left[i] >= 8 and not thick[i] for i, c in enumerate(current)
+        ]
         kernels.append(tuple(3 if c < 2 * finest else 1 for c in current))
         if level == levels - 1:
             break

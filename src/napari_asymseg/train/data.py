@@ -3,7 +3,13 @@
 Sparse annotations are the norm: a few slices or regions are labelled and the rest is ``0``
 (not annotated), which becomes ``ignore_index = -1`` for the loss. Validation uses annotated
 voxels the model never trains on: whole annotated slices (or slabs of dense annotations) are
-held out, so the metrics measure generalisation to unseen slices.
+held out, so the metrics measure generalisation to unseen slices. With few painted lesion
+slices nothing is held out (:data:`MIN_FG_GROUPS_TO_VALIDATE`): one of two lesion slices is
+half the lesion evidence.
+
+The unpainted voxels teach too (``data.unpainted``): each patch labels a share of them with a
+random forest's classes (:mod:`napari_asymseg.train.forest`) or as background, so the network
+sees the anatomy that nobody painted.
 """
 
 from __future__ import annotations
@@ -69,14 +75,26 @@ def annotation_hash(annotations: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(annotations).tobytes()).hexdigest()[:16]
 
 
+MIN_FG_GROUPS_TO_VALIDATE = 3
+"""Hold slices out for validation only when this many separate runs of lesion slices are
+painted, so that training keeps at least two: with two, holding one out halves what the
+network learns from (brain1: unpainted
+sensitivity 0.29 with one held out, 0.72 without, docs/training.md)."""
+
+WEAK = 1000
+"""Offset of the unpainted voxels' labels in the sampler's combined target."""
+
+
 def split_validation(
     target: np.ndarray, val_fraction: float, seed: int, group_depth: int = 8
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Hold out whole annotated slices (or slabs of ``group_depth`` slices) for validation.
 
     Returns ``(train, val)`` targets of the scan's shape; ``val`` is None when there is too
-    little annotation to hold any foreground out. Both keep foreground whenever the
-    annotation allows it, since a validation set without foreground measures nothing.
+    little annotation to hold any foreground out (fewer than
+    :data:`MIN_FG_GROUPS_TO_VALIDATE` runs of foreground slices). Both keep foreground
+    whenever the annotation allows it, since a validation set without foreground measures
+    nothing.
     """
     annotated = np.flatnonzero((target >= 0).any(axis=(1, 2)))
     has_fg = np.asarray((target >= 1).any(axis=(1, 2)))
@@ -87,7 +105,7 @@ def split_validation(
         else:
             groups.append([int(z)])
     fg_groups = [g for g in groups if has_fg[g].any()]
-    if len(fg_groups) < 2 or val_fraction <= 0:
+    if len(fg_groups) < MIN_FG_GROUPS_TO_VALIDATE or val_fraction <= 0:
         return target, None
     rng = np.random.default_rng(seed)
     n_val = max(1, int(round(val_fraction * len(groups))))
@@ -114,17 +132,22 @@ class ScanData:
     num_classes: int
     spacing: tuple[float, float, float]
     annotations_hash: str
+    unpainted: np.ndarray | None = None
+    """Labels of the voxels nobody painted (class indices, ``IGNORE`` elsewhere), or None."""
 
     @classmethod
-    def from_scan(cls, scan: Scan, cfg: DataConfig, seed: int = 0) -> ScanData:
-        """Load and check a scan's image and annotations for training.
+    def from_scan(
+        cls, scan: Scan, cfg: DataConfig, seed: int = 0, annotations: np.ndarray | None = None
+    ) -> ScanData:
+        """Load and check a scan's image and annotations (or ``annotations``) for training.
 
         Raises
         ------
         ScanError
             When nothing, or no foreground, is annotated.
         """
-        annotations = scan.read_annotations()
+        if annotations is None:
+            annotations = scan.read_annotations()
         counts = codes.counts(annotations)
         if counts["annotated"] == 0:
             raise ScanError(
@@ -143,14 +166,31 @@ class ScanData:
             )
         target = annotations_to_target(annotations)
         train, val = split_validation(target, cfg.val_fraction, seed)
+        image = normalise(read(scan.image), cfg)
         return cls(
-            image=normalise(read(scan.image), cfg),
+            image=image,
             train=train,
             val=val,
             num_classes=scan.num_classes,
             spacing=scan.spacing,
             annotations_hash=annotation_hash(annotations),
+            unpainted=unpainted_labels(image, train, annotations, cfg, seed),
         )
+
+
+def unpainted_labels(
+    image: np.ndarray, train: np.ndarray, annotations: np.ndarray, cfg: DataConfig, seed: int
+) -> np.ndarray | None:
+    """What the unpainted voxels teach (``cfg.unpainted``): the forest's classes, background,
+    or nothing (None). Painted voxels, held-out ones included, are ``IGNORE``."""
+    if cfg.unpainted == "ignore":
+        return None
+    unpainted = np.asarray(annotations) == codes.NOT_ANNOTATED
+    if cfg.unpainted == "background":
+        return np.where(unpainted, 0, IGNORE).astype(np.int16)
+    from napari_asymseg.train.forest import forest_labels
+
+    return np.where(unpainted, forest_labels(image, train, seed=seed), IGNORE).astype(np.int16)
 
 
 class PatchSampler:
@@ -172,6 +212,9 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         self.fg = self._centres(data.train >= 1, max_centres)
         self.any = self._centres(data.train >= 0, max_centres)
+        self.target = data.train  # the painted classes, and the unpainted ones offset by WEAK
+        if data.unpainted is not None:
+            self.target = np.where(data.unpainted >= 0, data.unpainted + WEAK, data.train)
         self._augment = _augmentation(seed) if cfg.augment else None
 
     def _centres(self, mask: np.ndarray, limit: int) -> np.ndarray:
@@ -185,8 +228,11 @@ class PatchSampler:
         xs, ys = [], []
         for _ in range(batch_size):
             on_fg = len(self.fg) > 0 and self.rng.random() < self.cfg.p_fg
-            pool = self.fg if on_fg else self.any
-            centre = pool[self.rng.integers(len(pool))]
+            if on_fg or self.rng.random() >= self.cfg.p_anywhere:
+                pool = self.fg if on_fg else self.any
+                centre = pool[self.rng.integers(len(pool))]
+            else:  # anywhere: the anatomy far from the paint
+                centre = np.array([self.rng.integers(n) for n in self.data.image.shape])
             x, y = self._crop(centre)
             if self._augment is not None and (on_fg or self.rng.random() < self.cfg.asym_augment_p):
                 out = self._augment({"image": x[None], "label": y[None]})
@@ -198,7 +244,14 @@ class PatchSampler:
         return x_t, y_t
 
     def _crop(self, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return crop(self.data.image, self.data.train, centre, self.patch, self.rng)
+        """A patch and its target: the painted classes, a random ``unpainted_share`` of the
+        unpainted voxels' labels, ``IGNORE`` elsewhere."""
+        x, y = crop(self.data.image, self.target, centre, self.patch, self.rng)
+        if self.data.unpainted is not None:
+            weak = y >= WEAK
+            taken = weak & (self.rng.random(y.shape) < self.cfg.unpainted_share)
+            y = np.where(taken, y - WEAK, np.where(weak, IGNORE, y)).astype(y.dtype)
+        return x, y
 
 
 def crop(

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Generator, Iterator
 
+import numpy as np
 import torch
 
 from napari_asymseg.config import Config
@@ -42,6 +43,7 @@ def fit(
     *,
     init: str | os.PathLike | None = None,
     resume: bool = False,
+    annotations: np.ndarray | None = None,
 ) -> Generator[Event, None, Finished]:
     """Train from scratch, fine-tune (``init``) or resume (``resume``) on a scan's annotations.
 
@@ -57,6 +59,8 @@ def fit(
         A checkpoint or model folder to start from (fine-tuning, warm start).
     resume
         Continue from ``model_dir/checkpoint.pt`` when it belongs to the same annotations.
+    annotations
+        Train on these annotation codes instead of the scan's (cross-validation folds).
 
     Yields
     ------
@@ -69,7 +73,17 @@ def fit(
     """
     device_name = config.train.device if config is not None else "auto"
     with distributed.session(device_name) as world:
-        return (yield from _fit(scan, config, model_dir, init=init, resume=resume, world=world))
+        return (
+            yield from _fit(
+                scan,
+                config,
+                model_dir,
+                init=init,
+                resume=resume,
+                world=world,
+                annotations=annotations,
+            )
+        )
 
 
 def _fit(
@@ -80,9 +94,12 @@ def _fit(
     init: str | os.PathLike | None,
     resume: bool,
     world: distributed.Group | None,
+    annotations: np.ndarray | None = None,
 ) -> Generator[Event, None, Finished]:
     """:func:`fit` in this process; ``world`` is the torchrun process group (or None)."""
-    run = prepare(scan, config, model_dir, init=init, resume=resume, world=world)
+    run = prepare(
+        scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations
+    )
     yield _started(run)
     stopped_early = False
     try:

@@ -87,6 +87,7 @@ def prepare(
     init: str | os.PathLike | None,
     resume: bool,
     world: distributed.Group | None,
+    annotations: np.ndarray | None = None,
 ) -> Run:
     """Set up a run: data, the network (new, or the one of ``init``), optimizer, resume."""
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
@@ -94,7 +95,7 @@ def prepare(
     check_config(cfg)
     device = world.device if world is not None else select_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed)
+    data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed, annotations=annotations)
     start = load_checkpoint(init) if init else None
     out = make_folder(model_dir)  # only once the inputs are known to be good
     model, plan = _network(start, cfg, data, device)
