@@ -208,12 +208,9 @@ def run_ours(scan: Scan, cfg: Config, model_dir: Path) -> tuple[np.ndarray, dict
     t2 = time.perf_counter()
     estimate: QualityEstimate | None = None
     if cfg.train.estimate:  # after the prediction, as the dock shows the overlay first
-        gen = estimate_quality(scan, cfg)
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            estimate = stop.value
+        for event in estimate_quality(scan, cfg):
+            if isinstance(event, QualityEstimate):
+                estimate = event
     pred = np.asarray(scan.result("prediction")[...])
     prob = np.asarray(scan.result("probability")[...], dtype=np.float32)
     unpainted = scan.read_annotations() == NOT_ANNOTATED
