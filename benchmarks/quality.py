@@ -149,8 +149,9 @@ def row_config(
     cfg.data.val_fraction = 0.0
     # Li et al.'s protocol: the losses alone learn from the annotated slices (no forest
     # teacher on the unannotated voxels, patches around the annotation), as when the
-    # recorded results were made
+    # recorded results were made (and the sampler of then, without a forced lesion patch)
     cfg.data.unpainted, cfg.data.p_anywhere = "ignore", 0.0
+    cfg.data.fg_every_batch = False
     cfg.train.steps = args.steps
     cfg.train.lr = args.lr
     cfg.train.seed = seed

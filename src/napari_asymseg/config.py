@@ -47,6 +47,9 @@ class DataConfig:
     p_anywhere: float = opt(
         0.5, "share of the other patches centred anywhere, not only on painted slices"
     )
+    fg_every_batch: bool = opt(
+        True, "every batch holds at least one patch centred on painted foreground"
+    )
     augment: bool = opt(True, "random in-plane flips, intensity scale/shift, noise")
     asym_augment_p: float = opt(
         1.0, "augment background-centred patches with this probability (foreground: always)"

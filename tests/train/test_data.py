@@ -81,6 +81,32 @@ def test_sampler_respects_p_fg():
     assert not ((data.val >= 0) & (data.train >= 0)).any()
 
 
+def _lesion_far_from_background():
+    """A lesion of 2 voxels painted on slice 4, a background slice painted at 36."""
+    image = np.zeros((40, 32, 32), np.float32)
+    target = np.full(image.shape, IGNORE, np.int16)
+    target[36] = 0
+    target[4, 16, 16:18] = 1
+    return ScanData(image, target, None, 2, (1.0, 1.0, 1.0), "test")
+
+
+@pytest.mark.parametrize("every", [True, False])
+def test_every_batch_holds_a_lesion_patch_when_asked(every):
+    # p_fg 0: only the guarantee puts the lesion in a patch (a batch without lesion gives
+    # Dice nothing to score; nnU-Net forces one foreground patch per batch for this reason)
+    cfg = DataConfig(p_fg=0.0, p_anywhere=0.0, augment=False, fg_every_batch=every)
+    sampler = PatchSampler(_lesion_far_from_background(), (8, 16, 16), cfg, seed=0)
+    with_lesion = []
+    for _ in range(10):
+        _, y = sampler.sample(2)
+        with_lesion.append([bool((y[i] == 1).any()) for i in range(2)])
+    if every:
+        assert all(any(batch) for batch in with_lesion)
+        assert not any(batch[0] for batch in with_lesion)  # only the forced patch
+    else:
+        assert not any(any(batch) for batch in with_lesion)
+
+
 def test_crop_pads_small_volumes():
     image = np.ones((2, 5, 5), np.float32)
     target = np.zeros((2, 5, 5), np.int16)

@@ -226,8 +226,12 @@ class PatchSampler:
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch ``(x [B, 1, *P] float32, y [B, *P] int64)``."""
         xs, ys = [], []
-        for _ in range(batch_size):
+        fg_drawn = False
+        for i in range(batch_size):
             on_fg = len(self.fg) > 0 and self.rng.random() < self.cfg.p_fg
+            if self.cfg.fg_every_batch and i == batch_size - 1 and not fg_drawn:
+                on_fg = len(self.fg) > 0  # no batch without lesion: Dice needs one to score
+            fg_drawn |= on_fg
             if on_fg or self.rng.random() >= self.cfg.p_anywhere:
                 pool = self.fg if on_fg else self.any
                 centre = pool[self.rng.integers(len(pool))]
