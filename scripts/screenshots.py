@@ -5,7 +5,8 @@
 Each picture is the napari window as a user sees it, driven through the dock's own buttons:
 the sample scan as it opens, then the live curves and Diagnostics panel half-way through
 training, then after a click on Train (default settings) and the automatic prediction that
-follows, then the Review section with the top-ranked flag selected.
+follows, then the Review section with the top-ranked flag selected, then the quality estimate on the
+unpainted slices under the curves once its cross-validation has run.
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def main() -> int:
     for _ in range(30):
         QApplication.processEvents()
     shot("viewer-review.png")
+
+    # the quality estimate (cross-validation over the painted slices) follows the prediction
+    while not section.quality.text().startswith(("estimated DSC", "quality on unpainted")):
+        QApplication.processEvents()
+        time.sleep(0.05)
+    bar.setValue(0)
+    dock.scroll_area.ensureWidgetVisible(section.quality, 0, 80)
+    for _ in range(30):
+        QApplication.processEvents()
+    shot("viewer-quality.png")
     viewer.close()
     return 0
 
