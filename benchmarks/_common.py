@@ -26,12 +26,29 @@ from napari_asymseg.store.scan import Scan
 # ----------------------------------------------------------------------------- bookkeeping
 
 
+def cpu_model() -> dict[str, Any]:
+    """The CPU's model name and whether it computes bf16 natively (Linux; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in text.splitlines()) if v
+    )
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpu": fields.get("model name", "unknown"),
+        "cpu_bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+    }
+
+
 def machine() -> dict[str, Any]:
     """The machine, software and command line of a run (for the JSON)."""
     import monai
     import torch
 
     return {
+        **cpu_model(),
         "processor": platform.processor() or platform.machine(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 import active_learning  # noqa: E402
 import quality  # noqa: E402
@@ -216,3 +217,40 @@ def test_protocol_slices_paint_two_lesion_slices_and_one_empty():
     truth[9:19, 1:3, 1:3] = 1
     lesion, empty = real_scans.protocol_slices(truth)
     assert lesion == (12, 15) and len(empty) == 1 and not truth[empty[0]].any()
+
+
+def test_scores_split_between_and_beyond_the_painted_lesion_slices():
+    import real_scans
+
+    truth = np.zeros((10, 4, 4), bool)
+    truth[2:8, 1:3, 1:3] = True  # lesion on slices 2-7; painted on 3 and 6
+    pred = np.zeros_like(truth)
+    pred[3:7] = truth[3:7]  # right between the painted slices, nothing beyond
+    unpainted = np.ones_like(truth)
+    unpainted[[3, 6]] = False
+    rec = real_scans.score(pred, truth, unpainted, [3, 6])
+    assert rec["dsc_between"] == 1.0 and rec["dsc_beyond"] == 0.0
+    assert rec["lesion_share_between"] == rec["lesion_share_beyond"] == 0.5  # 4, 5 | 2, 7
+    assert 0 < rec["dsc"] < 1
+
+
+def test_summary_reads_back_records_where_nothing_was_predicted():
+    import real_scans
+
+    rec = {"dsc": 0.0, "sensitivity": 0.0, "false_positive_voxels": 0, "lesions_found": 0}
+    rec |= {"lesions_missed": 1, "wall_s": 1.0, "dsc_between": None, "dsc_beyond": 0.0}
+    records = {
+        "brain2/ours/0": {**rec, "precision": None, "shown": None},  # NaN written as null
+        "brain2/ours/1": {**rec, "precision": 0.5, "shown": 0.2},
+    }
+    (row,) = real_scans.summarise(records, ["brain2"], "defaults")
+    assert row[5].startswith("0.500") and row[8] == "- / 0.00" and row[9] == "0.20"
+
+
+def test_paint_option_names_other_slices_and_refuses_nonsense():
+    import real_scans
+
+    assert real_scans.parse_paint("brain1=11,17/5") == {"brain1": ((11, 17), (5,))}
+    for bad in ("brain1=11,x/5", "liver=1,2/3"):
+        with pytest.raises(SystemExit, match="--paint"):
+            real_scans.parse_paint(bad)

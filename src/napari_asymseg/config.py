@@ -95,7 +95,7 @@ class RegularizerConfig:
 class TrainConfig:
     """The optimisation run."""
 
-    steps: int = opt(240, "optimizer steps in total (one batch each; ~1 min on 2 CPU cores)")
+    steps: int = opt(360, "optimizer steps in total (one batch each; ~1.5 min on 2 CPU cores)")
     val_every: int = opt(20, "validate every this many steps (one point on each curve)")
     batch_size: int = opt(2, "patches per step (small batches help under imbalance)")
     lr: float = opt(3e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
