@@ -144,10 +144,13 @@ def protocol_slices(truth: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]
     return tuple(picks), (empty,)
 
 
-def paint(scan: Scan, name: str) -> dict[str, list[int]]:
-    """Write the protocol's annotations into ``scan``; the slices painted."""
+def paint(
+    scan: Scan, name: str, slices: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+) -> dict[str, list[int]]:
+    """Write the protocol's annotations (or ``slices``: lesion, empty) into ``scan``; the slices
+    painted."""
     truth = np.asarray(scan.ground_truth[...])
-    slices = PAINTED.get(name) or protocol_slices(truth)
+    slices = slices or PAINTED.get(name) or protocol_slices(truth)
     fg, empty = slices
     ann = np.full(truth.shape, NOT_ANNOTATED, np.uint8)
     for z in fg:
@@ -159,6 +162,11 @@ def paint(scan: Scan, name: str) -> dict[str, list[int]]:
 
 
 # ----------------------------------------------------------------------------- scoring
+def _counts(p: np.ndarray, t: np.ndarray) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives of boolean ``p`` against ``t``."""
+    return int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+
+
 def by_place(p: np.ndarray, t: np.ndarray, lesion_slices: list[int]) -> dict[str, Any]:
     """DSC on the unpainted slices between the first and the last painted lesion slice (the
     model interpolates there) and beyond them (it extrapolates), with each part's share of the
@@ -168,10 +176,9 @@ def by_place(p: np.ndarray, t: np.ndarray, lesion_slices: list[int]) -> dict[str
     inside = (z > min(lesion_slices)) & (z < max(lesion_slices)) if lesion_slices else z < 0
     total = max(int(t.sum()), 1)
     for name, part in (("between", inside), ("beyond", ~inside)):
-        pp, tt = p[part], t[part]
-        tp, fp, fn = int((pp & tt).sum()), int((pp & ~tt).sum()), int((~pp & tt).sum())
+        tp, fp, fn = _counts(p[part], t[part])
         out[f"dsc_{name}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-        out[f"lesion_share_{name}"] = int(tt.sum()) / total
+        out[f"lesion_share_{name}"] = (tp + fn) / total
     return out
 
 
@@ -184,7 +191,7 @@ def score(
     from scipy import ndimage
 
     p, t = pred.astype(bool) & unpainted, truth.astype(bool) & unpainted
-    tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+    tp, fp, fn = _counts(p, t)
     comps, n = ndimage.label(truth > 0)
     found = missed = 0
     for k in range(1, n + 1):
@@ -308,7 +315,7 @@ def run_job(job: Job, args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(copy)
     shutil.copytree(source, copy)
     scan = Scan.open(copy)
-    painted = paint(scan, job.case)
+    painted = paint(scan, job.case, args.slices.get(job.case))
     ann = scan.read_annotations()
     truth = np.asarray(scan.ground_truth[...]) > 0
     if job.method == "ours":
@@ -328,13 +335,10 @@ def run_job(job: Job, args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and np.isfinite(value)
-
-
 def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
-    values = [r[key] for r in runs if finite_number(r.get(key))]
-    return f"{np.mean(values):.2f}" if values else "-"
+    """The mean of ``key`` over the runs that have a finite value, or "-"."""
+    m, _, n = mean_std(r.get(key) for r in runs)
+    return f"{m:.2f}" if n else "-"
 
 
 def summarise(records: dict[str, dict[str, Any]], cases: list[str], tag: str) -> list[list[Any]]:
@@ -347,7 +351,7 @@ def summarise(records: dict[str, dict[str, Any]], cases: list[str], tag: str) ->
             cells: list[Any] = [case, tag if method == "ours" else "forest", len(runs)]
             for key in ("dsc", "sensitivity", "precision"):
                 # a record read back holds None where the value was NaN (nothing predicted)
-                m, s, _ = mean_std(float(r[key]) for r in runs if r[key] is not None)
+                m, s, _ = mean_std(r[key] for r in runs)
                 cells.append(f"{m:.3f} ± {s:.3f}")
             cells.append(
                 f"{np.mean([r['lesions_found'] for r in runs]):.1f}/"
@@ -355,8 +359,7 @@ def summarise(records: dict[str, dict[str, Any]], cases: list[str], tag: str) ->
             )
             cells.append(f"{np.mean([r['false_positive_voxels'] for r in runs]):.0f}")
             cells.append(_mean_of(runs, "dsc_between") + " / " + _mean_of(runs, "dsc_beyond"))
-            shown = [r["shown"] for r in runs if finite_number(r.get("shown"))]
-            cells.append(f"{np.mean(shown):.2f}" if shown else "-")
+            cells.append(_mean_of(runs, "shown"))
             cells.append(f"{np.mean([r['wall_s'] for r in runs]):.0f}")
             rows.append(cells)
     return rows
@@ -413,8 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     if args.quick:
         args.cases, args.seeds = ["synthetic"], [0]
-    for item in args.paint:
-        PAINTED.update(parse_paint(item))
+    args.slices = {case: picks for item in args.paint for case, picks in parse_paint(item).items()}
     work = Path(args.work)
     records_dir = work / "records" / args.tag
     records_dir.mkdir(parents=True, exist_ok=True)
