@@ -5,8 +5,9 @@
 Each picture is the napari window as a user sees it, driven through the dock's own buttons:
 the sample scan as it opens, then the live curves and Diagnostics panel half-way through
 training, then after a click on Train (default settings) and the automatic prediction that
-follows, then the Review section with the top-ranked flag selected, then the quality estimate on the
-unpainted slices under the curves once its cross-validation has run.
+follows, then the Review section with a suspected false alarm selected and after Not lesion,
+then the quality estimate on the unpainted slices under the curves once its cross-validation
+has run.
 """
 
 from __future__ import annotations
@@ -75,16 +76,37 @@ def main() -> int:
     shot("viewer-trained.png")
 
     review = dock.review_section
-    while review.worker is not None or not review.flags:  # the flags follow the prediction
+    while review.worker is not None or not review.items:  # the queue follows the prediction
         QApplication.processEvents()
         time.sleep(0.05)
     dock.annotations_layer.visible = True
-    review.list.setCurrentRow(0)  # jumps to the top-ranked flag
+    # the suspected false alarm that is least lesion (by the sample's ground truth): the one a
+    # clinician rejects
+    import numpy as np
+
+    from napari_asymseg.review import queue as rq
+
+    prediction = np.asarray(dock.scan.result("prediction")[...])
+    alarms = [
+        (float(truth[i.box][rq.region_of(i, prediction, dock.annotations_layer.data)].mean()), k)
+        for k, i in enumerate(review.items)
+        if i.kind == rq.FALSE_ALARM and not i.answered
+    ]
+    row = min(alarms)[1] if alarms else 0
+    review.list.setCurrentRow(row)  # jumps to it
     bar = dock.scroll_area.verticalScrollBar()
     bar.setValue(bar.maximum())  # the Review section is at the bottom of the dock
     for _ in range(30):
         QApplication.processEvents()
     shot("viewer-review.png")
+    if alarms:
+        review.tune_after.setValue(0)  # the picture of the answer, not of a fine-tune
+        review.not_lesion_button.click()
+        review.list.setCurrentRow(row)  # back on the answered item, to show what was written
+        for _ in range(30):
+            QApplication.processEvents()
+        shot("viewer-review-rejected.png")
+        review.undo_button.click()  # the sample's annotations as they were
 
     # the quality estimate (cross-validation over the painted slices) follows the prediction
     while not section.quality.text().startswith(("estimated DSC", "quality on unpainted")):

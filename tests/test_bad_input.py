@@ -468,6 +468,18 @@ TABLE: dict[str, Row] = {
         lambda w: ["flag", S, "--model", M, "--json", "OUT/f.json"],
         "read-only",
     ),
+    "review without prediction": (lambda w: ["review", S], "predict"),
+    "review answer without a queue": (lambda w: ["review", S, "--reject", "1"], "no review queue"),
+    "review answer twice": (
+        lambda w: ["review", S, "--accept", "2", "--reject", "2"],
+        "answered twice",
+    ),
+    "review options without model": (lambda w: ["review", S, "--tta"], "needs --model"),
+    "review bad max items": (lambda w: ["review", S, "--max-items", "0"], "--max-items"),
+    "review list into read-only folder": (
+        lambda w: ["review", S, "--model", M, "--json", "OUT/q.json"],
+        "read-only",
+    ),
     # ---- bundle, evaluate, sample
     "bundle missing model": (lambda w: ["bundle", str(w / "none"), "OUT/b"], "no model at"),
     "bundle onto existing folder": (lambda w: ["bundle", M, str(w / "scan.zarr")], "exists"),

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import active_learning  # noqa: E402
+import false_alarm_ranking  # noqa: E402
 import quality  # noqa: E402
 import risk_quality  # noqa: E402
 import training_throughput  # noqa: E402
@@ -66,25 +67,44 @@ def test_active_learning_quick(tmp_path):
     args = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out), "--figure", str(fig)]
     active_learning.main(args)
     data = json.loads(out.read_text())
-    assert {"machine", "runtime_s", "config", "summary", "seeds"} <= set(data)
-    strategies = data["config"]["strategies"]
-    assert strategies == ["flags", "entropy", "random"]
-    seed = data["seeds"][0]
-    for st in strategies:
-        rounds = seed["strategies"][st]
-        assert [r["round"] for r in rounds] == [1, 2]
-        assert all(r["new_voxels"] > 0 for r in rounds)  # every box reveals something new
-        for r in rounds:
-            for key in ("dsc", "sensitivity", "precision"):
-                assert 0 <= r["held_out"][key] <= 1
-        curve = data["summary"]["held_out"][st]["dsc"]
+    assert {"machine", "args", "records", "curves", "reach"} <= set(data)
+    for st in active_learning.STRATEGIES:
+        run = data["records"][f"synthetic-0-{st}"]
+        assert [r["actions"] for r in run["rows"]] == [0, 1, 2]  # scored after every round
+        assert len(run["answers"]) == 2 and run["machine_s"] > 0
+        for r in run["rows"]:
+            assert 0 <= r["dsc"] <= 1
+        assert run["rows"][-1]["voxels"] > 0  # the actions wrote something
+        curve = data["curves"]["synthetic"][st]
         assert len(curve["mean"]) == 3 and all(math.isfinite(v) for v in curve["mean"])
-    goal = data["summary"]["goal"]["held_out"]["flags"]
-    assert {"random_final_dsc", "fraction_of_added", "met"} <= set(goal)
     assert fig.stat().st_size > 10_000
-    # a second run resumes from the cache: same rounds, no new training
-    again = active_learning.main(args)
-    assert again["seeds"][0]["strategies"] == data["seeds"][0]["strategies"]
+    # a second run resumes from the cache: the same rows, no new training
+    active_learning.main(args)
+    assert json.loads(out.read_text())["records"] == data["records"]
+    # the false-alarm ranking study runs on the same initial models
+    fa = false_alarm_ranking.main(
+        ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "fa.json")]
+    )
+    assert set(fa) == {"synthetic-0"}
+    for name in ("size", "size*doubt", "size*doubt*log(1+dist)", "size*unlike"):
+        assert 0 <= fa["synthetic-0"][name]["top5"]["fp_share"] <= 1
+
+
+def test_the_simulated_clinician_answers_from_the_truth():
+    from napari_asymseg.review import queue as rq
+
+    ann = np.zeros((4, 20, 20), np.uint8)
+    truth = np.zeros(ann.shape, bool)
+    truth[1, 2:6, 2:6] = True
+    pred = np.zeros(ann.shape, np.uint8)
+    pred[1, 2:6, 2:6] = 1  # a true region: accepted as lesion
+    pred[2, 10:14, 10:14] = 1  # a false alarm: rejected
+    items = rq.false_alarm_items(pred, pred * 0.6, ann, (1.0, 1, 1))
+    for item in items:
+        active_learning.answer_item(item, ann, truth, pred, None, (1.0, 1, 1))
+    assert (ann[1, 2:6, 2:6] == 2).all() and (ann[2, 10:14, 10:14] == 1).all()
+    assert active_learning.paint_box(ann, truth, 1, slice(0, 8), slice(0, 8)) == 48
+    assert (ann[1, 0:8, 0:8] >= 1).all() and (ann[1, 2:6, 2:6] == 2).all()
 
 
 def test_annotated_slices_are_stratified_and_nested():

@@ -1,4 +1,5 @@
-"""The Review section: heatmap, flags, jump-to, mark done, fine-tune (real napari.Viewer)."""
+"""The Review section: heatmap, the queue of both kinds, one-click answers with undo, shortcuts,
+and the fine-tune that re-ranks (real napari.Viewer)."""
 
 import numpy as np
 import pytest
@@ -6,9 +7,10 @@ import pytest
 from dock_helpers import dock_with_model
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import layer_for
-from napari_asymseg._qt.review import camera_of
-from napari_asymseg.review.flags import stored_flags
+from napari_asymseg._qt.review import KEYS, camera_of
+from napari_asymseg.review import queue as rq
 from napari_asymseg.samples.sample_data import sample_scan
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
 from napari_asymseg.store.scan import Scan
 
 pytestmark = pytest.mark.viewer
@@ -19,58 +21,122 @@ def dock(make_napari_viewer, tmp_path, qtbot):
     return dock_with_model(make_napari_viewer, tmp_path, qtbot, steps=8)
 
 
-def predict_and_flag(dock, qtbot):
+def predict_and_rank(dock, qtbot):
     dock.train_section.predict_button.click()
     qtbot.waitUntil(lambda: not dock.train_section.running, timeout=120_000)
-    qtbot.waitUntil(lambda: dock.review_section.worker is None and bool(dock.review_section.flags))
+    qtbot.waitUntil(lambda: dock.review_section.worker is None and bool(dock.review_section.items))
 
 
-def test_prediction_shows_heatmap_and_ranked_flags(dock, qtbot):
-    predict_and_flag(dock, qtbot)
+def with_false_alarm(dock, qtbot) -> rq.Item:
+    """A known false alarm (a 6 x 6 square the model calls lesion on an unpainted slice) in the
+    stored prediction, ranked first; returns its item, selected."""
+    scan, review = Scan.open(dock.scan.path), dock.review_section
+    free = np.flatnonzero((dock.annotations_layer.data == NOT_ANNOTATED).all(axis=(1, 2)))
+    z = int(free[len(free) // 2])
+    pred = np.asarray(scan.result("prediction")[...])
+    prob = np.asarray(scan.result("probability")[...], np.float32)
+    pred[z - 1 : z + 2], prob[z - 1 : z + 2] = 0, 0.0  # nothing else near it called lesion
+    pred[z, 4:10, 4:10], prob[z, 4:10, 4:10] = 1, 0.5
+    scan.write_result("prediction", pred)
+    scan.write_result("probability", prob)
+    review.find_items()
+    qtbot.waitUntil(lambda: review.worker is None)
+    row = next(
+        k
+        for k, i in enumerate(review.items)
+        if i.kind == rq.FALSE_ALARM and i.center[0] == z and i.bbox[1:3] == (4, 4)
+    )
+    review.list.setCurrentRow(row)
+    return review.items[row]
+
+
+def test_prediction_shows_heatmap_and_the_ranked_queue(dock, qtbot):
+    predict_and_rank(dock, qtbot)
     review, viewer, path = dock.review_section, dock.viewer, dock.scan.path
     heat = layer_for(viewer, path, "risk")
     stored = np.asarray(Scan.open(path).result("risk")[...])
     assert heat.visible and heat.blending == "additive" and heat.colormap.name == "inferno"
     np.testing.assert_array_equal(np.asarray(heat.data), stored)
-    flags = review.flags
-    assert review.list.count() == len(flags) and flags == stored_flags(Scan.open(path))
+    items = review.items
+    assert review.list.count() == len(items)
+    assert items == list(rq.stored_queue(Scan.open(path)).items)
+    gains = [i.gain for i in items if not i.answered]
+    assert gains == sorted(gains, reverse=True)
     points = layer_for(viewer, path, "flags")
-    np.testing.assert_array_equal(points.data, [f.center for f in flags])
+    np.testing.assert_array_equal(points.data, [i.center for i in items])
+    assert review.list.currentRow() == 0  # the top item is on screen
+    assert viewer.dims.current_step[0] == items[0].center[0]
     review.opacity.setValue(25)
     assert heat.opacity == pytest.approx(0.25)
     review.opacity.setValue(0)
     assert not heat.visible
 
 
-def test_click_a_flag_jumps_there_and_done_is_remembered(dock, qtbot):
-    predict_and_flag(dock, qtbot)
-    review, viewer = dock.review_section, dock.viewer
-    row = min(1, len(review.flags) - 1)
-    flag = review.flags[row]
-    review.list.setCurrentRow(row)
-    assert viewer.dims.current_step[0] == flag.center[0]
-    world = [c * s for c, s in zip(flag.center, dock.scan.spacing, strict=True)]
+def test_reject_a_false_alarm_in_one_click_then_undo(dock, qtbot):
+    predict_and_rank(dock, qtbot)
+    item = with_false_alarm(dock, qtbot)
+    review, layer, viewer = dock.review_section, dock.annotations_layer, dock.viewer
+    z = item.center[0]
+    assert viewer.dims.current_step[0] == z
+    world = [c * s for c, s in zip(item.center, dock.scan.spacing, strict=True)]
     assert np.allclose(camera_of(viewer).center[-2:], world[-2:])
-    assert viewer.layers.selection.active is dock.annotations_layer  # ready to paint
-    review.done_button.click()
-    assert review.flags[row].done and "done" in review.list.item(row).text()
-    assert f"z {flag.center[0]}," in review.list.item(row).toolTip()
-    assert stored_flags(Scan.open(dock.scan.path))[row].done
-    # recomputing keeps it done, and done flags go to the end of the list
-    review.find_flags()
+    before = np.array(layer.data, copy=True)
+    review.not_lesion_button.click()
+    changed = layer.data != before
+    assert changed.sum() == 36 and (layer.data[z, 4:10, 4:10] == BACKGROUND).all()
+    answered = next(i for i in review.items if i.center == item.center)
+    assert (
+        answered.status == rq.NOT_LESION
+        and "not lesion" in review.list.item(review.items.index(answered)).text()
+    )
+    assert not review.items[review.list.currentRow()].answered  # on to the next open item
+    dock.save_now()
+    stored = rq.stored_queue(Scan.open(dock.scan.path))
+    assert stored.item(answered.id).status == rq.NOT_LESION
+    assert (Scan.open(dock.scan.path).read_annotations()[z, 4:10, 4:10] == BACKGROUND).all()
+    # Undo answer: the voxels as they were, the item open again and current
+    review.undo_button.click()
+    np.testing.assert_array_equal(layer.data, before)
+    reopened = review.items[review.list.currentRow()]
+    assert reopened.center == item.center and not reopened.answered
+    # napari's own undo (Ctrl+Z in the layer) takes the write back too; re-ranking then
+    # forgets the answer instead of claiming it
+    review.not_lesion_button.click()
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    review.find_items()
     qtbot.waitUntil(lambda: review.worker is None)
-    assert review.flags[-1].done and flag.center in [f.center for f in review.flags if f.done]
+    assert not [i for i in review.items if i.answered]
+    assert any(i.center == item.center for i in review.items)
 
 
-def test_annotate_then_fine_tune_warm_starts(dock, qtbot):
-    predict_and_flag(dock, qtbot)
+def test_shortcuts_answer_and_move_on(dock, qtbot):
+    predict_and_rank(dock, qtbot)
+    item = with_false_alarm(dock, qtbot)
+    review, layer, viewer = dock.review_section, dock.annotations_layer, dock.viewer
+    review.tune_after.setValue(0)  # no fine-tune here
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, KEYS["accept"])
+    z = item.center[0]
+    assert (layer.data[z, 4:10, 4:10] == 2).all()  # painted lesion: the predicted class
+    assert next(i for i in review.items if i.center == item.center).status == rq.LESION
+    qtbot.keyClick(canvas, KEYS["undo"])
+    assert (layer.data[z, 4:10, 4:10] == NOT_ANNOTATED).all()
+    row = review.list.currentRow()
+    qtbot.keyClick(canvas, KEYS["next"])
+    assert review.list.currentRow() != row or len(review.items) == 1
+    qtbot.keyClick(canvas, KEYS["reject"])
+    assert sum(i.answered for i in review.items) == 1
+
+
+def test_after_n_answers_the_fine_tune_starts_and_reranks(dock, qtbot):
+    predict_and_rank(dock, qtbot)
+    item = with_false_alarm(dock, qtbot)
     first_model = dock.current_model()
-    review = dock.review_section
-    flag = review.flags[0]
-    z, y, x = flag.center
-    dock.annotations_layer.data_setitem((np.array([z]), np.array([y]), np.array([x])), 2)
-    review.finetune_button.click()
-    train = dock.train_section
+    review, train = dock.review_section, dock.train_section
+    review.tune_after.setValue(1)
+    review.not_lesion_button.click()
     assert train.running
     qtbot.waitUntil(lambda: dock.current_model() != first_model, timeout=120_000)
     qtbot.waitUntil(lambda: not train.running and review.worker is None, timeout=120_000)
@@ -80,15 +146,27 @@ def test_annotate_then_fine_tune_warm_starts(dock, qtbot):
     assert ckpt["config"]["train"]["steps"] == 40  # the fast fine-tune, at a gentler rate
     assert ckpt["config"]["train"]["lr"] == pytest.approx(1e-3)
     assert list(ckpt["config"]["model"]["filters"]) == [8, 16, 16]  # the network it started from
-    assert Scan.open(dock.scan.path).read_annotations()[z, y, x] == 2  # saved first
+    ann = Scan.open(dock.scan.path).read_annotations()
+    assert (ann[item.center[0], 4:10, 4:10] == BACKGROUND).all()  # saved before training
+    # re-ranked on the new prediction: the answer is kept, listed after the open items
+    stored = rq.stored_queue(Scan.open(dock.scan.path))
+    assert review.items == list(stored.items)
+    assert [i.center for i in review.items if i.answered] == [item.center]
+    assert review.items[-1].answered
 
 
-def test_fine_tune_without_model_is_a_notification(make_napari_viewer, tmp_path, monkeypatch):
+def test_answers_without_a_scan_model_or_item_are_notifications(
+    make_napari_viewer, tmp_path, monkeypatch
+):
     viewer = make_napari_viewer()
     widget = AsymsegDock(viewer)
     widget.open_scan(sample_scan(tmp_path))
     shown = []
     monkeypatch.setattr("napari_asymseg._qt.review.show_error", shown.append)
+    monkeypatch.setattr("napari_asymseg._qt.review.show_info", shown.append)
     widget.review_section.fine_tune()
-    widget.review_section.toggle_done()
-    assert "no model yet" in shown[0] and "pick a flag" in shown[1]
+    widget.review_section.answer(rq.NOT_LESION)
+    widget.review_section.undo_answer()
+    widget.review_section.next_item()
+    assert "no model yet" in shown[0] and "pick an item" in shown[1]
+    assert "no answer to undo" in shown[2] and "nothing left to review" in shown[3]

@@ -53,9 +53,12 @@ def test_forms_take_ranges_and_choices_from_the_config_schema(dock):
     smoothing = rule("regularizers", "label_smoothing").widget_range()
     assert (section.smoothing.minimum(), section.smoothing.maximum()) == smoothing
     # every value the dock offers passes the rule that training applies
+    assert section.seed.value() == defaults.train.seed
     section.batch.setValue(section.batch.maximum())
     section.smoothing.setValue(section.smoothing.maximum())
+    section.seed.setValue(7)  # another seed, when a model has not learned the paint
     cfg = section.config()
+    assert cfg.train.seed == 7
     assert batch.accepts(cfg.train.batch_size) and cfg.train.batch_size == batch.widget_range()[1]
     assert rule("regularizers", "label_smoothing").accepts(cfg.regularizers.label_smoothing)
 

@@ -107,3 +107,49 @@ def test_flag_writes_heatmap_and_ranked_json(tmp_path, capsys):
     assert flags[0]["center"] in [f["center"] for f in again if f["status"] == "done"]
     assert main(["flag", str(scan.path), "--done", "99"]) == 2
     assert main(["flag", str(scan.path), "--tta"]) == 2  # flips need a model to predict with
+
+
+def test_review_ranks_both_kinds_and_answers_by_id(tmp_path, capsys):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    model = str(tmp_path / "m")
+    weak = ["--steps", "6", "--unpainted", "ignore", "--p-anywhere", "0", "--no-estimate"]
+    assert main(["train", str(scan.path), "--out", model, *weak, *TINY]) == 0
+    out = tmp_path / "queue.json"
+    assert main(["review", str(scan.path), "--model", model, "--json", str(out)]) == 0
+    assert "open item(s)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    items = report["items"]
+    assert items and [i["rank"] for i in items] == list(range(1, len(items) + 1))
+    gains = [i["gain"] for i in items]
+    assert gains == sorted(gains, reverse=True)
+    assert {i["kind"] for i in items} <= {"miss", "false_alarm"}
+    # a known false alarm where nobody painted, on the stored prediction: answer it by id
+    stored = Scan.open(scan.path)
+    free = stored.read_annotations() == 0
+    z = int(np.flatnonzero(free.all(axis=(1, 2)))[0])
+    pred = np.zeros(stored.shape, np.uint8)
+    pred[z, 2:6, 2:6] = 1
+    stored.write_result("prediction", pred)
+    stored.write_result("probability", pred * np.float32(0.6))
+    assert main(["review", str(scan.path), "--json", str(out)]) == 0
+    items = json.loads(out.read_text())["items"]
+    alarm = next(i for i in items if i["kind"] == "false_alarm")
+    assert alarm["voxels"] == 16 and alarm["center"][0] == z
+    before = Scan.open(scan.path).read_annotations()
+    assert main(["review", str(scan.path), "--reject", str(alarm["id"]), "--json", str(out)]) == 0
+    after = Scan.open(scan.path).read_annotations()
+    changed = after != before
+    assert changed.sum() == alarm["voxels"] and (after[changed] == 1).all()
+    again = json.loads(out.read_text())["items"]
+    answered = [i for i in again if i["status"] != "open"]
+    assert [i["center"] for i in answered] == [alarm["center"]]
+    assert answered[0]["status"] == "not_lesion" and again[-1] == answered[0]
+    assert main(["review", str(scan.path), "--accept", "999"]) == 2
+    # an answer is given once; answering and predicting again in one command is refused
+    before = Scan.open(scan.path).read_annotations()
+    assert main(["review", str(scan.path), "--accept", str(alarm["id"])]) == 2
+    assert "answered already" in capsys.readouterr().err
+    open_id = str(next(i["id"] for i in again if i["status"] == "open"))
+    assert main(["review", str(scan.path), "--model", model, "--reject", open_id]) == 2
+    assert "answer first" in capsys.readouterr().err
+    assert (Scan.open(scan.path).read_annotations() == before).all()

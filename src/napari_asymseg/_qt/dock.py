@@ -174,7 +174,7 @@ class AsymsegDock(QWidget):
             ("Scan", self.scan_section),
             ("Annotate", self.annotate_section),
             ("Train and predict", self.train_section),
-            ("Review: missed regions", self.review_section),
+            ("Review", self.review_section),
             ("Export", self.export_section),
         ):
             box = QGroupBox(title)
@@ -328,7 +328,7 @@ class AsymsegDock(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.train_section.cancel()
-        if self.review_section.worker is not None:  # finding flags takes seconds: let it end
+        if self.review_section.worker is not None:  # ranking takes seconds: let it end
             from qtpy.QtCore import QThreadPool
 
             pool = QThreadPool.globalInstance()

@@ -1,9 +1,12 @@
-"""The Review section: the false-negative heatmap, the ranked flags, and the loop back to training.
+"""The Review section: the false-negative heatmap, the review queue, and the loop back to training.
 
-The active-learning loop: predict -> the heatmap and flags appear -> click a flag (the viewer
-jumps there) -> paint what the model missed -> mark the flag done -> fine-tune (a warm start
-from the current model, a few steps) -> the new prediction re-ranks the flags. Done flags are
-stored in the scan and stay done.
+The active-learning loop: predict -> the heatmap and the queue appear -> the viewer goes to the
+top item -> one click (or key) answers it: **Lesion** (A) or **Not lesion** (R); on a
+suspected miss, paint what is missed and press Lesion to mark it painted -> after a few
+answers the model is fine-tuned from where it was (a warm start, a few steps) -> the new
+prediction re-ranks the queue. Every answer is written through napari's history (Ctrl+Z undoes
+it in the layer) and can be taken back with **Undo answer** (U); the queue and its answers are
+stored in the scan. See :mod:`napari_asymseg.review.queue` for what the items are.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from napari.qt.threading import create_worker
+from napari.utils.colormaps.standardize_color import transform_color
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
@@ -22,21 +26,25 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QSlider,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_asymseg._qt.layers import layer_for, risk_layer
+from napari_asymseg._qt.review_items import COLORS, DONE_COLOR, item_text, item_tooltip
 from napari_asymseg.errors import ScanError, error_message
-from napari_asymseg.review import flags as review_flags
+from napari_asymseg.review import queue as rq
 
 FINE_TUNE_STEPS = 40
 """Steps of the Review section's fine-tune: a warm start needs far fewer than a new model."""
 FINE_TUNE_LR = 1e-3
 """Its peak learning rate: at the default 3e-3, a warm start first lost most of what it knew
 (validation DSC 0.70 -> 0.10 at step 20 in benchmarks/active_learning.py's pilot)."""
-_OPEN_COLOR = "#ffd400"
-_DONE_COLOR = "#8a8a8a"
+FINE_TUNE_AFTER = 5
+"""Answers after which the fine-tune starts by itself (0: only by its button)."""
+KEYS = {"accept": "a", "reject": "r", "next": "n", "undo": "u"}
+"""The viewer's shortcuts (none is taken by napari's labels layer)."""
 
 
 def camera_of(viewer):
@@ -45,49 +53,42 @@ def camera_of(viewer):
     return scene.camera if scene is not None else viewer.camera
 
 
-def flag_text(flag: review_flags.Flag) -> str:
-    """The list's line for a flag: short enough for a narrow dock (details in the tooltip)."""
-    state = "  ✓ done" if flag.done else ""
-    if flag.expected_missed < 1 and flag.known_misses:  # only painted lesion the model misses
-        return (
-            f"#{flag.rank}  slice {flag.center[0]}  {flag.known_misses:,} painted voxels "
-            f"missed{state}"
-        )
-    return (
-        f"#{flag.rank}  slice {flag.center[0]}  ~{flag.expected_missed:,.0f} voxels  "
-        f"risk {flag.max_risk:.2f}{state}"
-    )
-
-
-def flag_tooltip(flag: review_flags.Flag) -> str:
-    z, y, x = flag.center
-    z0, y0, x0, z1, y1, x1 = flag.bbox
-    lines = [
-        f"flag #{flag.rank} ({flag.status}) at z {z}, y {y}, x {x}",
-        f"expected missed foreground: {flag.expected_missed:,.1f} voxels "
-        f"({flag.expected_mm3:,.1f} mm³) over {flag.voxels:,} voxels at risk",
-        f"highest risk on an unannotated voxel: {flag.max_risk:.2f}",
-        f"box: z {z0}-{z1 - 1}, y {y0}-{y1 - 1}, x {x0}-{x1 - 1}",
-    ]
-    if flag.known_misses:
-        lines.append(
-            f"{flag.known_misses:,} of your lesion voxels here are missed by the model "
-            "(fine-tune to fix those)"
-        )
-    return "\n".join(lines)
-
-
 class ReviewSection(QWidget):
-    """Heatmap opacity, the ranked flags, jump-to, mark done, and a fast fine-tune."""
+    """Heatmap opacity, the review queue, one-click answers with undo, and a fast fine-tune."""
 
     def __init__(self, dock) -> None:
         super().__init__()
         self.dock = dock
-        self.flags: list[review_flags.Flag] = []
+        self.items: list[rq.Item] = []
         self.worker: Any = None
+        self.answers_since_tune = 0
+        self.undo_stack: list[tuple[int, tuple[np.ndarray, ...], np.ndarray]] = []
+        """(item id, the voxels its answer wrote, their codes before): Undo answer's memory."""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._heatmap_row())
+        self.find_button = QPushButton("Rank what to review")
+        self.find_button.setToolTip(
+            "rank the regions where lesion is probably missed and the regions the model calls "
+            "lesion that may not be, by the voxels an answer would correct"
+        )
+        self.find_button.clicked.connect(self.find_items)
+        layout.addWidget(self.find_button)
+        self.summary = QLabel("Predict the scan to see what to review.")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self.list = QListWidget()
+        self.list.setToolTip(
+            "click an item to go there; answer with Lesion (A) or Not lesion (R), N for the next"
+        )
+        self.list.setMinimumHeight(150)
+        self.list.currentRowChanged.connect(self._on_row)
+        layout.addWidget(self.list)
+        layout.addLayout(self._answer_buttons())
+        layout.addLayout(self._tune_buttons())
+        self._bind_keys()
 
+    def _heatmap_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
         row.addWidget(QLabel("heatmap opacity"))
         self.opacity = QSlider(Qt.Orientation.Horizontal)
@@ -96,96 +97,151 @@ class ReviewSection(QWidget):
         self.opacity.setToolTip("opacity of the false-negative heatmap (0 hides it)")
         self.opacity.valueChanged.connect(self._set_opacity)
         row.addWidget(self.opacity)
-        layout.addLayout(row)
+        return row
 
-        self.find_button = QPushButton("Find missed regions")
-        self.find_button.setToolTip(
-            "rank the regions where the model probably misses foreground, from the heatmap of "
-            "the last prediction and your current annotations"
+    def _answer_buttons(self) -> QHBoxLayout:
+        answers = QHBoxLayout()
+        self.lesion_button = QPushButton("Lesion (A)")
+        self.lesion_button.setToolTip(
+            "a false alarm that is lesion after all: paint it lesion; a suspected miss: "
+            "you painted it, mark it so"
         )
-        self.find_button.clicked.connect(self.find_flags)
-        layout.addWidget(self.find_button)
-        self.summary = QLabel("Predict the scan to see where the model probably misses.")
-        self.summary.setWordWrap(True)
-        layout.addWidget(self.summary)
-        self.list = QListWidget()
-        self.list.setToolTip("click a flag to jump there; paint what is missed, then mark it done")
-        self.list.setMinimumHeight(150)
-        self.list.currentRowChanged.connect(self._on_row)
-        layout.addWidget(self.list)
+        self.lesion_button.clicked.connect(lambda: self.answer(rq.LESION))
+        self.not_lesion_button = QPushButton("Not lesion (R)")
+        self.not_lesion_button.setToolTip("paint the item's region background (undo: U or Ctrl+Z)")
+        self.not_lesion_button.clicked.connect(lambda: self.answer(rq.NOT_LESION))
+        self.next_button = QPushButton("Next (N)")
+        self.next_button.setToolTip("go to the next open item")
+        self.next_button.clicked.connect(self.next_item)
+        for b in (self.lesion_button, self.not_lesion_button, self.next_button):
+            answers.addWidget(b)
+        return answers
 
+    def _tune_buttons(self) -> QVBoxLayout:
+        box = QVBoxLayout()
         buttons = QHBoxLayout()
-        self.done_button = QPushButton("Mark done")
-        self.done_button.setToolTip("remember that this flag is dealt with (toggles)")
-        self.done_button.clicked.connect(self.toggle_done)
-        self.finetune_button = QPushButton("Fine-tune on new annotations")
+        self.undo_button = QPushButton("Undo answer (U)")
+        self.undo_button.setToolTip("take the last answer back: its voxels as they were")
+        self.undo_button.clicked.connect(self.undo_answer)
+        self.finetune_button = QPushButton("Fine-tune now")
         self.finetune_button.setToolTip(
-            f"warm start from the current model, {FINE_TUNE_STEPS} steps, then predict again"
+            f"warm start from the current model, {FINE_TUNE_STEPS} steps, then predict and "
+            "rank again"
         )
         self.finetune_button.clicked.connect(self.fine_tune)
-        buttons.addWidget(self.done_button)
+        buttons.addWidget(self.undo_button)
         buttons.addWidget(self.finetune_button)
-        layout.addLayout(buttons)
+        box.addLayout(buttons)
+        auto = QHBoxLayout()
+        auto.addWidget(QLabel("fine-tune after"))
+        self.tune_after = QSpinBox()
+        self.tune_after.setRange(0, 100)
+        self.tune_after.setValue(FINE_TUNE_AFTER)
+        self.tune_after.setToolTip("answers after which the fine-tune starts by itself (0: never)")
+        auto.addWidget(self.tune_after)
+        auto.addWidget(QLabel("answers"))
+        auto.addStretch(1)
+        box.addLayout(auto)
+        return box
 
-    # -- state ---------------------------------------------------------------------------------
+    def _bind_keys(self) -> None:
+        actions = {
+            "accept": lambda: self.answer(rq.LESION),
+            "reject": lambda: self.answer(rq.NOT_LESION),
+            "next": self.next_item,
+            "undo": self.undo_answer,
+        }
+        for name, key in KEYS.items():
+            act = actions[name]
+            self.dock.viewer.bind_key(key, lambda _viewer, act=act: act(), overwrite=True)
+
+    # -- the queue -----------------------------------------------------------------------------
     def load(self) -> None:
-        """Show the flags stored in the scan (when a scan opens)."""
+        """Show the queue stored in the scan (when a scan opens)."""
         scan = self.dock.scan
-        self.flags = []
+        self.items, self.undo_stack, self.answers_since_tune = [], [], 0
         if scan is not None:
             try:
-                self.flags = review_flags.stored_flags(scan)
+                queue = rq.stored_queue(scan)
             except ScanError as exc:
                 show_error(str(exc))
+            else:
+                self.items = list(queue.items) if queue is not None else []
         self._show()
 
-    def find_flags(self) -> None:
-        """Recompute the flags in a thread (the risk map may be large)."""
+    def find_items(self) -> None:
+        """Rank the queue again in a thread (reading the results may take a while)."""
         scan = self.dock.scan
         if scan is None:
             show_error("open a scan first")
             return
         if self.worker is not None or not self.dock.writable():
             return
-        self.dock.save_now()  # the flags see the annotations as painted
-        worker: Any = create_worker(
-            review_flags.flag_scan, scan, _ignore_errors=True
-        )  # shown below
-        worker.returned.connect(self._on_flags)
+        self.dock.save_now()  # the queue sees the annotations as painted
+        worker: Any = create_worker(rq.build_queue, scan, _ignore_errors=True)  # shown below
+        worker.returned.connect(self._on_queue)
         worker.errored.connect(lambda exc: show_error(error_message(exc)))
         worker.finished.connect(self._on_worker_done)
         self.worker = worker
-        self.find_button.setEnabled(False)
-        self.summary.setText("looking for missed regions…")
+        self._set_busy(True)
+        self.summary.setText("ranking what to review…")
         worker.start()
 
     def _on_worker_done(self) -> None:
         self.worker = None
-        self.find_button.setEnabled(True)
+        self._set_busy(False)
 
-    def _on_flags(self, flags: list[review_flags.Flag]) -> None:
-        self.flags = flags
+    def _set_busy(self, busy: bool) -> None:
+        for b in (self.find_button, self.lesion_button, self.not_lesion_button, self.undo_button):
+            b.setEnabled(not busy)
+
+    def _on_queue(self, queue: rq.Queue) -> None:
+        self.items = list(queue.items)
+        self.undo_stack = []  # the answers now live in the annotations and the stored queue
         self._show()
+        if queue.open:
+            self.list.setCurrentRow(0)  # the top item, on screen
+
+    def _refresh_item(self, row: int) -> None:
+        """Show one item's new status: its line, the summary, its point (not a full rebuild)."""
+        item, entry = self.items[row], self.list.item(row)
+        if entry is not None:
+            entry.setText(item_text(item))
+            entry.setToolTip(item_tooltip(item))
+            entry.setForeground(QColor(DONE_COLOR if item.answered else COLORS[item.kind]))
+        self._summarise()
+        scan = self.dock.scan
+        layer = layer_for(self.dock.viewer, scan.path, "flags") if scan is not None else None
+        if layer is not None and len(layer.data) == len(self.items):
+            colors = np.array(layer.border_color, copy=True)
+            colors[row] = transform_color(DONE_COLOR if item.answered else COLORS[item.kind])[0]
+            layer.border_color = colors
+
+    def _summarise(self) -> None:
+        open_items = [i for i in self.items if not i.answered]
+        misses = sum(i.kind == rq.MISS for i in open_items)
+        self.summary.setText(
+            f"{len(open_items)} to review ({misses} suspected miss(es), "
+            f"{len(open_items) - misses} suspected false alarm(s)), "
+            f"{len(self.items) - len(open_items)} answered. Answer with A / R, N for next."
+        )
 
     def _show(self) -> None:
+        current = self.list.currentRow()
         self.list.blockSignals(True)
         self.list.clear()
-        for flag in self.flags:
-            item = QListWidgetItem(flag_text(flag))
-            item.setToolTip(flag_tooltip(flag))
-            if flag.done:
-                item.setForeground(QColor(_DONE_COLOR))
-            self.list.addItem(item)
+        for item in self.items:
+            entry = QListWidgetItem(item_text(item))
+            entry.setToolTip(item_tooltip(item))
+            entry.setForeground(QColor(DONE_COLOR if item.answered else COLORS[item.kind]))
+            self.list.addItem(entry)
+        if 0 <= current < len(self.items):
+            self.list.setCurrentRow(current)
         self.list.blockSignals(False)
-        open_flags = [f for f in self.flags if not f.done]
-        if self.flags:
-            missed = sum(f.expected_missed for f in open_flags)
-            self.summary.setText(
-                f"{len(open_flags)} open flag(s), {len(self.flags) - len(open_flags)} done; "
-                f"expected missed foreground ~{missed:,.0f} voxels. Click one to go there."
-            )
+        if self.items:
+            self._summarise()
         elif self.dock.scan is not None and "risk" in self.dock.scan.results():
-            self.summary.setText("No missed regions found above the risk threshold.")
+            self.summary.setText("Nothing to review: no suspected miss or false alarm.")
         self._update_points()
 
     def _update_points(self) -> None:
@@ -194,23 +250,23 @@ class ReviewSection(QWidget):
             return
         viewer = self.dock.viewer
         layer = layer_for(viewer, scan.path, "flags")
-        centers = np.array([f.center for f in self.flags], dtype=float).reshape(-1, 3)
-        colors = [_DONE_COLOR if f.done else _OPEN_COLOR for f in self.flags]
-        features = {"rank": [f.rank for f in self.flags]}
+        centers = np.array([i.center for i in self.items], dtype=float).reshape(-1, 3)
+        colors = [DONE_COLOR if i.answered else COLORS[i.kind] for i in self.items]
+        features = {"rank": [i.rank for i in self.items]}
         if layer is None:
             # made when the scan opens, empty if need be: creating a points layer with text
             # stalls the viewer ~250 ms, which then falls on the scan's opening, not on the
             # end of a training run (benchmarks/gui_responsiveness.py)
             viewer.add_points(
                 centers,
-                name=f"{scan.path.name.removesuffix('.zarr')} flags",
+                name=f"{scan.path.name.removesuffix('.zarr')} review",
                 scale=scan.spacing,
                 size=max(scan.spacing) * 4,
                 face_color="transparent",
-                border_color=colors or _OPEN_COLOR,
+                border_color=colors or COLORS[rq.MISS],
                 border_width=0.12,
                 features=features,
-                text={"string": "{rank}", "color": _OPEN_COLOR, "size": 10},
+                text={"string": "{rank}", "color": COLORS[rq.MISS], "size": 10},
                 metadata={"asymseg": {"scan": str(scan.path), "role": "flags"}},
             )
             if self.dock.annotations_layer is not None:
@@ -231,16 +287,16 @@ class ReviewSection(QWidget):
 
     # -- navigation ----------------------------------------------------------------------------
     def _on_row(self, row: int) -> None:
-        if 0 <= row < len(self.flags):
-            self.jump_to(self.flags[row])
+        if 0 <= row < len(self.items):
+            self.jump_to(self.items[row])
 
-    def jump_to(self, flag: review_flags.Flag) -> None:
-        """Show the flag's slice, centred, with the brush ready on the annotations."""
+    def jump_to(self, item: rq.Item) -> None:
+        """Show the item's slice, centred, with the brush ready on the annotations."""
         scan = self.dock.scan
         if scan is None:
             return
         viewer = self.dock.viewer
-        world = [c * s for c, s in zip(flag.center, scan.spacing, strict=True)]
+        world = [c * s for c, s in zip(item.center, scan.spacing, strict=True)]
         if viewer.dims.ndisplay == 2:
             viewer.dims.set_point(0, world[0])
         camera_of(viewer).center = tuple(world)
@@ -249,35 +305,96 @@ class ReviewSection(QWidget):
             viewer.layers.selection.active = layer
         risk_layer(viewer, scan).visible = self.opacity.value() > 0
 
-    def current_flag(self) -> review_flags.Flag | None:
+    def current_item(self) -> rq.Item | None:
         row = self.list.currentRow()
-        return self.flags[row] if 0 <= row < len(self.flags) else None
+        return self.items[row] if 0 <= row < len(self.items) else None
 
-    def toggle_done(self) -> None:
-        scan, flag = self.dock.scan, self.current_flag()
-        if scan is None or flag is None:
-            show_error("pick a flag in the list first")
+    def next_item(self) -> None:
+        """Go to the next open item after the current one (wrapping round)."""
+        n = len(self.items)
+        start = self.list.currentRow()
+        for k in range(1, n + 1):
+            row = (start + k) % n
+            if not self.items[row].answered:
+                self.list.setCurrentRow(row)
+                return
+        show_info("nothing left to review: fine-tune, or predict again to rank anew")
+
+    # -- answers -------------------------------------------------------------------------------
+    def answer(self, verdict: str) -> None:
+        """Answer the current item: write its region into the annotations (undoably), store
+        the answer, go to the next open item; fine-tune after every few answers."""
+        scan, item, layer = self.dock.scan, self.current_item(), self.dock.annotations_layer
+        if scan is None or layer is None:
+            show_error("open a scan first")
             return
-        if not self.dock.writable():
+        if item is None:
+            show_error("pick an item in the review list first")
             return
-        row = self.list.currentRow()
+        if item.answered:
+            show_info(f"item #{item.rank} is answered already: Undo answer (U) takes it back")
+            return
+        if self.worker is not None or not self.dock.writable():
+            return
+        results = scan.results()
+        if "prediction" not in results or "risk" not in results:
+            show_error("the prediction is gone: predict the scan again")
+            return
+        indices, codes = rq.answer_writes(
+            item, verdict, results["prediction"], layer.data, results["risk"]
+        )
+        before = np.array(layer.data[indices], copy=True)
+        if indices[0].size:
+            layer.data_setitem(indices, codes)  # through napari's history: Ctrl+Z undoes it
         try:
-            self.flags = review_flags.set_status(scan, flag.id, "open" if flag.done else "done")
+            queue = rq.set_answered(scan, item, verdict)
         except ScanError as exc:
+            if indices[0].size:
+                layer.data_setitem(indices, before)
             show_error(str(exc))
             return
-        self._show()
-        self.list.blockSignals(True)
-        self.list.setCurrentRow(row)
-        self.list.blockSignals(False)
+        self.undo_stack.append((item.id, indices, before))
+        self.items = list(queue.items)  # the same order: only the status changed
+        self._refresh_item(self.items.index(next(i for i in self.items if i.id == item.id)))
+        self.answers_since_tune += 1
+        after = self.tune_after.value()
+        if after and self.answers_since_tune >= after and self.dock.current_model() is not None:
+            self.fine_tune()
+        else:
+            self.next_item()
+
+    def undo_answer(self) -> None:
+        """Take the last answer back: its voxels get their codes from before, the item reopens."""
+        scan, layer = self.dock.scan, self.dock.annotations_layer
+        if not self.undo_stack or scan is None or layer is None:
+            show_info("no answer to undo")
+            return
+        if self.worker is not None or not self.dock.writable():
+            return
+        item_id, indices, before = self.undo_stack.pop()
+        if indices[0].size:
+            layer.data_setitem(indices, before)
+        item = next((i for i in self.items if i.id == item_id), None)
+        if item is not None:
+            try:
+                self.items = list(rq.set_answered(scan, item, rq.OPEN).items)
+            except ScanError as exc:
+                show_error(str(exc))
+                return
+            self.answers_since_tune = max(0, self.answers_since_tune - 1)
+            row = next(k for k, i in enumerate(self.items) if i.id == item_id)
+            self._refresh_item(row)
+            self.list.setCurrentRow(row)
 
     def fine_tune(self) -> None:
-        """Warm-start training from the current model on the annotations as they are now."""
+        """Warm-start training from the current model on the annotations as they are now; the
+        prediction that follows ranks the queue again."""
         train = self.dock.train_section
         if self.dock.current_model() is None:
             show_error("no model yet: train a new model first (Train, in the section above)")
             return
         if train.running:
             return
+        self.answers_since_tune = 0
         show_info(f"fine-tuning the current model for {FINE_TUNE_STEPS} steps")
         train.start(fine_tune=True, steps=FINE_TUNE_STEPS, lr=FINE_TUNE_LR)

@@ -109,6 +109,11 @@ class TrainSection(QWidget):
         self.patch.setPlaceholderText("auto (planned from the spacing)")
         self.patch.setToolTip("patch size Z Y X in voxels, e.g. 16 64 64; empty = auto")
         self.batch = whole_box("train", "batch_size")
+        self.seed = whole_box("train", "seed")
+        self.seed.setToolTip(
+            "random seed of the patches and initial weights: another one when a model has not "
+            "learned the painted lesion"
+        )
         self.unpainted = choice_box("data", "unpainted")
         self.unpainted.setToolTip(
             "what the voxels nobody painted teach: forest (labels of a random forest trained "
@@ -131,6 +136,7 @@ class TrainSection(QWidget):
             ("steps", self.steps),
             ("patch", self.patch),
             ("batch", self.batch),
+            ("seed", self.seed),
             ("unpainted voxels", self.unpainted),
             ("device", self.device),
         ):
@@ -171,6 +177,7 @@ class TrainSection(QWidget):
         cfg.data.patch_size = self.patch_size()
         cfg.train.steps = self.steps.value()
         cfg.train.batch_size = self.batch.value()
+        cfg.train.seed = self.seed.value()
         cfg.data.unpainted = self.unpainted.currentText()
         cfg.train.estimate = self.estimate_box.isChecked()
         cfg.train.device = self.device.currentText()
@@ -328,7 +335,7 @@ class TrainSection(QWidget):
         elif isinstance(event, PredictionDone) and scan is not None:
             show_results(self.dock.viewer, scan)
             self.status.setText(f"prediction saved to {scan.path.name}")
-            self.dock.review_section.find_flags()
+            self.dock.review_section.find_items()
 
     def _on_error(self, exc: Exception) -> None:
         show_error(error_message(exc))

@@ -70,7 +70,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    full = command in (None, "train", "predict", "flag")
+    full = command in (None, "train", "predict", "flag", "review")
     _add_import(sub)
     _add_info(sub)
     _add_export(sub)
@@ -78,6 +78,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_train(sub, full)
     _add_predict(sub, full)
     _add_flag(sub, full)
+    _add_review(sub, full)
     _add_bundle(sub)
     _add_evaluate(sub)
     _add_demo(sub)
@@ -250,6 +251,44 @@ def _add_flag(sub: _Subparsers, full: bool) -> None:
     p.add_argument("--json", help="flags file (default: SCAN-flags.json beside the scan)")
     _prediction_options(p, full)  # --tta defaults to on here: flips sharpen the risk map
     p.set_defaults(func=predict.cmd_flag)
+
+
+def _add_review(sub: _Subparsers, full: bool) -> None:
+    p = sub.add_parser(
+        "review",
+        help="the review queue: suspected misses and false alarms, ranked; answer items",
+        description="Rank what to review next: regions where lesion is probably missed and "
+        "regions the model calls lesion that may not be, by the voxels an answer would "
+        "correct. With --model the scan is predicted first (with test-time flips). "
+        "--reject ID writes item ID's region as background annotation (not lesion); "
+        "--accept ID writes a false alarm's region as lesion, or records that you painted "
+        "a missed one. Then the queue is ranked again and written as JSON.",
+    )
+    p.add_argument("scan", help="scan directory (.zarr)")
+    p.add_argument("--model", help="predict with this model first (folder, checkpoint or bundle)")
+    p.add_argument(
+        "--accept",
+        type=int,
+        action="append",
+        metavar="ID",
+        help="item ID is lesion (repeatable; ids of the stored queue)",
+    )
+    p.add_argument(
+        "--reject",
+        type=int,
+        action="append",
+        metavar="ID",
+        help="item ID is not lesion: its region becomes background annotation (repeatable)",
+    )
+    p.add_argument(
+        "--max-items",
+        type=_number_in(1, math.inf, int),
+        default=100,
+        help="at most this many open items (default 100)",
+    )
+    p.add_argument("--json", help="queue file (default: SCAN-queue.json beside the scan)")
+    _prediction_options(p, full)
+    p.set_defaults(func=predict.cmd_review)
 
 
 def _add_bundle(sub: _Subparsers) -> None:

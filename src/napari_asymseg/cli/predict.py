@@ -1,4 +1,5 @@
-"""``asymseg predict`` and ``asymseg flag``: the two commands that write into a scan.
+"""``asymseg predict``, ``asymseg flag`` and ``asymseg review``: the commands that write into a
+scan.
 
 Both hold the scan's lock for their whole run (one writer per scan). ``flag`` checks what
 would fail after the prediction (an unknown ``--done`` id, an unwritable ``--json`` path)
@@ -97,6 +98,88 @@ def _flag(args: argparse.Namespace) -> None:
             f"  #{f.rank:<3} z={z:<4} y={y:<4} x={x:<4} expected missed "
             f"{f.expected_missed:8.1f} voxels ({f.expected_mm3:8.1f} mm3)  max risk "
             f"{f.max_risk:.2f}" + ("  [done]" if f.done else "")
+        )
+
+
+def cmd_review(args: argparse.Namespace) -> None:
+    with ScanLock(args.scan, "asymseg review"):  # one writer per scan
+        _review(args)
+
+
+def _review(args: argparse.Namespace) -> None:
+    from napari_asymseg.review import queue as review_queue
+    from napari_asymseg.store.scan import Scan
+
+    scan = Scan.open(args.scan)
+    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-queue.json")
+    answers = [(i, review_queue.LESION) for i in args.accept or ()]
+    answers += [(i, review_queue.NOT_LESION) for i in args.reject or ()]
+    _check_review_args(args, scan, out, answers)
+    for item_id, verdict in answers:
+        item = review_queue.answer(scan, item_id, verdict)
+        print(f"item {item_id} ({item.kind.replace('_', ' ')}, slice {item.center[0]}): "
+              f"{verdict.replace('_', ' ')}")  # fmt: skip
+    if args.model:
+        if "predict.tta" not in vars(args):  # flip averaging sharpens the risk map (benchmarks)
+            setattr(args, "predict.tta", True)
+        _predict(args)
+    queue = review_queue.build_queue(scan, max_items=args.max_items)
+    open_items = queue.open
+    report = {
+        "scan": str(scan.path),
+        "spacing": list(scan.spacing),
+        "open": len(open_items),
+        "answered": len(queue.items) - len(open_items),
+        "expected_gain_voxels": sum(i.gain for i in open_items),
+        **queue.as_dict(),
+    }
+    _write_report(out, report)
+    kinds = {k: sum(i.kind == k for i in open_items) for k in review_queue.KINDS}
+    print(
+        f"{len(open_items)} open item(s): {kinds[review_queue.MISS]} suspected miss(es), "
+        f"{kinds[review_queue.FALSE_ALARM]} suspected false alarm(s); queue in {out}"
+    )
+    for i in open_items[:10]:
+        z, y, x = i.center
+        what = "suspected miss       " if i.kind == review_queue.MISS else "suspected false alarm"
+        print(
+            f"  #{i.id:<3} {what} z={z:<4} y={y:<4} x={x:<4} {i.voxels:7d} voxels, "
+            f"expected gain {i.gain:8.1f}"
+        )
+
+
+def _check_review_args(args: argparse.Namespace, scan, out: Path, answers) -> None:
+    """Refuse what would fail half-way, before writing any answer or predicting."""
+    from napari_asymseg.review import queue as review_queue
+
+    ids = [i for i, _ in answers]
+    if len(set(ids)) != len(ids):
+        raise ScanError(f"item {next(i for i in ids if ids.count(i) > 1)} is answered twice: "
+                        "give each id once, with --accept or --reject")  # fmt: skip
+    if answers:
+        queue = review_queue.stored_queue(scan)
+        if queue is None:
+            raise ScanError(
+                f"{scan.path.name} has no review queue yet: run asymseg review SCAN first, "
+                "then answer its items"
+            )
+        for item_id in ids:
+            if queue.item(item_id).answered:
+                raise ScanError(
+                    f"item {item_id} is answered already: see the open ones with asymseg "
+                    "review SCAN"
+                )
+        if args.model:
+            raise ScanError(
+                "--model predicts again, which makes a new queue: answer first, then run "
+                "asymseg review --model on its own"
+            )
+    _check_writable(out)
+    given = {k for k in vars(args) if k.startswith("predict.")}
+    if given and not args.model:
+        raise ScanError(
+            f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "
+            "prediction options apply while predicting"
         )
 
 

@@ -1,0 +1,52 @@
+"""How the Review section shows a queue item: its line in the list, its tooltip, its colour."""
+
+from __future__ import annotations
+
+from napari_asymseg.review import queue as rq
+
+COLORS = {rq.MISS: "#ffd400", rq.FALSE_ALARM: "#2fd0ff"}
+"""Suspected misses yellow (the heatmap's), suspected false alarms blue."""
+DONE_COLOR = "#8a8a8a"
+_VERDICT = {rq.LESION: "lesion", rq.NOT_LESION: "not lesion"}
+
+
+def item_text(item: rq.Item) -> str:
+    """The list's line for an item: short enough for a narrow dock (details in the tooltip)."""
+    if item.answered:
+        state = "painted" if item.kind == rq.MISS and item.status == rq.LESION else None
+        state = f"  ✓ {state or _VERDICT[item.status]}"
+    else:
+        state = ""
+    where = f"#{item.rank}  slice {item.center[0]}"
+    if item.kind == rq.MISS:
+        if item.gain < 1 and item.known_misses:  # only painted lesion the model misses
+            return f"{where}  missed?  {item.known_misses:,} painted{state}"
+        return f"{where}  missed?  ~{item.gain:,.0f} voxels{state}"
+    return f"{where}  false alarm?  {item.voxels:,} voxels{state}"
+
+
+def item_tooltip(item: rq.Item) -> str:
+    z, y, x = item.center
+    z0, y0, x0, z1, y1, x1 = item.bbox
+    if item.kind == rq.MISS:
+        lines = [
+            f"suspected miss #{item.rank} ({item.status}) at z {z}, y {y}, x {x}",
+            f"expected missed lesion: {item.gain:,.1f} voxels over {item.voxels:,} at risk; "
+            f"highest risk {item.doubt:.2f}",
+            "paint the lesion here, then Lesion (A) marks it painted; Not lesion (R) marks "
+            "the region at risk as background",
+        ]
+        if item.known_misses:
+            lines.append(
+                f"{item.known_misses:,} of your lesion voxels here are missed by the model "
+                "(fine-tune to fix those)"
+            )
+    else:
+        lines = [
+            f"suspected false alarm #{item.rank} ({item.status}) at z {z}, y {y}, x {x}",
+            f"the model calls {item.voxels:,} unannotated voxels here lesion; doubt "
+            f"{item.doubt:.2f} (expected wrong: {item.gain:,.1f} voxels)",
+            "Not lesion (R) paints them background; Lesion (A) paints them lesion",
+        ]
+    lines.append(f"box: z {z0}-{z1 - 1}, y {y0}-{y1 - 1}, x {x0}-{x1 - 1}")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""A review queue item, and the names of its kinds and answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MISS = "miss"
+FALSE_ALARM = "false_alarm"
+KINDS = (MISS, FALSE_ALARM)
+OPEN, LESION, NOT_LESION = "open", "lesion", "not_lesion"
+ANSWERS = (LESION, NOT_LESION)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question to the user: is this region lesion?"""
+
+    id: int
+    rank: int
+    kind: str  # MISS or FALSE_ALARM
+    center: tuple[int, int, int]  # a voxel of the region: where the viewer goes
+    bbox: tuple[int, int, int, int, int, int]  # z0, y0, x0, z1, y1, x1 (end exclusive)
+    voxels: int  # unannotated voxels of the region
+    gain: float  # expected voxels an answer corrects
+    doubt: float  # miss: highest risk; false alarm: 1 - mean foreground probability
+    label: int = 1  # false alarm: the predicted class (of its centre)
+    known_misses: int = 0  # miss: painted lesion voxels the model misses here
+    status: str = OPEN  # OPEN, LESION or NOT_LESION
+
+    @property
+    def answered(self) -> bool:
+        return self.status != OPEN
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["center"], d["bbox"] = list(self.center), list(self.bbox)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Item:
+        keys = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in d.items() if k in keys}
+        kwargs["center"] = tuple(int(v) for v in d["center"])
+        kwargs["bbox"] = tuple(int(v) for v in d["bbox"])
+        item = cls(**kwargs)
+        if item.kind not in KINDS or item.status not in (OPEN, *ANSWERS):
+            raise ValueError(f"unknown kind {item.kind!r} or status {item.status!r}")
+        return item
+
+    def contains(self, point: Sequence[int]) -> bool:
+        z0, y0, x0, z1, y1, x1 = self.bbox
+        z, y, x = point
+        return z0 <= z < z1 and y0 <= y < y1 and x0 <= x < x1
+
+    @property
+    def box(self) -> tuple[slice, slice, slice]:
+        z0, y0, x0, z1, y1, x1 = self.bbox
+        return slice(z0, z1), slice(y0, y1), slice(x0, x1)

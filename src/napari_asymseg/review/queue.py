@@ -1,0 +1,299 @@
+"""The review queue: suspected misses and suspected false alarms in one ranked list.
+
+A clinician's few minutes go furthest where an answer corrects the most voxels. Two kinds of
+item compete for them:
+
+* a **suspected miss** is a flag of :mod:`napari_asymseg.review.flags`: a region where the
+  calibrated risk map says lesion is probably missed. Its worth is the expected number of
+  missed lesion voxels in it (the sum of the risk over its unannotated voxels).
+* a **suspected false alarm** is a region the model calls lesion on voxels nobody annotated: a
+  connected component of the prediction, cut into slabs at most :data:`SLAB_MM` thick, so
+  that one item can be judged on one screen (one slice of a 6.5 mm MR, a few of a 1 mm one)
+  and a large component that is part lesion, part not, becomes several answerable items. Its
+  worth is the expected number of wrongly predicted voxels in it: its size times one minus
+  its mean foreground probability.
+
+Both worths are in voxels an answer corrects, so the two kinds interleave in one ranking.
+How it was chosen, and what was measured against it: docs/benchmarks.md (the review queue).
+
+Answers (:func:`answer`): "not lesion" writes the item's region as background annotation;
+"lesion" writes a false-alarm region as the predicted class, and on a suspected miss records
+that the user painted there (it stays done when the queue is recomputed, as flags do). The
+queue and every answer are stored in the scan; answered items stay in the list, after the open
+ones, with their ids: an id names one item of a scan for good (new items get new ids), so an
+answer given twice is refused instead of landing on another item. An answer whose annotation
+was undone (its region is unannotated again) is forgotten when the queue is recomputed, so
+the queue never claims an answer the annotations do not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from napari_asymseg.errors import ScanError
+from napari_asymseg.review import flags as review_flags
+from napari_asymseg.review.false_alarms import SLAB_MM, false_alarm_items
+from napari_asymseg.review.items import (
+    ANSWERS,
+    FALSE_ALARM,
+    LESION,
+    MISS,
+    NOT_LESION,
+    OPEN,
+    Item,
+)
+from napari_asymseg.review.items import (
+    KINDS as KINDS,
+)
+from napari_asymseg.review.risk_map import THRESHOLD, with_annotations
+from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
+from napari_asymseg.store.scan import Scan, read
+
+QUEUE_KEY = "queue"
+_STRUCTURE = np.ones((3, 3, 3), bool)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The ranked items of a scan, and the prediction they were made from."""
+
+    items: tuple[Item, ...]
+    prediction: str  # digest of the prediction the items describe
+
+    @property
+    def open(self) -> list[Item]:
+        return [i for i in self.items if not i.answered]
+
+    def item(self, item_id: int) -> Item:
+        for i in self.items:
+            if i.id == item_id:
+                return i
+        raise ScanError(f"the review queue has no item {item_id}: see the ids with asymseg review")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"prediction": self.prediction, "items": [i.as_dict() for i in self.items]}
+
+
+# ----------------------------------------------------------------------------- building
+def miss_items(flags: Sequence[review_flags.Flag]) -> list[Item]:
+    """The suspected misses: the flags as queue items (a done flag is an answered item)."""
+    return [
+        Item(
+            id=0,
+            rank=0,
+            kind=MISS,
+            center=f.center,
+            bbox=f.bbox,
+            voxels=f.voxels,
+            gain=f.expected_missed,
+            doubt=f.max_risk,
+            known_misses=f.known_misses,
+            status=LESION if f.done else OPEN,
+        )
+        for f in flags
+    ]
+
+
+def rank(items: Sequence[Item], max_items: int = 100, first_id: int = 1) -> list[Item]:
+    """The ``max_items`` open items of most expected gain (misses first on a tie), then every
+    answered one, ranked from 1. Items without an id (0) get new ones from ``first_id`` on, in
+    rank order; the others keep theirs, so that an id never names two items of a scan."""
+    ordered = sorted(items, key=lambda i: (i.answered, -i.gain, i.kind != MISS, i.center))
+    kept = [i for i in ordered if not i.answered][:max_items] + [i for i in ordered if i.answered]
+    out, next_id = [], first_id
+    for k, i in enumerate(kept):
+        if i.id == 0:
+            i, next_id = replace(i, id=next_id), next_id + 1
+        out.append(replace(i, rank=k + 1))
+    return out
+
+
+def prediction_digest(prediction: np.ndarray) -> str:
+    """A short fingerprint of a prediction: the queue refuses answers on a newer one."""
+    return hashlib.blake2b(np.ascontiguousarray(prediction).tobytes(), digest_size=8).hexdigest()
+
+
+# ----------------------------------------------------------------------------- the store
+def stored_queue(scan: Scan) -> Queue | None:
+    """The queue last written to the scan, or None."""
+    raw = scan.read_attr(QUEUE_KEY)
+    if raw is None:
+        return None
+    try:
+        return Queue(tuple(Item.from_dict(d) for d in raw["items"]), str(raw["prediction"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScanError(
+            f"the review queue stored in {scan.path.name} is damaged ({exc}): run asymseg "
+            "review again"
+        ) from None
+
+
+def save_queue(scan: Scan, queue: Queue) -> None:
+    scan.write_attr(QUEUE_KEY, queue.as_dict())
+
+
+def _results(scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prediction, foreground probability and risk map as stored; a clear error before any."""
+    risk, prediction = review_flags.stored_risk_arrays(scan)
+    probability = scan.result("probability")
+    if probability is None:
+        raise ScanError(f"{scan.path.name} has no prediction yet: predict it with a model first")
+    return read(prediction), read(probability).astype(np.float32), read(risk).astype(np.float32)
+
+
+def build_queue(
+    scan: Scan,
+    *,
+    threshold: float = THRESHOLD,
+    max_items: int = 100,
+    slab_mm: float = SLAB_MM,
+    save: bool = True,
+) -> Queue:
+    """The scan's queue from its stored prediction and current annotations.
+
+    Answers stored in an earlier queue stay, unless the annotation they wrote was undone;
+    suspected misses inside a miss the user said was painted stay answered.
+    """
+    prediction, probability, risk = _results(scan)
+    annotations = scan.read_annotations()
+    old = stored_queue(scan)
+    kept = [i for i in (old.items if old else ()) if i.answered and _still_holds(i, annotations)]
+    painted = [
+        review_flags.Flag(
+            0, 0, i.center, i.bbox, i.voxels, i.gain, 0.0, i.doubt, i.known_misses, "done"
+        )
+        for i in kept
+        if i.kind == MISS and i.status == LESION
+    ]
+    stats = review_flags.labelled_stats(
+        with_annotations(risk, annotations, prediction), threshold, annotations, prediction
+    )
+    flags = review_flags.rank_regions(
+        stats, spacing=scan.spacing, max_flags=max_items, done=painted
+    )
+    misses = [i for i in miss_items(flags) if not i.answered]  # the painted ones are in kept
+    alarms = false_alarm_items(prediction, probability, annotations, scan.spacing, slab_mm=slab_mm)
+    first_id = max((i.id for i in old.items), default=0) + 1 if old else 1
+    queue = Queue(
+        tuple(rank([*misses, *alarms, *kept], max_items=max_items, first_id=first_id)),
+        prediction_digest(prediction),
+    )
+    if save:
+        save_queue(scan, queue)
+    return queue
+
+
+def _still_holds(item: Item, annotations: np.ndarray) -> bool:
+    """Whether the annotations still hold what answering ``item`` wrote (not undone)."""
+    if item.kind == MISS and item.status == LESION:
+        return True  # nothing was written: the user painted, and may paint on
+    return bool(annotations[item.center] != NOT_ANNOTATED)
+
+
+# ----------------------------------------------------------------------------- answers
+def region_of(
+    item: Item,
+    prediction: np.ndarray,
+    annotations: np.ndarray,
+    risk: np.ndarray | None = None,
+    threshold: float = THRESHOLD,
+) -> np.ndarray:
+    """The voxels an answer to ``item`` writes, as a mask of its box: the unannotated voxels
+    connected to its centre that the model calls lesion (false alarm) or that are at risk
+    (miss). Only the box is read: the arrays may be zarr arrays or a labels layer's data."""
+    from scipy import ndimage
+
+    box = item.box
+    free = np.asarray(annotations[box]) == NOT_ANNOTATED
+    if item.kind == FALSE_ALARM:
+        candidate = (np.asarray(prediction[box]) > 0) & free
+    else:
+        if risk is None:
+            raise ValueError("a miss item's region needs the risk map")
+        candidate = (np.asarray(risk[box]) >= threshold) & free
+    labels, _ = ndimage.label(candidate, structure=_STRUCTURE)
+    local = tuple(c - s.start for c, s in zip(item.center, box, strict=True))
+    at = labels[local]
+    if at == 0:
+        return np.zeros(candidate.shape, bool)
+    return labels == at
+
+
+def answer_writes(
+    item: Item,
+    verdict: str,
+    prediction: np.ndarray,
+    annotations: np.ndarray,
+    risk: np.ndarray | None = None,
+    threshold: float = THRESHOLD,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """What answering ``item`` with ``verdict`` writes into the annotations: voxel indices
+    (z, y, x arrays; empty when nothing is written) and their annotation codes (background,
+    or the class the model predicts there)."""
+    if verdict not in ANSWERS:
+        raise ScanError(f"unknown answer {verdict!r}: use {' or '.join(ANSWERS)}")
+    if item.kind == MISS and verdict == LESION:
+        empty = np.zeros(0, np.intp)
+        return (empty, empty, empty), np.zeros(0, np.uint8)  # the user paints it
+    mask = region_of(item, prediction, annotations, risk, threshold)
+    z, y, x = np.nonzero(mask)
+    lo = [s.start for s in item.box]
+    indices = (z + lo[0], y + lo[1], x + lo[2])
+    if verdict == NOT_LESION:
+        return indices, np.full(z.size, BACKGROUND, np.uint8)
+    classes = np.maximum(np.asarray(prediction[item.box])[mask], 1)
+    lookup = np.array([code_of_class(k) for k in range(int(classes.max(initial=1)) + 1)])
+    return indices, lookup[classes].astype(np.uint8)
+
+
+def answer(scan: Scan, item_id: int, verdict: str, *, threshold: float = THRESHOLD) -> Item:
+    """Answer a stored item: write its annotation into the scan and store the answer.
+
+    Refuses when the queue is older than the scan's prediction (recompute it first).
+    """
+    queue = stored_queue(scan)
+    if queue is None:
+        raise ScanError(f"{scan.path.name} has no review queue yet: run asymseg review first")
+    item = queue.item(item_id)
+    if item.answered:
+        raise ScanError(
+            f"item {item_id} of {scan.path.name} is answered already "
+            f"({item.status.replace('_', ' ')}): see the open ones with asymseg review SCAN"
+        )
+    prediction, _probability, risk = _results(scan)
+    if prediction_digest(prediction) != queue.prediction:
+        raise ScanError(
+            f"the review queue of {scan.path.name} is older than its prediction: run asymseg "
+            "review SCAN again, then answer"
+        )
+    annotations = scan.read_annotations()
+    (z, y, x), codes = answer_writes(item, verdict, prediction, annotations, risk, threshold)
+    if z.size:
+        annotations[z, y, x] = codes
+        z0, z1 = int(z.min()), int(z.max()) + 1
+        scan.write_annotations(annotations[z0:z1], region=(slice(z0, z1),))
+    done = replace(item, status=verdict)
+    save_queue(
+        scan, replace(queue, items=tuple(done if i.id == item_id else i for i in queue.items))
+    )
+    return done
+
+
+def set_answered(scan: Scan, item: Item, status: str) -> Queue:
+    """Store ``item``'s status (the dock writes the annotation itself, undoably); returns the
+    queue. ``status`` OPEN takes an answer back."""
+    queue = stored_queue(scan)
+    if queue is None:
+        raise ScanError(f"{scan.path.name} has no review queue yet: compute it first")
+    queue.item(item.id)
+    queue = replace(
+        queue,
+        items=tuple(replace(i, status=status) if i.id == item.id else i for i in queue.items),
+    )
+    save_queue(scan, queue)
+    return queue
