@@ -87,7 +87,7 @@ def box_at(center: tuple[int, int, int], spacing, shape) -> tuple[int, slice, sl
     )
 
 
-def answer_item(item, ann, truth, prediction, risk, spacing) -> tuple[int, str]:
+def answer_item(item, ann, truth, prediction) -> tuple[int, str]:
     """The clinician's answer to a queue item, written into ``ann``; voxels written, what."""
     from napari_asymseg.review import queue as rq
 
@@ -123,13 +123,13 @@ def act(strategy, rng, ann, truth, results, spacing, body) -> tuple[int, str]:
         if open_items:
             item = open_items[0]
             queue.items = tuple(i for i in queue.items if i is not item)
-            return answer_item(item, ann, truth, prediction, risk, spacing)
+            return answer_item(item, ann, truth, prediction)
     if strategy == "fg_random":
         alarms = [i for i in queue.open if i.kind == rq.FALSE_ALARM]
         if alarms and rng.random() < 0.5:
             item = alarms[int(rng.integers(len(alarms)))]
             queue.items = tuple(i for i in queue.items if i is not item)
-            return answer_item(item, ann, truth, prediction, risk, spacing)
+            return answer_item(item, ann, truth, prediction)
         lesion = (prediction > 0) | (ann > BACKGROUND)
         near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= NEAR_MM
         cand = np.flatnonzero(near & free)

@@ -101,7 +101,7 @@ def test_the_simulated_clinician_answers_from_the_truth():
     pred[2, 10:14, 10:14] = 1  # a false alarm: rejected
     items = rq.false_alarm_items(pred, pred * 0.6, ann, (1.0, 1, 1))
     for item in items:
-        active_learning.answer_item(item, ann, truth, pred, None, (1.0, 1, 1))
+        active_learning.answer_item(item, ann, truth, pred)
     assert (ann[1, 2:6, 2:6] == 2).all() and (ann[2, 10:14, 10:14] == 1).all()
     assert active_learning.paint_box(ann, truth, 1, slice(0, 8), slice(0, 8)) == 48
     assert (ann[1, 0:8, 0:8] >= 1).all() and (ann[1, 2:6, 2:6] == 2).all()

@@ -355,7 +355,7 @@ class ReviewSection(QWidget):
             return
         self.undo_stack.append((item.id, indices, before))
         self.items = list(queue.items)  # the same order: only the status changed
-        self._refresh_item(self.items.index(next(i for i in self.items if i.id == item.id)))
+        self._refresh_item(next(k for k, i in enumerate(self.items) if i.id == item.id))
         self.answers_since_tune += 1
         after = self.tune_after.value()
         if after and self.answers_since_tune >= after and self.dock.current_model() is not None:

@@ -63,9 +63,7 @@ def _flag(args: argparse.Namespace) -> None:
     out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-flags.json")
     _check_flag_args(args, scan, out)
     if args.model:
-        if "predict.tta" not in vars(args):  # flip averaging sharpens the risk map (benchmarks)
-            setattr(args, "predict.tta", True)
-        _predict(args)
+        _predict_with_flips(args)
     if args.done:
         for flag_id in args.done:
             review_flags.set_status(scan, flag_id, "done")
@@ -120,9 +118,7 @@ def _review(args: argparse.Namespace) -> None:
         print(f"item {item_id} ({item.kind.replace('_', ' ')}, slice {item.center[0]}): "
               f"{verdict.replace('_', ' ')}")  # fmt: skip
     if args.model:
-        if "predict.tta" not in vars(args):  # flip averaging sharpens the risk map (benchmarks)
-            setattr(args, "predict.tta", True)
-        _predict(args)
+        _predict_with_flips(args)
     queue = review_queue.build_queue(scan, max_items=args.max_items)
     open_items = queue.open
     report = {
@@ -175,19 +171,13 @@ def _check_review_args(args: argparse.Namespace, scan, out: Path, answers) -> No
                 "asymseg review --model on its own"
             )
     _check_writable(out)
-    given = {k for k in vars(args) if k.startswith("predict.")}
-    if given and not args.model:
-        raise ScanError(
-            f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "
-            "prediction options apply while predicting"
-        )
+    _check_prediction_options(args)
 
 
 def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> None:
     """Refuse what would fail after the prediction, before spending minutes on it."""
     from napari_asymseg.review import flags as review_flags
 
-    given = {k for k in vars(args) if k.startswith("predict.")}
     known = {f.id for f in review_flags.stored_flags(scan)}
     unknown = sorted(set(args.done or ()) - known)
     if unknown:
@@ -195,11 +185,24 @@ def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> None:
             f"{scan.path.name} has no flag {unknown[0]}: see the ids with asymseg flag SCAN"
         )
     _check_writable(out)
+    _check_prediction_options(args)
+
+
+def _check_prediction_options(args: argparse.Namespace) -> None:
+    """Prediction options without --model would be ignored: refuse them."""
+    given = {k for k in vars(args) if k.startswith("predict.")}
     if given and not args.model:
         raise ScanError(
             f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "
             "prediction options apply while predicting"
         )
+
+
+def _predict_with_flips(args: argparse.Namespace) -> None:
+    """Predict before ranking; flip averaging (on unless given) sharpens the risk map."""
+    if "predict.tta" not in vars(args):
+        setattr(args, "predict.tta", True)
+    _predict(args)
 
 
 def _check_writable(path: Path) -> None:

@@ -163,10 +163,19 @@ def build_queue(
     annotations = scan.read_annotations()
     old = stored_queue(scan)
     kept = [i for i in (old.items if old else ()) if i.answered and _still_holds(i, annotations)]
-    painted = [
+    painted = [  # only their boxes matter: a flag inside one stays done
         review_flags.Flag(
-            0, 0, i.center, i.bbox, i.voxels, i.gain, 0.0, i.doubt, i.known_misses, "done"
-        )
+            id=0,
+            rank=0,
+            center=i.center,
+            bbox=i.bbox,
+            voxels=i.voxels,
+            expected_missed=i.gain,
+            expected_mm3=0.0,
+            max_risk=i.doubt,
+            known_misses=i.known_misses,
+            status="done",
+        )  # fmt: skip
         for i in kept
         if i.kind == MISS and i.status == LESION
     ]
