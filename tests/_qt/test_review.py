@@ -6,8 +6,8 @@ import pytest
 
 from dock_helpers import dock_with_model
 from napari_asymseg._qt.dock import AsymsegDock
-from napari_asymseg._qt.layers import layer_for
-from napari_asymseg._qt.review import KEYS, camera_of
+from napari_asymseg._qt.layers import camera_of, layer_for
+from napari_asymseg._qt.review import KEYS
 from napari_asymseg.review import queue as rq
 from napari_asymseg.samples.sample_data import sample_scan
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
@@ -24,7 +24,9 @@ def dock(make_napari_viewer, tmp_path, qtbot):
 def predict_and_rank(dock, qtbot):
     dock.train_section.predict_button.click()
     qtbot.waitUntil(lambda: not dock.train_section.running, timeout=120_000)
-    qtbot.waitUntil(lambda: dock.review_section.worker is None and bool(dock.review_section.items))
+    review = dock.review_section
+    qtbot.waitUntil(lambda: review.worker is None and bool(review.items))
+    qtbot.waitUntil(lambda: review.list.currentRow() == 0)  # the top item, a turn later
 
 
 def with_false_alarm(dock, qtbot) -> rq.Item:
@@ -40,7 +42,7 @@ def with_false_alarm(dock, qtbot) -> rq.Item:
     scan.write_result("prediction", pred)
     scan.write_result("probability", prob)
     review.find_items()
-    qtbot.waitUntil(lambda: review.worker is None)
+    qtbot.waitUntil(lambda: review.worker is None and review.list.currentRow() == 0)
     row = next(
         k
         for k, i in enumerate(review.items)

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_asymseg._qt import heap
 from napari_asymseg._qt.autosave import AnnotationAutosave
 from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
@@ -280,6 +281,7 @@ class AsymsegDock(QWidget):
             risk_layer(self.viewer, scan)
             self.review_section.load()  # its points layer goes on top
             self.viewer.layers.selection.active = self.annotations_layer
+            heap.settle()  # no full collection stalls the answers to come
 
     def _on_removed(self, event) -> None:
         if event.value is self.annotations_layer:
@@ -288,6 +290,7 @@ class AsymsegDock(QWidget):
                 self.autosave.stop()
             self.autosave, self.annotations_layer = None, None
             self._release()
+            heap.release()
 
     def _release(self) -> None:
         if self.lock is not None:

@@ -97,3 +97,9 @@ def show_preview(viewer, scan: Scan, probability: np.ndarray, z0: int) -> None:
     # write the slab in place and redraw: no copy of the whole volume on the GUI thread
     layer.data[z0 : z0 + probability.shape[0]] = np.asarray(probability, np.float32) > 0.5
     layer.refresh()
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera

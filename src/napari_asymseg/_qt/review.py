@@ -17,7 +17,7 @@ import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.colormaps.standardize_color import transform_color
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QHBoxLayout,
@@ -31,8 +31,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_asymseg._qt.layers import layer_for, risk_layer
-from napari_asymseg._qt.review_items import COLORS, DONE_COLOR, item_text, item_tooltip
+from napari_asymseg._qt import heap
+from napari_asymseg._qt.layers import camera_of, layer_for, risk_layer
+from napari_asymseg._qt.review_items import (
+    COLORS,
+    DONE_COLOR,
+    item_text,
+    item_tooltip,
+    show_points,
+)
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.review import queue as rq
 
@@ -47,12 +54,6 @@ KEYS = {"accept": "a", "reject": "r", "next": "n", "undo": "u"}
 """The viewer's shortcuts (none is taken by napari's labels layer)."""
 
 
-def camera_of(viewer):
-    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
-
-
 class ReviewSection(QWidget):
     """Heatmap opacity, the review queue, one-click answers with undo, and a fast fine-tune."""
 
@@ -61,7 +62,7 @@ class ReviewSection(QWidget):
         self.dock = dock
         self.items: list[rq.Item] = []
         self.worker: Any = None
-        self.answers_since_tune = 0
+        self.answers_since_tune, self.top_pending = 0, False
         self.undo_stack: list[tuple[int, tuple[np.ndarray, ...], np.ndarray]] = []
         """(item id, the voxels its answer wrote, their codes before): Undo answer's memory."""
         layout = QVBoxLayout(self)
@@ -199,8 +200,14 @@ class ReviewSection(QWidget):
         self.items = list(queue.items)
         self.undo_stack = []  # the answers now live in the annotations and the stored queue
         self._show()
-        if queue.open:
-            self.list.setCurrentRow(0)  # the top item, on screen
+        self.top_pending = bool(queue.open)  # the top item, on screen, a turn later: the
+        QTimer.singleShot(50, self._show_top)  # list and rings are drawn first (two stalls)
+        heap.settle()
+
+    def _show_top(self) -> None:
+        if self.top_pending and self.items:  # unless an item was picked meanwhile
+            self.list.setCurrentRow(0)
+        self.top_pending = False
 
     def _refresh_item(self, row: int) -> None:
         """Show one item's new status: its line, the summary, its point (not a full rebuild)."""
@@ -242,41 +249,7 @@ class ReviewSection(QWidget):
             self._summarise()
         elif self.dock.scan is not None and "risk" in self.dock.scan.results():
             self.summary.setText("Nothing to review: no suspected miss or false alarm.")
-        self._update_points()
-
-    def _update_points(self) -> None:
-        scan = self.dock.scan
-        if scan is None:
-            return
-        viewer = self.dock.viewer
-        layer = layer_for(viewer, scan.path, "flags")
-        centers = np.array([i.center for i in self.items], dtype=float).reshape(-1, 3)
-        colors = [DONE_COLOR if i.answered else COLORS[i.kind] for i in self.items]
-        features = {"rank": [i.rank for i in self.items]}
-        if layer is None:
-            # made when the scan opens, empty if need be: creating a points layer with text
-            # stalls the viewer ~250 ms, which then falls on the scan's opening, not on the
-            # end of a training run (benchmarks/gui_responsiveness.py)
-            viewer.add_points(
-                centers,
-                name=f"{scan.path.name.removesuffix('.zarr')} review",
-                scale=scan.spacing,
-                size=max(scan.spacing) * 4,
-                face_color="transparent",
-                border_color=colors or COLORS[rq.MISS],
-                border_width=0.12,
-                features=features,
-                text={"string": "{rank}", "color": COLORS[rq.MISS], "size": 10},
-                metadata={"asymseg": {"scan": str(scan.path), "role": "flags"}},
-            )
-            if self.dock.annotations_layer is not None:
-                self.dock.viewer.layers.selection.active = self.dock.annotations_layer
-        else:
-            layer.data = centers
-            layer.features = features
-            if colors:
-                layer.border_color = colors
-            layer.refresh()
+        show_points(self.dock.viewer, self.dock.scan, self.items, self.dock.annotations_layer)
 
     def _set_opacity(self, value: int) -> None:
         scan = self.dock.scan
@@ -287,6 +260,7 @@ class ReviewSection(QWidget):
 
     # -- navigation ----------------------------------------------------------------------------
     def _on_row(self, row: int) -> None:
+        self.top_pending = False
         if 0 <= row < len(self.items):
             self.jump_to(self.items[row])
 

@@ -1,7 +1,10 @@
-"""How the Review section shows a queue item: its line in the list, its tooltip, its colour."""
+"""How the Review section shows queue items: a line in the list, a tooltip, a colour, a ring."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from napari_asymseg._qt.layers import layer_for
 from napari_asymseg.review import queue as rq
 
 COLORS = {rq.MISS: "#ffd400", rq.FALSE_ALARM: "#2fd0ff"}
@@ -50,3 +53,37 @@ def item_tooltip(item: rq.Item) -> str:
         ]
     lines.append(f"box: z {z0}-{z1 - 1}, y {y0}-{y1 - 1}, x {x0}-{x1 - 1}")
     return "\n".join(lines)
+
+
+def show_points(viewer, scan, items: list[rq.Item], annotations_layer) -> None:
+    """The queue's items as numbered rings on the viewer (its "review" points layer)."""
+    if scan is None:
+        return
+    layer = layer_for(viewer, scan.path, "flags")
+    centers = np.array([i.center for i in items], dtype=float).reshape(-1, 3)
+    colors = [DONE_COLOR if i.answered else COLORS[i.kind] for i in items]
+    features = {"rank": [i.rank for i in items]}
+    if layer is None:
+        # made when the scan opens, empty if need be: creating a points layer with text
+        # stalls the viewer ~250 ms, which then falls on the scan's opening, not on the
+        # end of a training run (benchmarks/gui_responsiveness.py)
+        viewer.add_points(
+            centers,
+            name=f"{scan.path.name.removesuffix('.zarr')} review",
+            scale=scan.spacing,
+            size=max(scan.spacing) * 4,
+            face_color="transparent",
+            border_color=colors or COLORS[rq.MISS],
+            border_width=0.12,
+            features=features,
+            text={"string": "{rank}", "color": COLORS[rq.MISS], "size": 10},
+            metadata={"asymseg": {"scan": str(scan.path), "role": "flags"}},
+        )
+        if annotations_layer is not None:
+            viewer.layers.selection.active = annotations_layer
+    else:
+        layer.data = centers
+        layer.features = features
+        if colors:
+            layer.border_color = colors
+        layer.refresh()
