@@ -11,10 +11,13 @@ the top 5 and top 10 items, and the lesion voxels among them (an item that is le
 less to a clinician's "not lesion" than one that is not). Scores:
 
 * ``size``: the region's voxels;
-* ``size*doubt`` (the queue's): voxels times one minus the mean lesion probability, the
-  expected number of wrong voxels;
-* ``size*doubt*log(1+dist)``: the same, times the log of 1 + the distance (mm) to the nearest
-  painted lesion voxel;
+* ``size*(1-p)`` (the queue's before 2026-11-28): voxels times one minus the region's mean
+  lesion probability ``p``, the expected number of wrong voxels if ``p`` is calibrated;
+* ``size*doubt`` (the queue's): voxels times ``1 - p * exp(-d / L)``, ``d`` the distance (mm)
+  from the region's peak to the nearest painted lesion voxel, ``L`` two diameters of the painted
+  lesion (:mod:`napari_asymseg.review.false_alarms`): the probability trusted less far from
+  what the model was shown;
+* ``size*(1-p)*log(1+dist)``: ``size*(1-p)`` times the log of 1 + ``d``;
 * ``size*unlike``: voxels times how unlike the painted lesion the region's mean intensity is
   (|z-score| against the painted lesion voxels).
 """
@@ -37,7 +40,10 @@ from _common import machine, table, write_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def scores_of(items, image, painted_lesion, spacing) -> dict[str, np.ndarray]:
+SCORES = ("size*doubt", "size*(1-p)", "size", "size*(1-p)*log(1+dist)", "size*unlike")
+
+
+def scores_of(items, mean_p, image, painted_lesion, spacing) -> dict[str, np.ndarray]:
     from scipy import ndimage
 
     size = np.array([i.voxels for i in items], float)
@@ -51,9 +57,10 @@ def scores_of(items, image, painted_lesion, spacing) -> dict[str, np.ndarray]:
         near, mu, sd = np.zeros(len(items)), 0.0, 1.0
     unlike = np.array([abs(float(image[i.box].mean()) - mu) / sd for i in items])
     return {
-        "size": size,
         "size*doubt": size * doubt,
-        "size*doubt*log(1+dist)": size * doubt * np.log1p(near),
+        "size*(1-p)": size * (1 - mean_p),
+        "size": size,
+        "size*(1-p)*log(1+dist)": size * (1 - mean_p) * np.log1p(near),
         "size*unlike": size * unlike,
     }
 
@@ -77,15 +84,17 @@ def study(scan_path: Path, model: Path) -> dict[str, Any]:
     image = np.asarray(scan.image[...], np.float32)
     items = rq.false_alarm_items(pred, prob, ann, scan.spacing)
     shutil.rmtree(work, ignore_errors=True)
-    wrong, right = [], []
+    wrong, right, mean_p = [], [], []
     for i in items:
         region = rq.region_of(i, pred, ann)
         t = truth[i.box][region]
         wrong.append(int((~t).sum()))
         right.append(int(t.sum()))
+        mean_p.append(float(prob[i.box][region].mean()))
     w, r = np.array(wrong), np.array(right)
     out: dict[str, Any] = {"items": len(items), "false_positive_voxels": int(w.sum())}
-    for name, sc in scores_of(items, image, ann > BACKGROUND, scan.spacing).items():
+    scores = scores_of(items, np.array(mean_p), image, ann > BACKGROUND, scan.spacing)
+    for name, sc in scores.items():
         order = np.argsort(-sc, kind="stable")
         out[name] = {
             f"top{k}": {
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         key = model.stem
         res = study(model.with_suffix(".zarr"), model)
         results[key] = res
-        for name in ("size", "size*doubt", "size*doubt*log(1+dist)", "size*unlike"):
+        for name in SCORES:
             a, b = res[name]["top5"], res[name]["top10"]
             rows.append([key, res["items"], name, f"{a['fp_share']:.2f}", f"{b['fp_share']:.2f}",
                          a["lesion_voxels"], b["lesion_voxels"]])  # fmt: skip

@@ -86,7 +86,7 @@ def test_active_learning_quick(tmp_path):
         ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "fa.json")]
     )
     assert set(fa) == {"synthetic-0"}
-    for name in ("size", "size*doubt", "size*doubt*log(1+dist)", "size*unlike"):
+    for name in false_alarm_ranking.SCORES:
         assert 0 <= fa["synthetic-0"][name]["top5"]["fp_share"] <= 1
 
 

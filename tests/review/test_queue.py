@@ -37,7 +37,17 @@ def _scan(tmp_path, spacing=(1.0, 1.0, 1.0)) -> Scan:
 def test_the_queue_interleaves_misses_and_false_alarms_by_expected_gain(tmp_path):
     queue = rq.build_queue(_scan(tmp_path))
     kinds = [(i.kind, round(i.gain, 1)) for i in queue.items]
-    assert kinds == [(rq.FALSE_ALARM, 80.0), (rq.MISS, 18.0), (rq.FALSE_ALARM, 0.4)]
+    # the false alarms: voxels x (1 - p exp(-d / L)), L two diameters of the painted lesion
+    reach = 2 * (6 * 16 / np.pi) ** (1 / 3)
+    far = 200 * (
+        1 - 0.6 * np.exp(-np.linalg.norm(np.subtract(queue.items[0].center, (1, 7, 7))) / reach)
+    )
+    near = 4 * (1 - 0.9 * np.exp(-np.sqrt(1 + 2**2 + 13**2) / reach))  # (2, 2, 20) to (1, 4, 7)
+    assert kinds == [
+        (rq.FALSE_ALARM, round(far, 1)),
+        (rq.MISS, 18.0),
+        (rq.FALSE_ALARM, round(near, 1)),
+    ]
     assert [i.id for i in queue.items] == [1, 2, 3]
     big = queue.items[0]
     assert big.voxels == 200 and big.bbox == (4, 20, 20, 6, 30, 30)
@@ -55,6 +65,27 @@ def test_false_alarms_are_cut_into_slabs_of_at_most_slab_mm():
     assert len(thick) == 8 and {i.voxels for i in thick} == {4}
     ann[3] = BACKGROUND  # annotated voxels are not asked about
     assert sum(i.voxels for i in rq.false_alarm_items(pred, prob, ann, (1, 1, 1))) == 28
+
+
+def test_a_false_alarm_far_from_the_painted_lesion_is_doubted_more():
+    """Equal regions, equally probable: the one far from the painted lesion is worth more; with
+    no painted lesion the doubt is one minus the probability."""
+    pred = np.zeros((4, 64, 64), np.uint8)
+    pred[2, 10:12, 10:12] = pred[2, 10:12, 50:52] = 1
+    prob = np.where(pred > 0, 0.8, 0.0).astype(np.float32)
+    ann = np.zeros(pred.shape, np.uint8)
+    ann[2, 10:12, 4:6] = code_of_class(1)  # 4 voxels painted lesion, 5 mm from the near one
+    items = sorted(rq.false_alarm_items(pred, prob, ann, (1, 1, 1)), key=lambda i: i.center[2])
+    near, far = items
+    assert far.voxels == near.voxels == 4
+    assert 0.2 < near.doubt < far.doubt < 1.0 and far.gain > near.gain
+    bare = rq.false_alarm_items(pred, prob, np.zeros_like(ann), (1, 1, 1))
+    assert [round(i.doubt, 6) for i in bare] == [0.2, 0.2]
+    ann[2, 10:12, 4:6] = BACKGROUND  # background paint is no lesion to be near
+    assert [round(i.doubt, 6) for i in rq.false_alarm_items(pred, prob, ann, (1, 1, 1))] == [
+        0.2,
+        0.2,
+    ]
 
 
 def test_not_lesion_writes_the_region_as_background_and_is_remembered(tmp_path):

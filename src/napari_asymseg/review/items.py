@@ -24,7 +24,7 @@ class Item:
     bbox: tuple[int, int, int, int, int, int]  # z0, y0, x0, z1, y1, x1 (end exclusive)
     voxels: int  # unannotated voxels of the region
     gain: float  # expected voxels an answer corrects
-    doubt: float  # miss: highest risk; false alarm: 1 - mean foreground probability
+    doubt: float  # miss: highest risk; false alarm: 1 - p exp(-d / L) (review.false_alarms)
     label: int = 1  # false alarm: the predicted class (of its centre)
     known_misses: int = 0  # miss: painted lesion voxels the model misses here
     status: str = OPEN  # OPEN, LESION or NOT_LESION

@@ -10,8 +10,9 @@ item compete for them:
   connected component of the prediction, cut into slabs at most :data:`SLAB_MM` thick, so
   that one item can be judged on one screen (one slice of a 6.5 mm MR, a few of a 1 mm one)
   and a large component that is part lesion, part not, becomes several answerable items. Its
-  worth is the expected number of wrongly predicted voxels in it: its size times one minus
-  its mean foreground probability.
+  worth is the expected number of wrongly predicted voxels in it: its size times its doubt,
+  one minus its mean lesion probability discounted with the distance from the painted lesion
+  (:mod:`napari_asymseg.review.false_alarms`).
 
 Both worths are in voxels an answer corrects, so the two kinds interleave in one ranking.
 How it was chosen, and what was measured against it: docs/benchmarks.md (the review queue).
