@@ -314,6 +314,11 @@ TABLE: dict[str, Row] = {
     "info not a directory": (lambda w: ["info", write(w, "f.zarr", b"x")], "not a"),
     "info corrupt metadata": (lambda w: ["info", corrupt_metadata(w)], "not a readable zarr group"),
     "info plain zarr group": (lambda w: ["info", plain_zarr(w)], "not an asymseg scan"),
+    "train on an image file": (
+        lambda w: ["train", str(w / "img.nii.gz"), "--out", "OUT/m"],
+        "is a file, not a scan (a .zarr folder): import it first",
+    ),
+    "info on a plain folder": (lambda w: ["info", str(w)], "a folder but not a scan"),
     "info scan without image": (lambda w: ["info", missing_image(w)], "image"),
     "export corrupt chunk": (
         lambda w: ["export", corrupt_chunk(w), "OUT/m.nii.gz", "--what", "annotations"],

@@ -82,6 +82,12 @@ ROWS = {
     "open missing scan": (lambda w: w / "missing.zarr", open_it, "no scan at"),
     "open corrupt metadata": (corrupt_metadata, open_it, "zarr group"),
     "open plain zarr": (plain_zarr, open_it, "not an asymseg scan"),
+    "open an image file": (
+        lambda w: nifti(w, np.zeros((5, 6, 7), "f4"), "i.nii.gz"),
+        open_it,
+        "is a file, not a scan (a .zarr folder): import it first, with Import image…",
+    ),
+    "open a plain folder": (lambda w: w, open_it, "a folder but not a scan"),
     "open damaged chunk": (corrupt_chunk, open_it, "damaged"),
     "import 2D image": (
         lambda w: nifti(w, np.zeros((5, 6), "f4"), "flat.nii.gz"),

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
 from napari_asymseg.model.checkpoint import BEST, CHECKPOINT, model_from_checkpoint
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.store.scan import Scan
-from napari_asymseg.train import state
+from napari_asymseg.train import runs, state
 from napari_asymseg.train.device import autocast_dtype, cpu_has_native_bf16, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
@@ -51,6 +53,9 @@ def test_cancel_stops_at_once_and_keeps_best(tmp_path):
     assert steps == 7
     assert (tmp_path / "m" / BEST).is_file()
     assert load_checkpoint(tmp_path / "m")["step"] == 5
+    summary = runs.read_summary(tmp_path / "m")  # the run says it was cancelled, and where
+    assert summary["status"] == runs.CANCELLED and summary["steps_done"] == 7
+    assert summary["best_step"] == 5 and summary["kind"] == "new"
 
 
 def test_resume_continues_from_checkpoint(tmp_path):
@@ -332,3 +337,24 @@ def test_fine_tune_is_never_worse_than_its_start(tmp_path, monkeypatch):
         for k, v in start["model"].items():
             assert torch.equal(tuned["model"][k], v)
     assert tuned["best_dsc"] == max(v.dsc for v in vals) >= vals[0].dsc
+    summary = runs.read_summary(tmp_path / "b")  # its baseline: where it started
+    assert summary["status"] == runs.FINISHED and summary["kind"] == "fine-tune"
+    assert summary["baseline_dsc"] == pytest.approx(vals[0].dsc)
+    assert events[-1].baseline_dsc == pytest.approx(vals[0].dsc)
+
+
+def test_a_new_run_scores_the_current_model_on_its_own_held_out_slices(tmp_path):
+    """compare: the model current before the run, scored on the new run's held-out voxels
+    before training, so that the two are compared on the same slices."""
+    scan = tiny_scan(tmp_path / "s.zarr")
+    first = run(fit(scan, tiny_config(steps=40, val_every=20), tmp_path / "a"))[-1]
+    cfg = tiny_config(steps=2, val_every=2)
+    events = run(fit(scan, cfg, tmp_path / "b", compare=tmp_path / "a"))
+    done = events[-1]
+    assert 0.0 <= done.baseline_dsc <= 1.0
+    assert done.baseline_dsc == pytest.approx(first.best_dsc, abs=1e-6)  # same held-out slices
+    assert runs.read_summary(tmp_path / "b")["baseline_dsc"] == pytest.approx(done.baseline_dsc)
+    cfg.data.normalisation = "window"  # a model that reads the image otherwise: not compared
+    other = run(fit(scan, cfg, tmp_path / "c", compare=tmp_path / "a"))[-1]
+    assert math.isnan(other.baseline_dsc)
+    assert runs.read_summary(tmp_path / "c")["baseline_dsc"] is None

@@ -68,4 +68,67 @@ def test_adopt_model_copies_the_checkpoint_into_a_new_run(tmp_path, scan):
     with pytest.raises(ScanError, match=r"predicts 2 class\(es\) but scan.zarr has 1"):
         adopt_model(scan, tmp_path / "other.pt")
     assert latest_model(scan.path) == out
-    assert len(list(model_root(scan.path).iterdir())) == 1
+    assert len(list(model_root(scan.path).glob("run-*"))) == 1
+    from napari_asymseg.train.runs import current_model, read_summary
+
+    assert current_model(scan.path) == out  # loaded on purpose: current, and says so
+    assert read_summary(out)["kind"] == "loaded"
+
+
+def _run(scan_path, name, **summary):
+    from napari_asymseg.train.runs import write_summary
+
+    folder = model_root(scan_path) / name
+    folder.mkdir(parents=True)
+    (folder / BEST).write_bytes(b"")
+    if summary:
+        write_summary(folder, summary)
+    return folder
+
+
+def test_the_current_run_is_the_chosen_one_else_the_newest(tmp_path):
+    from napari_asymseg.train.runs import current_model, list_runs, set_current
+
+    scan_path = tmp_path / "case.zarr"
+    assert current_model(scan_path) is None
+    first = _run(scan_path, "run-20240101-000000", status="finished", kind="new", best_dsc=0.84)
+    second = _run(scan_path, "run-20240102-000000", status="cancelled", steps_done=40)
+    third = _run(scan_path, "run-20240103-000000")  # from before run.json: finished
+    assert current_model(scan_path) == third  # no choice stored: the newest (older scans)
+    set_current(scan_path, first)
+    assert current_model(scan_path) == first
+    (third / BEST).unlink()
+    (model_root(scan_path) / "current.json").unlink()
+    assert current_model(scan_path) == first  # the newest not cancelled
+    runs = list_runs(scan_path)
+    assert [r.number for r in runs] == [1, 2]
+    assert runs[0].line() == "run 1 · new · DSC 0.84" and "cancelled at step 40" in runs[1].line()
+    with pytest.raises(ScanError, match="not a model of case.zarr"):
+        set_current(scan_path, tmp_path)
+    set_current(scan_path, first)
+    (first / BEST).unlink()  # the chosen run lost its model: a cancelled one is all there is
+    assert current_model(scan_path) == second
+
+
+def test_a_run_becomes_current_only_when_it_is_better_or_nothing_is_current(tmp_path):
+    from napari_asymseg.train.runs import list_runs, verdict
+
+    scan_path = tmp_path / "case.zarr"
+    _run(scan_path, "run-1", status="finished", kind="new", best_dsc=0.84)
+    _run(scan_path, "run-2", status="cancelled", kind="new", steps_done=40, best_dsc=0.71)
+    _run(scan_path, "run-3", status="finished", kind="new", best_dsc=0.70, baseline_dsc=0.80)
+    _run(scan_path, "run-4", status="finished", kind="new", best_dsc=0.86, baseline_dsc=0.80)
+    _run(scan_path, "run-5", status="finished", kind="fine-tune", best_dsc=0.8, baseline_dsc=0.8,
+         best_step=0)  # fmt: skip
+    _run(scan_path, "run-6", status="finished", kind="new", best_dsc=None, baseline_dsc=None)
+    one, cancelled, worse, better, idle, unscored = list_runs(scan_path)
+    assert verdict(one, None) == (True, "run 1 is the current model (run 1 · new · DSC 0.84)")
+    adopt, line = verdict(cancelled, one)
+    assert not adopt and line == "run 2 cancelled at step 40: kept run 1 as current"
+    adopt, line = verdict(cancelled, None)  # nothing better to lose
+    assert adopt and line.endswith("its best model so far is current, as no other model was")
+    adopt, line = verdict(worse, one)
+    assert not adopt and "not better than run 1 (0.80 on the same held-out slices)" in line
+    assert verdict(better, one)[0]
+    assert not verdict(idle, one)[0]
+    assert verdict(unscored, one)[0]  # nothing to compare on: the newer run, on more paint

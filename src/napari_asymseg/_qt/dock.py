@@ -269,6 +269,7 @@ class AsymsegDock(QWidget):
             self.autosave.failed.connect(show_error)
         self.scan_section.refresh()
         self.annotate_section.refresh()
+        self.train_section.runs_row.refresh()
         # the scan's texts and class names may widen a section; measured once laid out
         QTimer.singleShot(0, self._fit_width)
         # after the reader has added all its layers (this runs inside napari's insert event)
@@ -311,8 +312,8 @@ class AsymsegDock(QWidget):
         return True
 
     def current_model(self) -> Path | None:
-        """The latest model trained on this scan (its folder), if any."""
-        return runs.latest_model(self.scan.path) if self.scan is not None else None
+        """The scan's current model (its run folder), if any: see ``train.runs``."""
+        return runs.current_model(self.scan.path) if self.scan is not None else None
 
     def new_model_dir(self) -> Path:
         """A fresh folder for the next training run: earlier models are never overwritten."""

@@ -130,6 +130,7 @@ class ExportSection(QWidget):
             show_error(str(exc))
             return None
         show_info(f"loaded {Path(path).name} as the current model: Predict scan, or fine-tune it")
+        self.dock.train_section.runs_row.refresh()
         return out
 
     def _run(self, func, *args, done: str, **kwargs) -> None:

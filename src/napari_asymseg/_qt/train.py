@@ -14,7 +14,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 from napari_asymseg._qt.forms import LossParams, choice_box, real_box, schema_default, whole_box
 from napari_asymseg._qt.layers import show_preview, show_results
 from napari_asymseg._qt.plots import SERIES, CurvesWidget, MarginHistogramWidget
+from napari_asymseg._qt.runs import RunsRow, conclude
 from napari_asymseg.config import Config, LossConfig, asym_combined, rule
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
@@ -52,6 +53,8 @@ class TrainSection(QWidget):
         self.started_at = 0.0
         self.first_overlay_s: float | None = None
         self.pending_estimate: tuple[Config, Any, Any] | None = None
+        self.run_out: Any = None  # the run's folder, the model current when it started:
+        self.run_before: Any = None  # what runs.verdict compares
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._model_form())
@@ -85,6 +88,8 @@ class TrainSection(QWidget):
     def _model_form(self) -> QFormLayout:
         """New model or fine-tune, and the loss (its parameters follow below it)."""
         form = QFormLayout()
+        self.runs_row = RunsRow(self.dock)
+        form.addRow("runs", self.runs_row)
         self.mode = QComboBox()
         self.mode.addItems(["New model", "Fine-tune current model"])
         form.addRow("model", self.mode)
@@ -185,8 +190,7 @@ class TrainSection(QWidget):
         return cfg
 
     def patch_size(self) -> tuple[int, int, int] | None:
-        """The patch typed by the user (three whole numbers, as the schema's rule allows), or
-        None for auto."""
+        """The patch typed by the user (three whole numbers the schema allows); None: auto."""
         text = self.patch.text().replace(",", " ").replace("x", " ").split()
         if not text:
             return None
@@ -222,9 +226,9 @@ class TrainSection(QWidget):
         if self.running or not self.dock.writable():
             return
         self.dock.save_now()
-        init = None
+        init, before = None, self.dock.current_model()
         if fine_tune or (fine_tune is None and self.mode.currentIndex() == 1):
-            init = self.dock.current_model()
+            init = before  # a fine-tune starts from the current run
             if init is None:
                 show_error("no model to fine-tune yet: train a new model first")
                 return
@@ -239,6 +243,7 @@ class TrainSection(QWidget):
             cfg.train.steps = steps
             _validate_within(cfg)
         out = self.dock.new_model_dir()
+        self.run_out, self.run_before = out, before
         self.curves.clear()
         self.diagnostics.clear()
         self.first_overlay_s = None
@@ -246,7 +251,9 @@ class TrainSection(QWidget):
         self.quality.setText("")
         # the estimate runs once the prediction is on screen (_on_finished)
         self.pending_estimate = (cfg, init, out) if cfg.train.estimate else None
-        self._run(fit(scan, cfg, out, init=init), total=cfg.train.steps, desc="training")
+        # a new run scores the current model on its own held-out slices first (the verdict)
+        gen = fit(scan, cfg, out, init=init, compare=before if init is None else None)
+        self._run(gen, total=cfg.train.steps, desc="training")
 
     def estimate(self) -> None:
         """Estimate the new model's quality on unpainted slices (cross-validation)."""
@@ -349,9 +356,12 @@ class TrainSection(QWidget):
             self.pbar = None
         self._set_running(False)
         name = getattr(gen, "__name__", "") if gen is not None else ""
-        if name == "fit" and self.dock.current_model() is not None:
-            show_info("training finished: predicting the whole scan with the best model")
-            self.predict()
+        if (
+            name == "fit"
+            and self.run_out is not None
+            and conclude(self.dock, self.run_out, self.run_before)
+        ):
+            self.predict()  # the run is current: its prediction, then the estimate
         elif name == "fit":
             self.pending_estimate = None
         elif name == "predict" and self.pending_estimate is not None:

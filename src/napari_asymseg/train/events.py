@@ -73,3 +73,4 @@ class Finished:
     steps_done: int
     stopped_early: bool
     seconds: float
+    baseline_dsc: float = NAN  # the model current at the start, on the same held-out slices

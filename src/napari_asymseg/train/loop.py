@@ -11,6 +11,7 @@ Finished.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -26,7 +27,7 @@ from napari_asymseg.evaluate.metrics import foreground_margins
 from napari_asymseg.model.checkpoint import BEST, CHECKPOINT, save_atomic
 from napari_asymseg.model.networks import count_parameters
 from napari_asymseg.store.scan import Scan
-from napari_asymseg.train import distributed
+from napari_asymseg.train import distributed, runs
 from napari_asymseg.train.device import autocast_dtype, release, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.state import Run, checkpoint_state, prepare
@@ -44,6 +45,7 @@ def fit(
     init: str | os.PathLike | None = None,
     resume: bool = False,
     annotations: np.ndarray | None = None,
+    compare: str | os.PathLike | None = None,
 ) -> Generator[Event, None, Finished]:
     """Train from scratch, fine-tune (``init``) or resume (``resume``) on a scan's annotations.
 
@@ -61,11 +63,16 @@ def fit(
         Continue from ``model_dir/checkpoint.pt`` when it belongs to the same annotations.
     annotations
         Train on these annotation codes instead of the scan's (cross-validation folds).
+    compare
+        A model (the scan's current one) to score on this run's held-out slices before
+        training: ``Finished.baseline_dsc``, so that the two runs are compared on the same
+        voxels. A fine-tune's baseline is its starting model's score.
 
     Yields
     ------
     Started, then StepEnd per step and EpochEnd per validation, then Finished; a Notice when
     the run had to change course (out of GPU memory: a smaller batch, then the CPU).
+    ``model_dir/run.json`` says how the run ended (:mod:`napari_asymseg.train.runs`).
 
     Under ``torchrun`` with several processes (:mod:`napari_asymseg.train.distributed`) every rank
     trains a DistributedDataParallel copy on its own patches (``batch_size`` per rank), all
@@ -82,6 +89,7 @@ def fit(
                 resume=resume,
                 world=world,
                 annotations=annotations,
+                compare=compare,
             )
         )
 
@@ -95,17 +103,20 @@ def _fit(
     resume: bool,
     world: distributed.Group | None,
     annotations: np.ndarray | None = None,
+    compare: str | os.PathLike | None = None,
 ) -> Generator[Event, None, Finished]:
     """:func:`fit` in this process; ``world`` is the torchrun process group (or None)."""
     run = prepare(
         scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations
     )
     yield _started(run)
-    stopped_early = False
+    stopped_early, status = False, runs.FAILED
     try:
         with _torch_settings(run.cfg):
-            if run.fine_tune and run.step == 0 and run.data.val is not None:
-                yield score_start(run)
+            start = _baseline(run, compare)
+            if start is not None:
+                yield start
+            status = runs.CANCELLED  # until the loop ends: a closed generator stops in it
             while run.step < run.cfg.train.steps:
                 event = train_step(run)
                 yield event
@@ -115,6 +126,7 @@ def _fit(
                 if _patience_ran_out(run):
                     stopped_early = True
                     break
+            status = runs.FINISHED
     except torch.cuda.OutOfMemoryError:
         raise TrainingError(
             f"the GPU ran out of memory: lower the batch size (now {run.cfg.train.batch_size}) "
@@ -122,6 +134,8 @@ def _fit(
         ) from None
     finally:  # also when the caller closes the generator (a cancel)
         _release(run)
+        if run.writes:
+            runs.write_summary(run.out, _summary(run, status, init, stopped_early))
     if world is not None:  # the others wait until rank 0 has written the last checkpoint
         world.barrier()
     unlearned = _unlearned(run)
@@ -134,9 +148,62 @@ def _fit(
         steps_done=run.step,
         stopped_early=stopped_early,
         seconds=time.perf_counter() - run.t0,
+        baseline_dsc=run.baseline_dsc,
     )
     yield done
     return done
+
+
+def _baseline(run: Run, compare: str | os.PathLike | None) -> EpochEnd | None:
+    """Score the model current at the start on this run's held-out slices (``run.baseline_dsc``):
+    a fine-tune's starting model (its step-0 validation, returned), or ``compare``."""
+    if run.fine_tune and run.step == 0 and run.data.val is not None:
+        start = score_start(run)
+        run.baseline_dsc = start.dsc
+        return start
+    if compare is not None and run.step == 0:
+        run.baseline_dsc = score_other(run, compare)
+    return None
+
+
+def score_other(run: Run, model: str | os.PathLike) -> float:
+    """The DSC of another model (the scan's current one) on this run's held-out slices; NaN
+    without held-out slices, or when that model reads the image otherwise (normalisation)."""
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.train.state import _network
+
+    if run.data.val is None:
+        return math.nan
+    ckpt = load_checkpoint(model)
+    theirs = ckpt.get("config", {}).get("data", {})
+    ours = dataclasses.asdict(run.cfg.data)
+    if any(theirs.get(k, ours[k]) != ours[k] for k in ("normalisation", "window")):
+        return math.nan
+    cfg = copy.deepcopy(run.cfg)
+    other, plan = _network(ckpt, cfg, run.data, run.device)
+    event = _validate(other.to(run.device), run.data, plan, cfg, run.device, run.amp_dtype,
+                      run.loss_fn, step=0, epoch=0, train_losses=[], train_margins=[])  # fmt: skip
+    del other
+    return float(event.dsc)
+
+
+def _summary(run: Run, status: str, init, stopped_early: bool) -> dict:
+    """What ``run.json`` holds (see :mod:`napari_asymseg.train.runs`)."""
+    return {
+        "status": status,
+        "kind": "fine-tune" if run.fine_tune else "new",
+        "init": str(init) if init is not None else None,
+        "steps": run.cfg.train.steps,
+        "steps_done": run.step,
+        "best_dsc": run.best_dsc if run.best_step >= 0 else math.nan,
+        "best_step": run.best_step,
+        "baseline_dsc": run.baseline_dsc,
+        "stopped_early": stopped_early,
+        "loss": run.cfg.loss.name,
+        "seed": run.cfg.train.seed,
+        "seconds": time.perf_counter() - run.t0,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def _started(run: Run) -> Started:

@@ -1,21 +1,37 @@
-"""Where the models trained on a scan live: one folder per run, beside the scan.
+"""Where the models trained on a scan live: one folder per run, beside the scan, and which
+one is current.
 
-``case.zarr`` keeps its models in ``case-models/run-YYYYmmdd-HHMMSS/``; the newest run with a
-best checkpoint is the scan's current model. A run never reuses a folder, so training again (or
-loading a bundle) never overwrites an earlier model.
+``case.zarr`` keeps its models in ``case-models/run-YYYYmmdd-HHMMSS/``. A run never reuses a
+folder, so training again (or loading a bundle) never overwrites an earlier model. Each run's
+``run.json`` (written by :func:`napari_asymseg.train.loop.fit`) says how it ended: finished or
+cancelled, its steps, its best validation DSC, and the DSC of the model that was current when
+it started on the same held-out slices (its baseline). ``case-models/current.json`` names the
+current run: the model that predicts, is fine-tuned from and is exported. A run becomes current
+only when :func:`verdict` says it is better than the current one, or when the user chooses it
+(:func:`set_current`); without ``current.json`` (models from before it) the newest run is.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.model.checkpoint import BEST
+from napari_asymseg.store.atomic import write_json
 from napari_asymseg.store.scan import Scan
 
 RUN_PREFIX = "run-"
+SUMMARY = "run.json"
+"""A run's summary, in its folder."""
+CURRENT = "current.json"
+"""Which run is current, in the scan's model folder."""
+FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
 
 
 def model_root(scan_path: str | os.PathLike) -> Path:
@@ -26,8 +42,132 @@ def model_root(scan_path: str | os.PathLike) -> Path:
 
 def latest_model(scan_path: str | os.PathLike) -> Path | None:
     """The newest run folder of the scan that holds a best checkpoint, if any."""
-    runs = sorted(p for p in model_root(scan_path).glob(f"{RUN_PREFIX}*") if (p / BEST).is_file())
+    runs = _run_folders(scan_path)
     return runs[-1] if runs else None
+
+
+def _run_folders(scan_path: str | os.PathLike) -> list[Path]:
+    root = model_root(scan_path)
+    return sorted(p for p in root.glob(f"{RUN_PREFIX}*") if (p / BEST).is_file())
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of a scan, as :func:`list_runs` reads it (``number`` counts from 1, oldest
+    first; runs from before ``run.json`` have an empty summary)."""
+
+    path: Path
+    number: int
+    summary: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", FINISHED))
+
+    @property
+    def best_dsc(self) -> float:
+        return _number(self.summary.get("best_dsc"))
+
+    @property
+    def baseline_dsc(self) -> float:
+        return _number(self.summary.get("baseline_dsc"))
+
+    def line(self) -> str:
+        """``run 3 · fine-tune · DSC 0.84 · 120 steps`` (``cancelled at step 40``)."""
+        s = self.summary
+        parts = [f"run {self.number}", str(s.get("kind", "model"))]
+        if math.isfinite(self.best_dsc):
+            parts.append(f"DSC {self.best_dsc:.2f}")
+        if self.status == CANCELLED:
+            parts.append(f"cancelled at step {s.get('steps_done', '?')}")
+        elif "steps_done" in s:
+            parts.append(f"{s['steps_done']} steps")
+        return " · ".join(parts)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def write_summary(folder: str | os.PathLike, summary: dict[str, Any]) -> None:
+    """Write a run's ``run.json`` (NaN as null)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in summary.items()}  # fmt: skip
+    write_json(Path(folder) / SUMMARY, clean)
+
+
+def read_summary(folder: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``run.json``; empty when there is none or it is unreadable."""
+    try:
+        data = json.loads((Path(folder) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def list_runs(scan_path: str | os.PathLike) -> list[RunInfo]:
+    """The scan's runs that hold a model, oldest first."""
+    return [RunInfo(p, k, read_summary(p)) for k, p in enumerate(_run_folders(scan_path), 1)]
+
+
+def current_model(scan_path: str | os.PathLike) -> Path | None:
+    """The current run's folder: the one ``current.json`` names, else the newest that was not
+    cancelled (or, failing that, the newest)."""
+    try:
+        name = json.loads((model_root(scan_path) / CURRENT).read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if isinstance(name, str) and name.startswith(RUN_PREFIX):
+        folder = model_root(scan_path) / name
+        if (folder / BEST).is_file():
+            return folder
+    folders = _run_folders(scan_path)
+    whole = [p for p in folders if read_summary(p).get("status", FINISHED) == FINISHED]
+    pick = whole or folders
+    return pick[-1] if pick else None
+
+
+def set_current(scan_path: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Make a run of the scan current (the user's choice, or :func:`verdict`'s)."""
+    folder = Path(folder)
+    if folder.parent.resolve() != model_root(scan_path).resolve() or not (folder / BEST).is_file():
+        raise ScanError(f"{folder} is not a model of {Path(scan_path).name}: pick one of its runs")
+    write_json(model_root(scan_path) / CURRENT, {"run": folder.name})
+
+
+def verdict(new: RunInfo, current: RunInfo | None) -> tuple[bool, str]:
+    """Whether a run that just ended should become current, and the line that says why.
+
+    A cancelled run does only when no run is current (nothing better to lose; said so). A
+    finished run does when there is no current run,
+    when it beat the current model on its own held-out slices (its baseline: the same voxels,
+    scored before training), or when neither could be scored (nothing held out: the newer
+    run, trained on more paint, wins). A fine-tune whose best model is the one it started from
+    changes nothing.
+    """
+    kept = f"kept run {current.number} as current" if current is not None else "no model is current"
+    stop = f"run {new.number} {new.status} at step {new.summary.get('steps_done', '?')}"
+    if new.status != FINISHED and current is None:
+        return True, f"{stop}: its best model so far is current, as no other model was"
+    if new.status != FINISHED:
+        return False, f"{stop}: {kept}"
+    if current is None:
+        return True, f"run {new.number} is the current model ({new.line()})"
+    best, base = new.best_dsc, new.baseline_dsc
+    if new.summary.get("kind") == "fine-tune" and new.summary.get("best_step") == 0:
+        return False, f"run {new.number} did not improve on its start (DSC {base:.2f}): {kept}"
+    if math.isfinite(best) and math.isfinite(base):
+        if best > base:
+            return True, (
+                f"run {new.number} is now current: DSC {best:.2f} against {base:.2f} for run "
+                f"{current.number} on the same held-out slices"
+            )
+        return False, (
+            f"run {new.number} (DSC {best:.2f}) is not better than run {current.number} "
+            f"({base:.2f} on the same held-out slices): {kept}; choose it in the runs list "
+            "to use it anyway"
+        )
+    return True, f"run {new.number} is now current (no held-out slices to compare runs on)"
 
 
 def new_model_dir(scan_path: str | os.PathLike) -> Path:
@@ -42,7 +182,7 @@ def new_model_dir(scan_path: str | os.PathLike) -> Path:
 
 def adopt_model(scan: Scan, source: str | os.PathLike) -> Path:
     """Make a bundle, checkpoint or model folder the scan's current model (a copy of its
-    checkpoint in a new run folder); returns that folder.
+    checkpoint in a new run folder, chosen as current); returns that folder.
 
     Raises
     ------
@@ -61,4 +201,6 @@ def adopt_model(scan: Scan, source: str | os.PathLike) -> Path:
     out = new_model_dir(scan.path)
     out.mkdir(parents=True)
     save_atomic(ckpt, out / BEST)
+    write_summary(out, {"status": FINISHED, "kind": "loaded", "source": str(source)})
+    set_current(scan.path, out)  # loaded on purpose: the user's choice
     return out

@@ -52,6 +52,7 @@ class Run:
     step: int = 0
     best_dsc: float = -1.0
     best_step: int = -1
+    baseline_dsc: float = float("nan")  # the model current at the start, on our held-out slices
     history: list[dict[str, Any]] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)  # since the last validation
     train_margins: list[np.ndarray] = field(default_factory=list)
