@@ -166,3 +166,15 @@ def test_an_open_scan_keeps_full_collections_out_of_the_clicks(viewer_and_dock, 
     viewer.layers.remove(dock.annotations_layer)
     assert dock.annotations_layer is None
     assert gc.get_freeze_count() == 0
+
+
+def test_a_scan_opens_on_its_painted_lesion_ready_to_paint(viewer_and_dock, tmp_path, qtbot):
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    dock.open_scan(path)
+    layer = annotations_layer(viewer)
+    qtbot.waitUntil(lambda: layer.mode == "paint", timeout=3000)
+    painted = (Scan.open(path, mode="r").read_annotations() > codes.BACKGROUND).sum(axis=(1, 2))
+    assert viewer.dims.current_step[0] == int(painted.argmax()) and painted.max() > 0
+    assert layer.selected_label == codes.code_of_class(1)  # the lesion on the brush
+    assert viewer.layers.selection.active is layer

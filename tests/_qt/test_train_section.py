@@ -76,6 +76,11 @@ def test_train_then_prediction_appears(dock, qtbot):
     # the live diagnostics: margin histograms of training patches and held-out slices
     assert sum(section.diagnostics.train) > 0 and sum(section.diagnostics.val) > 0
     assert section.diagnostics.step == 4
+    # the verdict line under the curves reads this run's validations
+    from napari_asymseg.train.verdict import training_verdict
+
+    assert [h["step"] for h in section.history] == [p[0] for p in section.curves.points["dsc"]]
+    assert section.verdict.text() == training_verdict(section.history) != ""
     assert dock.current_model() is not None
     assert Scan.open(dock.scan.path).result("prediction") is not None
     # then, with the prediction on screen, the quality on unpainted slices is estimated
@@ -95,7 +100,7 @@ def test_cancel_acts_within_a_step(dock, qtbot, monkeypatch):
                 steps_done.append(event.step)
             yield event
 
-    monkeypatch.setattr("napari_asymseg._qt.train._drain", counting_drain)
+    monkeypatch.setattr("napari_asymseg._qt.train.drain", counting_drain)
     section.steps.setValue(10_000)
     section.train_button.click()
     qtbot.waitUntil(lambda: section.pbar is not None and section.pbar.n >= 2, timeout=60_000)

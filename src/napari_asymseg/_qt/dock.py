@@ -282,7 +282,20 @@ class AsymsegDock(QWidget):
             risk_layer(self.viewer, scan)
             self.review_section.load()  # its points layer goes on top
             self.viewer.layers.selection.active = self.annotations_layer
+            self._show_paint(scan)
             heap.settle()  # no full collection stalls the answers to come
+
+    def _show_paint(self, scan: Scan) -> None:
+        """Open on the slice with the most painted lesion (an example of what to paint), the
+        annotations in paint mode with the lesion class on the brush."""
+        layer = self.annotations_layer
+        if layer is None:
+            return
+        lesion = (np.asarray(layer.data) > BACKGROUND).sum(axis=(1, 2))
+        if lesion.any() and self.viewer.dims.ndisplay == 2:
+            self.viewer.dims.set_point(0, int(lesion.argmax()) * scan.spacing[0])
+        if layer.editable:
+            layer.mode = "paint"
 
     def _on_removed(self, event) -> None:
         if event.value is self.annotations_layer:

@@ -9,7 +9,6 @@ its clean-up (memory, GPU cache) runs at once.
 from __future__ import annotations
 
 import time
-import typing
 from typing import Any
 
 from napari.qt.threading import create_worker
@@ -27,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_asymseg._qt.engine import devices, drain, validate_within, warm_up_torch
 from napari_asymseg._qt.forms import LossParams, choice_box, real_box, schema_default, whole_box
 from napari_asymseg._qt.layers import show_preview, show_results
 from napari_asymseg._qt.plots import SERIES, CurvesWidget, MarginHistogramWidget
@@ -38,6 +38,7 @@ from napari_asymseg.model.losses import LOSSES
 from napari_asymseg.train.estimate import FoldDone, QualityEstimate, estimate_quality, folds_of
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
+from napari_asymseg.train.verdict import training_verdict
 
 
 class TrainSection(QWidget):
@@ -69,6 +70,13 @@ class TrainSection(QWidget):
         layout.addWidget(self.status)
         self.curves = CurvesWidget()
         layout.addWidget(self.curves)
+        self.history: list[dict[str, float]] = []  # this run's validations, for the verdict
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        self.verdict.setToolTip(
+            "what the curves say, by the rules in the user guide (What the curves say)"
+        )
+        layout.addWidget(self.verdict)
         self.quality = QLabel("")
         self.quality.setWordWrap(True)
         self.quality.setToolTip(
@@ -131,7 +139,7 @@ class TrainSection(QWidget):
             "run of lesion slices) and show the estimated DSC under the curves"
         )
         self.device = QComboBox()
-        self.device.addItems(_devices())
+        self.device.addItems(devices())
         form.addRow(self.adversarial)
         form.addRow(self.mixup)
         form.addRow("SAM", self.sam)
@@ -186,7 +194,7 @@ class TrainSection(QWidget):
         cfg.data.unpainted = self.unpainted.currentText()
         cfg.train.estimate = self.estimate_box.isChecked()
         cfg.train.device = self.device.currentText()
-        _validate_within(cfg)
+        validate_within(cfg)
         return cfg
 
     def patch_size(self) -> tuple[int, int, int] | None:
@@ -241,10 +249,12 @@ class TrainSection(QWidget):
             cfg.train.lr = lr
         if steps is not None:
             cfg.train.steps = steps
-            _validate_within(cfg)
+            validate_within(cfg)
         out = self.dock.new_model_dir()
         self.run_out, self.run_before = out, before
         self.curves.clear()
+        self.history.clear()
+        self.verdict.setText("")
         self.diagnostics.clear()
         self.first_overlay_s = None
         self.started_at = time.perf_counter()
@@ -278,7 +288,7 @@ class TrainSection(QWidget):
     def _run(self, gen, *, total: int | None, desc: str) -> None:
         self.engine_gen = gen
         self.pbar = progress(total=total, desc=desc)
-        worker: Any = create_worker(_drain, gen, _ignore_errors=True)  # _on_error shows it
+        worker: Any = create_worker(drain, gen, _ignore_errors=True)  # _on_error shows it
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -310,6 +320,9 @@ class TrainSection(QWidget):
             pbar.update(1)
         elif isinstance(event, EpochEnd):
             self.curves.add(event.step, {k: getattr(event, k) for k in SERIES})
+            keys = ("step", "dsc", "train_margin", "logit_shift")
+            self.history.append({k: getattr(event, k) for k in keys})
+            self.verdict.setText(training_verdict(self.history))
             self.diagnostics.set(event.step, event.train_hist, event.val_hist, event.logit_shift)
             self.status.setText(
                 f"step {event.step}: DSC {event.dsc:.3f}, sensitivity {event.sensitivity:.3f}, "
@@ -366,35 +379,3 @@ class TrainSection(QWidget):
             self.pending_estimate = None
         elif name == "predict" and self.pending_estimate is not None:
             self.estimate()
-
-
-def warm_up_torch() -> None:
-    """Initialise torch's optimizer machinery on the GUI thread when the dock opens.
-
-    The first optimizer a process creates imports ``torch._dynamo`` (about a second here).
-    Done in the training thread, that import holds Python's GIL and freezes the viewer right
-    after the first Train click; done here, it is part of opening the dock.
-    """
-    import torch
-
-    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
-
-
-def _validate_within(cfg: Config) -> None:
-    """Validate at least once in a short run (``val_every`` no more than ``steps``)."""
-    lowest = int(rule("train", "val_every").low)
-    cfg.train.val_every = max(lowest, min(cfg.train.val_every, cfg.train.steps))
-
-
-def _drain(gen) -> typing.Generator:
-    """Run ``gen`` in the worker thread, passing its events on to the GUI thread."""
-    yield from gen
-
-
-def _devices() -> list[str]:
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return devices

@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
-from napari_asymseg.errors import ScanError
+from napari_asymseg.errors import ScanError, cause
 from napari_asymseg.store.geometry import multiscale_meta, validate_volume
 
 FORMAT_VERSION = 1
@@ -108,3 +108,37 @@ def image_levels(path: Path, group: zarr.Group) -> list[zarr.Array]:
                 "(Z, Y, X): re-import one channel or time point"
             )
     return levels
+
+
+def open_group(path: Path, mode: str) -> zarr.Group:
+    """The zarr group of a scan folder; one line naming the problem and the fix otherwise."""
+    if not path.exists():
+        raise ScanError(
+            f"no scan at {path}: check the path, or create one with `asymseg import IMAGE {path}`"
+        )
+    if path.is_file():  # an image where a scan is expected: the commonest first mistake
+        raise ScanError(
+            f"{path} is a file, not a scan (a .zarr folder): import it first, with Import "
+            f"image… in the dock or `asymseg import {path} {_scan_name(path)}`"
+        )
+    if not any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray")):
+        raise ScanError(
+            f"{path} is a folder but not a scan (no zarr metadata in it): open a .zarr scan, "
+            "or import an image into a new one (Import image… in the dock, `asymseg import`)"
+        )
+    try:
+        return zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
+    except Exception as exc:  # zarr raises many types for a damaged store
+        raise ScanError(
+            f"{path} is not a readable zarr group ({cause(exc)}): restore it from "
+            "a backup or import the original image again"
+        ) from None
+
+
+def _scan_name(path: Path) -> str:
+    """``img.nii.gz`` -> ``img.zarr``: the scan an import of the file would make beside it."""
+    name = path.name
+    for ext in (".nii.gz", *path.suffixes[-1:]):
+        if name.lower().endswith(ext.lower()):
+            return name[: -len(ext)] + ".zarr"
+    return name + ".zarr"

@@ -58,41 +58,9 @@ from napari_asymseg.store.layout import (
     check_scan_attrs,
     check_values,
     image_levels,
+    open_group,
 )
 from napari_asymseg.store.lock import ScanLock
-
-
-def _open_group(path: Path, mode: str) -> zarr.Group:
-    if not path.exists():
-        raise ScanError(
-            f"no scan at {path}: check the path, or create one with `asymseg import IMAGE {path}`"
-        )
-    if path.is_file():  # an image where a scan is expected: the commonest first mistake
-        raise ScanError(
-            f"{path} is a file, not a scan (a .zarr folder): import it first, with Import "
-            f"image… in the dock or `asymseg import {path} {_scan_name(path)}`"
-        )
-    if not any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray")):
-        raise ScanError(
-            f"{path} is a folder but not a scan (no zarr metadata in it): open a .zarr scan, "
-            "or import an image into a new one (Import image… in the dock, `asymseg import`)"
-        )
-    try:
-        return zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
-    except Exception as exc:  # zarr raises many types for a damaged store
-        raise ScanError(
-            f"{path} is not a readable zarr group ({cause(exc)}): restore it from "
-            "a backup or import the original image again"
-        ) from None
-
-
-def _scan_name(path: Path) -> str:
-    """``img.nii.gz`` -> ``img.zarr``: the scan an import of the file would make beside it."""
-    name = path.name
-    for ext in (".nii.gz", *path.suffixes[-1:]):
-        if name.lower().endswith(ext.lower()):
-            return name[: -len(ext)] + ".zarr"
-    return name + ".zarr"
 
 
 class Scan:
@@ -179,7 +147,7 @@ class Scan:
             raise ScanError(f"mode must be 'r' or 'r+', got {mode!r}")
         if mode == "r+":
             _recover_unless_busy(path)
-        group = _open_group(path, mode)
+        group = open_group(path, mode)
         try:
             scan = cls._checked(path, group)
         except ClearError:
