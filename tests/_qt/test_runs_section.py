@@ -33,7 +33,10 @@ def test_the_current_model_is_kept_until_a_better_or_chosen_run(
     row.refresh()
     first = dock.current_model()
     assert first is not None and row.combo.count() == 1
-    assert row.combo.currentText().endswith("✓ current")
+    assert (
+        row.combo.currentText()
+        == "run 1: DSC " + f"{runs.list_runs(dock.scan.path)[0].best_dsc:.2f}, 4 steps ✓"
+    )
     # a new run that does not beat the current model on its own held-out slices
     monkeypatch.setattr("napari_asymseg.train.loop.score_other", lambda run, model: 0.99)
     _train(dock, qtbot, steps=2)
@@ -44,7 +47,7 @@ def test_the_current_model_is_kept_until_a_better_or_chosen_run(
     assert row.combo.count() == 2 and row.combo.currentIndex() == 0  # run 1, still current
     # the user prefers run 2 anyway: one click, and the scan is predicted with it
     _use(dock, qtbot, 1)
-    assert dock.current_model() == second.path and row.combo.currentText().endswith("current")
+    assert dock.current_model() == second.path and row.combo.currentText().endswith(" ✓")
     # a cancelled run is kept, never made current, and never called finished
     section.steps.setValue(10_000)
     section.mode.setCurrentIndex(0)

@@ -3,7 +3,7 @@
 Every training run keeps its model (``train.runs``); the current one predicts, is fine-tuned
 from and is exported. A run that ends becomes current only when ``train.runs.verdict`` says
 it is better (on the same held-out slices) than the current one; the list shows every run and
-**Use this model** makes any of them current again (a revert in one click) and predicts with it.
+**Use** makes any of them current again (a revert in one click) and predicts with it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
 
 from napari_asymseg.errors import ScanError
@@ -18,7 +19,7 @@ from napari_asymseg.train import runs
 
 
 class RunsRow(QWidget):
-    """A drop-down of the scan's runs (the current one marked) and "Use this model"."""
+    """A drop-down of the scan's runs (the current one marked ✓) and "Use"."""
 
     def __init__(self, dock) -> None:
         super().__init__()
@@ -30,7 +31,7 @@ class RunsRow(QWidget):
             "every model trained on this scan, oldest first, with its best validation DSC; "
             "the current one predicts, is fine-tuned from and is exported"
         )
-        self.use_button = QPushButton("Use this model")
+        self.use_button = QPushButton("Use")
         self.use_button.setToolTip("make the chosen run current and predict the scan with it")
         self.use_button.clicked.connect(self.use_selected)
         row.addWidget(self.combo, 1)
@@ -43,9 +44,11 @@ class RunsRow(QWidget):
         listed = runs.list_runs(scan.path) if scan is not None else []
         current = runs.current_model(scan.path) if scan is not None else None
         self.combo.clear()
-        for info in listed:
-            mark = "  ✓ current" if info.path == current else ""
-            self.combo.addItem(info.line() + mark, str(info.path))
+        for k, info in enumerate(listed):
+            mark = " ✓" if info.path == current else ""
+            self.combo.addItem(_short(info) + mark, str(info.path))
+            self.combo.setItemData(k, info.line() + (" (current)" if mark else ""),
+                                   Qt.ItemDataRole.ToolTipRole)  # fmt: skip
         if not listed:
             self.combo.addItem("no model yet: Train below")
         at = next((k for k, i in enumerate(listed) if i.path == current), -1)
@@ -67,8 +70,18 @@ class RunsRow(QWidget):
             show_error(str(exc))
             return
         self.refresh()
-        show_info(f"{self.combo.currentText().removesuffix('  ✓ current')} is current: predicting")
+        show_info(f"{self.combo.currentText().removesuffix(' ✓')} is current: predicting")
         train.predict()
+
+
+def _short(info: runs.RunInfo) -> str:
+    """``run 3: DSC 0.84, 120 steps``: what fits the dock's width (the rest in the tooltip)."""
+    dsc = f"DSC {info.best_dsc:.2f}" if info.best_dsc == info.best_dsc else "no DSC"
+    ended = info.summary.get("steps_done", "?")
+    steps = f"cancelled at {ended}" if info.status == runs.CANCELLED else f"{ended} steps"
+    if "steps_done" not in info.summary:  # loaded, or from before run.json
+        return f"run {info.number}: {info.summary.get('kind', 'model')}"
+    return f"run {info.number}: {dsc}, {steps}"
 
 
 def conclude(dock, out: Path, before: Path | None) -> bool:
