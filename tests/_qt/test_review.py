@@ -54,6 +54,10 @@ def with_false_alarm(dock, qtbot) -> rq.Item:
 
 def test_prediction_shows_heatmap_and_the_ranked_queue(dock, qtbot):
     predict_and_rank(dock, qtbot)
+    # the status line sums the prediction up: its lesions and their volume
+    status = dock.train_section.status.text()
+    assert status.startswith("prediction saved to sample-lesions.zarr: ")
+    assert status.endswith(" mL in all") or status.endswith("no lesion found")
     review, viewer, path = dock.review_section, dock.viewer, dock.scan.path
     heat = layer_for(viewer, path, "risk")
     stored = np.asarray(Scan.open(path).result("risk")[...])

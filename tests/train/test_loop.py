@@ -216,6 +216,13 @@ def test_predict_streams_into_the_store(tmp_path):
     assert dsc > 0.6
     # two classes: the label is the foreground probability thresholded at 0.5
     assert np.mean(pred == (prob.astype(np.float32) > 0.5)) > 0.999
+    # the summary the dock shows: lesions (26-connected) and their volume
+    from scipy import ndimage
+
+    done = events[-1]
+    assert done.lesions == ndimage.label(pred > 0, structure=np.ones((3, 3, 3)))[1] > 0
+    assert done.millilitres == pytest.approx((pred > 0).sum() * np.prod(scan.spacing) / 1000)
+    assert done.summary() == f"{done.lesions} lesion(s), {done.millilitres:.2f} mL in all"
 
 
 def test_cancelled_prediction_keeps_old_results(tmp_path):
@@ -358,3 +365,21 @@ def test_a_new_run_scores_the_current_model_on_its_own_held_out_slices(tmp_path)
     other = run(fit(scan, cfg, tmp_path / "c", compare=tmp_path / "a"))[-1]
     assert math.isnan(other.baseline_dsc)
     assert runs.read_summary(tmp_path / "c")["baseline_dsc"] is None
+
+
+def test_resume_writes_the_best_model_a_kill_left_out(tmp_path):
+    """A kill between a validation's two saves (checkpoint.pt first, then best.pt) leaves
+    best.pt one validation behind: resuming writes the best model from the checkpoint."""
+    scan = tiny_scan(tmp_path / "s.zarr")
+    run(fit(scan, tiny_config(steps=5, val_every=5), tmp_path / "old"))
+    run(fit(scan, tiny_config(steps=10, val_every=5), tmp_path / "m"))
+    last = load_checkpoint(tmp_path / "m" / CHECKPOINT)
+    if last["best_step"] != 10:
+        pytest.skip("the second validation was not the best: nothing to repair")
+    (tmp_path / "old" / BEST).replace(tmp_path / "m" / BEST)  # best.pt as the kill left it
+    assert load_checkpoint(tmp_path / "m")["step"] == 5
+    run(fit(scan, tiny_config(steps=10, val_every=5), tmp_path / "m", resume=True))
+    repaired = load_checkpoint(tmp_path / "m")
+    assert repaired["step"] == 10
+    for k, v in last["model"].items():
+        assert torch.equal(repaired["model"][k], v)

@@ -354,7 +354,7 @@ class TrainSection(QWidget):
             pbar.refresh()
         elif isinstance(event, PredictionDone) and scan is not None:
             show_results(self.dock.viewer, scan)
-            self.status.setText(f"prediction saved to {scan.path.name}")
+            self.status.setText(f"prediction saved to {scan.path.name}: {event.summary()}")
             self.dock.review_section.find_items()
 
     def _on_error(self, exc: Exception) -> None:

@@ -25,6 +25,7 @@ from napari_asymseg.config import Config
 from napari_asymseg.errors import TrainingError
 from napari_asymseg.evaluate.metrics import foreground_margins
 from napari_asymseg.model.checkpoint import BEST, CHECKPOINT, save_atomic
+from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.model.networks import count_parameters
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import distributed, runs
@@ -109,6 +110,7 @@ def _fit(
     run = prepare(
         scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations
     )
+    _repair_best(run)
     yield _started(run)
     stopped_early, status = False, runs.FAILED
     try:
@@ -154,6 +156,16 @@ def _fit(
     return done
 
 
+def _repair_best(run: Run) -> None:
+    """A resumed run whose checkpoint is its best model: make sure ``best.pt`` holds it (a kill
+    between a validation's two saves leaves it one validation behind)."""
+    if not run.step or run.best_step != run.step or not run.writes:
+        return
+    best = run.out / BEST
+    if not best.is_file() or load_checkpoint(best).get("step") != run.step:
+        save(run, BEST)
+
+
 def _baseline(run: Run, compare: str | os.PathLike | None) -> EpochEnd | None:
     """Score the model current at the start on this run's held-out slices (``run.baseline_dsc``):
     a fine-tune's starting model (its step-0 validation, returned), or ``compare``."""
@@ -169,7 +181,6 @@ def _baseline(run: Run, compare: str | os.PathLike | None) -> EpochEnd | None:
 def score_other(run: Run, model: str | os.PathLike) -> float:
     """The DSC of another model (the scan's current one) on this run's held-out slices; NaN
     without held-out slices, or when that model reads the image otherwise (normalisation)."""
-    from napari_asymseg.model.load import load_checkpoint
     from napari_asymseg.train.state import _network
 
     if run.data.val is None:
@@ -305,9 +316,11 @@ def validate(run: Run) -> EpochEnd:
         run.best_dsc, run.best_step = event.dsc, run.step
         event = _with_best(event)
     run.history.append(_history_row(event))
+    # checkpoint.pt first: a kill between the two saves leaves best.pt no newer than it, and
+    # resuming writes the best model that best.pt then lacks (_repair_best)
+    save(run, CHECKPOINT, optimizer=True)
     if improved:
         save(run, BEST)
-    save(run, CHECKPOINT, optimizer=True)
     return event
 
 
