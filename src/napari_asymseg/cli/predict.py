@@ -50,6 +50,11 @@ def _predict(args: argparse.Namespace) -> None:
             )
 
 
+def _json_out(args: argparse.Namespace, scan, what: str) -> Path:
+    """``--json``, else ``SCAN-{what}.json`` beside the scan."""
+    return Path(args.json) if args.json else scan.path.with_name(f"{scan.path.stem}-{what}.json")
+
+
 def cmd_flag(args: argparse.Namespace) -> None:
     with ScanLock(args.scan, "asymseg flag"):  # one writer per scan
         _flag(args)
@@ -60,7 +65,7 @@ def _flag(args: argparse.Namespace) -> None:
     from napari_asymseg.store.scan import Scan
 
     scan = Scan.open(args.scan)
-    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-flags.json")
+    out = _json_out(args, scan, "flags")
     _check_flag_args(args, scan, out)
     if args.model:
         _predict_with_flips(args)
@@ -109,7 +114,7 @@ def _review(args: argparse.Namespace) -> None:
     from napari_asymseg.store.scan import Scan
 
     scan = Scan.open(args.scan)
-    out = Path(args.json) if args.json else scan.path.with_name(scan.path.stem + "-queue.json")
+    out = _json_out(args, scan, "queue")
     answers = [(i, review_queue.LESION) for i in args.accept or ()]
     answers += [(i, review_queue.NOT_LESION) for i in args.reject or ()]
     _check_review_args(args, scan, out, answers)

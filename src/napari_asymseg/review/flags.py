@@ -13,12 +13,13 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from napari_asymseg.errors import ScanError
+from napari_asymseg.review.items import BoxRecord
 from napari_asymseg.review.risk_map import THRESHOLD, with_annotations
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
 from napari_asymseg.store.scan import Scan, read
@@ -26,7 +27,7 @@ from napari_asymseg.store.scan import Scan, read
 
 # ----------------------------------------------------------------------------- flags
 @dataclass(frozen=True)
-class Flag:
+class Flag(BoxRecord):
     """A region where foreground is probably missed."""
 
     id: int
@@ -44,18 +45,9 @@ class Flag:
     def done(self) -> bool:
         return self.status == "done"
 
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["center"], d["bbox"] = list(self.center), list(self.bbox)
-        return d
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Flag:
-        keys = set(cls.__dataclass_fields__)
-        kwargs = {k: v for k, v in d.items() if k in keys}
-        kwargs["center"] = tuple(int(v) for v in d["center"])
-        kwargs["bbox"] = tuple(int(v) for v in d["bbox"])
-        return cls(**kwargs)
+        return cls(**cls.fields_of(d))
 
     def contains(self, point: Sequence[int]) -> bool:
         z0, y0, x0, z1, y1, x1 = self.bbox

@@ -13,8 +13,27 @@ OPEN, LESION, NOT_LESION = "open", "lesion", "not_lesion"
 ANSWERS = (LESION, NOT_LESION)
 
 
+class BoxRecord:
+    """``as_dict`` / ``from_dict`` (JSON: lists for the tuples) of a region's dataclass with a
+    ``center`` and a ``bbox``: a flag (:mod:`napari_asymseg.review.flags`) or a queue item."""
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["center"], d["bbox"] = list(d["center"]), list(d["bbox"])
+        return d
+
+    @classmethod
+    def fields_of(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's keywords in ``d``: unknown keys dropped, the tuples rebuilt."""
+        keys = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        kwargs = {k: v for k, v in d.items() if k in keys}
+        kwargs["center"] = tuple(int(v) for v in d["center"])
+        kwargs["bbox"] = tuple(int(v) for v in d["bbox"])
+        return kwargs
+
+
 @dataclass(frozen=True)
-class Item:
+class Item(BoxRecord):
     """One question to the user: is this region lesion?"""
 
     id: int
@@ -33,18 +52,9 @@ class Item:
     def answered(self) -> bool:
         return self.status != OPEN
 
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["center"], d["bbox"] = list(self.center), list(self.bbox)
-        return d
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Item:
-        keys = set(cls.__dataclass_fields__)
-        kwargs = {k: v for k, v in d.items() if k in keys}
-        kwargs["center"] = tuple(int(v) for v in d["center"])
-        kwargs["bbox"] = tuple(int(v) for v in d["bbox"])
-        item = cls(**kwargs)
+        item = cls(**cls.fields_of(d))
         if item.kind not in KINDS or item.status not in (OPEN, *ANSWERS):
             raise ValueError(f"unknown kind {item.kind!r} or status {item.status!r}")
         return item

@@ -181,7 +181,7 @@ def _baseline(run: Run, compare: str | os.PathLike | None) -> EpochEnd | None:
 def score_other(run: Run, model: str | os.PathLike) -> float:
     """The DSC of another model (the scan's current one) on this run's held-out slices; NaN
     without held-out slices, or when that model reads the image otherwise (normalisation)."""
-    from napari_asymseg.train.state import _network
+    from napari_asymseg.train.state import network_for
 
     if run.data.val is None:
         return math.nan
@@ -191,7 +191,7 @@ def score_other(run: Run, model: str | os.PathLike) -> float:
     if any(theirs.get(k, ours[k]) != ours[k] for k in ("normalisation", "window")):
         return math.nan
     cfg = copy.deepcopy(run.cfg)
-    other, plan = _network(ckpt, cfg, run.data, run.device)
+    other, plan = network_for(ckpt, cfg, run.data, run.device)
     event = _validate(other.to(run.device), run.data, plan, cfg, run.device, run.amp_dtype,
                       run.loss_fn, step=0, epoch=0, train_losses=[], train_margins=[])  # fmt: skip
     del other

@@ -99,7 +99,7 @@ def prepare(
     data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed, annotations=annotations)
     start = load_checkpoint(init) if init else None
     out = make_folder(model_dir)  # only once the inputs are known to be good
-    model, plan = _network(start, cfg, data, device)
+    model, plan = network_for(start, cfg, data, device)
     model.to(device)
     optimizer = _optimizer(model, cfg)
     resumed = _resumed(out / CHECKPOINT, data, model, optimizer) if resume else {}
@@ -129,7 +129,7 @@ def prepare(
     )
 
 
-def _network(
+def network_for(
     start: dict[str, Any] | None, cfg: Config, data: ScanData, device: torch.device
 ) -> tuple[torch.nn.Module, NetworkPlan]:
     """The network of the starting checkpoint (``cfg.model`` becomes its), else a new one."""
