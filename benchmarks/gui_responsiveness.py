@@ -44,7 +44,7 @@ def main() -> int:
     settle.exec()
     section = dock.train_section
     if args.steps:
-        section.steps.setValue(args.steps)
+        section.settings.steps.setValue(args.steps)
     clock = QElapsedTimer()
     clock.start()
     samples: list[tuple[float, float, str]] = []  # (time s, stall ms, phase)
@@ -89,7 +89,7 @@ def main() -> int:
     watcher.stop()
     timer.stop()
     total = time.perf_counter() - t0
-    steps, first_overlay = section.steps.value(), section.first_overlay_s
+    steps, first_overlay = section.settings.steps.value(), section.first_overlay_s
     viewer.close()
 
     def stats(values: list[float]) -> dict:

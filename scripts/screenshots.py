@@ -3,11 +3,12 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
 Each picture is the napari window as a user sees it, driven through the dock's own buttons:
-the sample scan as it opens, then the live curves and Diagnostics panel half-way through
+the sample scan as it opens, then the progress bar and the live curves half-way through
 training, then after a click on Train (default settings) and the automatic prediction that
 follows, then the Review section with a suspected false alarm selected and after Not lesion,
-then the quality estimate on the unpainted slices under the curves once its cross-validation
-has run, then a second, shorter run and what the dock says of it (the runs list, the verdict).
+then the quality estimate on the unpainted slices once its cross-validation has run (under
+the Overfitting check tab), then a second, shorter run and what the dock says of it (the runs
+list, the verdict).
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def main() -> int:
 
     def watch() -> None:
         if section.running and section.diagnostics.step >= 60 and not live:
-            # mid-training: the curves and the live Diagnostics panel, scrolled into view
+            # mid-training: the progress bar and the live curves, scrolled into view
             live.append(True)
-            dock.scroll_area.ensureWidgetVisible(section.diagnostics, 0, 10)
+            dock.scroll_area.ensureWidgetVisible(section.plots, 0, 10)
             QApplication.processEvents()
             shot("viewer-diagnostics.png")
             dock.scroll_area.verticalScrollBar().setValue(0)
@@ -112,7 +113,9 @@ def main() -> int:
     while not section.quality.text().startswith(("estimated DSC", "quality on unpainted")):
         QApplication.processEvents()
         time.sleep(0.05)
-    # the dock stays scrolled down: the curves, the quality line under them and the Review
+    # the Overfitting check tab, the quality line under it and the Review
+    section.plots.setCurrentWidget(section.diagnostics)
+    dock.scroll_area.ensureWidgetVisible(section.quality, 0, 10)
     for _ in range(30):
         QApplication.processEvents()
     shot("viewer-quality.png")
@@ -122,8 +125,9 @@ def main() -> int:
     while section.running:
         QApplication.processEvents()
         time.sleep(0.05)
-    section.steps.setValue(40)
-    section.estimate_box.setChecked(False)
+    section.plots.setCurrentWidget(section.curves)
+    section.settings.steps.setValue(40)
+    section.settings.estimate_box.setChecked(False)
     section.train_button.click()
     while section.running:
         QApplication.processEvents()

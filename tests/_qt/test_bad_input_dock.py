@@ -64,7 +64,7 @@ def open_it(dock, qtbot, path):
 
 def train(dock, qtbot, scan_path):
     dock.open_scan(scan_path)
-    dock.train_section.steps.setValue(2)
+    dock.train_section.settings.steps.setValue(2)
     dock.train_section.start()
     qtbot.waitUntil(lambda: not dock.train_section.running, timeout=60_000)
 

@@ -3,6 +3,7 @@ and the fine-tune that re-ranks (real napari.Viewer)."""
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from dock_helpers import dock_with_model
 from napari_asymseg._qt.dock import AsymsegDock
@@ -61,7 +62,13 @@ def test_prediction_shows_heatmap_and_the_ranked_queue(dock, qtbot):
     review, viewer, path = dock.review_section, dock.viewer, dock.scan.path
     heat = layer_for(viewer, path, "risk")
     stored = np.asarray(Scan.open(path).result("risk")[...])
-    assert heat.visible and heat.blending == "additive" and heat.colormap.name == "inferno"
+    assert heat.visible and heat.blending == "translucent"  # the paint keeps its colour
+    # the next step is in view: the dock scrolled to the answer buttons
+    button, viewport = review.lesion_button, dock.scroll_area.viewport()
+    qtbot.waitUntil(
+        lambda: viewport.rect().contains(button.mapTo(viewport, button.rect().topLeft()))
+    )
+    assert dock.sections["Review"].expanded
     np.testing.assert_array_equal(np.asarray(heat.data), stored)
     items = review.items
     assert review.list.count() == len(items)
@@ -132,6 +139,9 @@ def test_shortcuts_answer_and_move_on(dock, qtbot):
     row = review.list.currentRow()
     qtbot.keyClick(canvas, KEYS["next"])
     assert review.list.currentRow() != row or len(review.items) == 1
+    qtbot.keyClick(canvas, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # previous
+    assert review.list.currentRow() == row
+    qtbot.keyClick(canvas, KEYS["next"])
     qtbot.keyClick(canvas, KEYS["reject"])
     assert sum(i.answered for i in review.items) == 1
 

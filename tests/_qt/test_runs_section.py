@@ -12,8 +12,8 @@ pytestmark = pytest.mark.viewer
 def _train(dock, qtbot, *, steps: int, fine_tune: bool = False) -> None:
     section = dock.train_section
     section.mode.setCurrentIndex(1 if fine_tune else 0)
-    section.steps.setValue(steps)
-    section.estimate_box.setChecked(False)
+    section.settings.steps.setValue(steps)
+    section.settings.estimate_box.setChecked(False)
     section.train_button.click()
     qtbot.waitUntil(lambda: not section.running, timeout=120_000)
 
@@ -49,7 +49,7 @@ def test_the_current_model_is_kept_until_a_better_or_chosen_run(
     _use(dock, qtbot, 1)
     assert dock.current_model() == second.path and row.combo.currentText().endswith(" ✓")
     # a cancelled run is kept, never made current, and never called finished
-    section.steps.setValue(10_000)
+    section.settings.steps.setValue(10_000)
     section.mode.setCurrentIndex(0)
     section.train_button.click()
     qtbot.waitUntil(lambda: section.pbar is not None and section.pbar.n >= 2, timeout=60_000)

@@ -27,11 +27,11 @@ def roles(viewer):
 
 def test_loss_parameters_follow_the_registry(dock):
     section = dock.train_section
-    section.loss.setCurrentText("asym_focal")
-    assert {"margin", "gamma"} <= set(section.params.inputs)
-    section.loss.setCurrentText("dice")
-    assert "margin" not in section.params.inputs
-    section.apply_preset()
+    section.settings.loss.setCurrentText("asym_focal")
+    assert {"margin", "gamma"} <= set(section.settings.params.inputs)
+    section.settings.loss.setCurrentText("dice")
+    assert "margin" not in section.settings.params.inputs
+    section.settings.apply_preset()
     cfg = section.config()
     assert cfg.loss.name == "asym_focal" and cfg.loss.params["margin"] == 1.0
     assert cfg.regularizers.adversarial and cfg.regularizers.mixup
@@ -41,22 +41,25 @@ def test_forms_take_ranges_and_choices_from_the_config_schema(dock):
     section = dock.train_section
     defaults = Config()
     batch = rule("train", "batch_size")
-    assert (section.batch.minimum(), section.batch.maximum()) == batch.widget_range()
-    assert section.batch.value() == defaults.train.batch_size
-    assert (section.steps.minimum(), section.steps.maximum()) == rule(
+    assert (
+        section.settings.batch.minimum(),
+        section.settings.batch.maximum(),
+    ) == batch.widget_range()
+    assert section.settings.batch.value() == defaults.train.batch_size
+    assert (section.settings.steps.minimum(), section.settings.steps.maximum()) == rule(
         "train", "steps"
     ).widget_range()
-    assert section.steps.value() == defaults.train.steps
-    sam = [section.sam.itemText(i) for i in range(section.sam.count())]
+    assert section.settings.steps.value() == defaults.train.steps
+    sam = [section.settings.sam.itemText(i) for i in range(section.settings.sam.count())]
     assert tuple(sam) == rule("regularizers", "sam").choices
-    assert section.sam.currentText() == defaults.regularizers.sam
+    assert section.settings.sam.currentText() == defaults.regularizers.sam
     smoothing = rule("regularizers", "label_smoothing").widget_range()
-    assert (section.smoothing.minimum(), section.smoothing.maximum()) == smoothing
+    assert (section.settings.smoothing.minimum(), section.settings.smoothing.maximum()) == smoothing
     # every value the dock offers passes the rule that training applies
-    assert section.seed.value() == defaults.train.seed
-    section.batch.setValue(section.batch.maximum())
-    section.smoothing.setValue(section.smoothing.maximum())
-    section.seed.setValue(7)  # another seed, when a model has not learned the paint
+    assert section.settings.seed.value() == defaults.train.seed
+    section.settings.batch.setValue(section.settings.batch.maximum())
+    section.settings.smoothing.setValue(section.settings.smoothing.maximum())
+    section.settings.seed.setValue(7)  # another seed, when a model has not learned the paint
     cfg = section.config()
     assert cfg.train.seed == 7
     assert batch.accepts(cfg.train.batch_size) and cfg.train.batch_size == batch.widget_range()[1]
@@ -65,7 +68,7 @@ def test_forms_take_ranges_and_choices_from_the_config_schema(dock):
 
 def test_train_then_prediction_appears(dock, qtbot):
     section = dock.train_section
-    section.steps.setValue(4)
+    section.settings.steps.setValue(4)
     section.train_button.click()
     assert section.running and not section.train_button.isEnabled()
     qtbot.waitUntil(lambda: "prediction" in roles(dock.viewer), timeout=120_000)
@@ -101,7 +104,7 @@ def test_cancel_acts_within_a_step(dock, qtbot, monkeypatch):
             yield event
 
     monkeypatch.setattr("napari_asymseg._qt.train.drain", counting_drain)
-    section.steps.setValue(10_000)
+    section.settings.steps.setValue(10_000)
     section.train_button.click()
     qtbot.waitUntil(lambda: section.pbar is not None and section.pbar.n >= 2, timeout=60_000)
     section.cancel_button.click()  # the worker's stop flag is set when this returns
@@ -123,6 +126,18 @@ def test_rest_of_slice_is_background_is_undoable(dock):
     assert (layer.data[0] == before).all()
 
 
+def test_rest_of_slice_has_a_key(dock, qtbot):
+    from qtpy.QtCore import Qt
+
+    layer = dock.annotations_layer
+    dock.viewer.dims.set_point(0, 0.0)
+    canvas = dock.viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_B, Qt.KeyboardModifier.ShiftModifier)
+    assert (layer.data[0] == 1).all()  # every unpainted voxel of the slice is background
+    assert layer.preserve_labels is False  # B alone (napari's preserve labels) was not fired
+
+
 def test_train_without_scan_is_a_notification(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     widget = AsymsegDock(viewer)
@@ -135,12 +150,12 @@ def test_train_without_scan_is_a_notification(make_napari_viewer, monkeypatch):
 def test_patch_widget(dock, monkeypatch):
     section = dock.train_section
     assert section.config().data.patch_size is None
-    section.patch.setText("16 64 64")
+    section.settings.patch.setText("16 64 64")
     assert section.config().data.patch_size == (16, 64, 64)
-    section.patch.setText("2 64 64")  # below the schema's smallest patch side
+    section.settings.patch.setText("2 64 64")  # below the schema's smallest patch side
     with pytest.raises(ScanError, match="each at least 4"):
-        section.patch_size()
-    section.patch.setText("16 x")
+        section.settings.patch_size()
+    section.settings.patch.setText("16 x")
     shown = []
     monkeypatch.setattr("napari_asymseg._qt.train.show_error", shown.append)
     section.train_button.click()

@@ -16,7 +16,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -29,7 +28,9 @@ from napari_asymseg._qt import heap
 from napari_asymseg._qt.autosave import AnnotationAutosave
 from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
+from napari_asymseg._qt.overlays import OverlayToggles
 from napari_asymseg._qt.review import ReviewSection
+from napari_asymseg._qt.sections import Section
 from napari_asymseg._qt.train import TrainSection
 from napari_asymseg.errors import ClearError, ScanError, error_message
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
@@ -101,24 +102,41 @@ class ScanSection(QWidget):
         )
 
 
+REST_KEY = "Shift-B"
+"""The viewer's key for "rest of slice is background" (B alone is napari's preserve labels)."""
+
+
 class AnnotateSection(QWidget):
     """Pick the class to paint; declare the rest of the current slice background."""
 
     def __init__(self, dock: AsymsegDock) -> None:
         super().__init__()
         self.dock = dock
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        layout = QHBoxLayout()
+        outer.addLayout(layout)
         self.label = QComboBox()
         self.label.setToolTip("the class the brush paints (annotation value in brackets)")
         self.label.currentIndexChanged.connect(self._pick)
         self.rest_button = QPushButton("Rest of slice is background")
         self.rest_button.setToolTip(
-            "mark every unannotated voxel of the current slice as background (undo: Ctrl+Z)"
+            "mark every unannotated voxel of the current slice as background "
+            "(Shift+B; undo: Ctrl+Z)"
         )
         self.rest_button.clicked.connect(self.rest_of_slice_background)
         layout.addWidget(self.label)
         layout.addWidget(self.rest_button)
+        keys = QLabel(
+            "Keys: P paint · E erase · [ ] brush size · Shift+B rest of slice is background · "
+            "Ctrl+Z undo"
+        )
+        keys.setWordWrap(True)
+        keys.setToolTip("napari's labels keys and the dock's (the canvas must have the focus)")
+        outer.addWidget(keys)
+        dock.viewer.bind_key(
+            REST_KEY, lambda _viewer: self.rest_of_slice_background(), overwrite=True
+        )
 
     def refresh(self) -> None:
         scan = self.dock.scan
@@ -171,16 +189,18 @@ class AsymsegDock(QWidget):
         self.train_section = TrainSection(self)
         self.review_section = ReviewSection(self)
         self.export_section = ExportSection(self)
-        for title, section in (
-            ("Scan", self.scan_section),
-            ("Annotate", self.annotate_section),
-            ("Train and predict", self.train_section),
-            ("Review", self.review_section),
-            ("Export", self.export_section),
+        self.overlays = OverlayToggles(self)
+        layout.addWidget(self.overlays)
+        self.sections: dict[str, Section] = {}
+        for title, section, expanded in (
+            ("Scan", self.scan_section, True),
+            ("Annotate", self.annotate_section, True),
+            ("Train and predict", self.train_section, True),
+            ("Review", self.review_section, True),
+            ("Export", self.export_section, False),
         ):
-            box = QGroupBox(title)
-            QVBoxLayout(box).addWidget(section)
-            layout.addWidget(box)
+            self.sections[title] = Section(title, section, expanded=expanded)
+            layout.addWidget(self.sections[title])
         layout.addStretch(1)
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
@@ -240,6 +260,7 @@ class AsymsegDock(QWidget):
 
     def _on_inserted(self, event) -> None:
         self._attach(event.value)
+        self.overlays.refresh()
 
     def _attach(self, layer) -> None:
         path, role = _role(layer)
@@ -281,6 +302,7 @@ class AsymsegDock(QWidget):
             probability_layer(self.viewer, scan)
             risk_layer(self.viewer, scan)
             self.review_section.load()  # its points layer goes on top
+            self.overlays.refresh()
             self.viewer.layers.selection.active = self.annotations_layer
             self._show_paint(scan)
             heap.settle()  # no full collection stalls the answers to come
@@ -291,6 +313,8 @@ class AsymsegDock(QWidget):
         layer = self.annotations_layer
         if layer is None:
             return
+        if self.viewer.dims.ndim == 3:
+            self.viewer.dims.axis_labels = ("z", "y", "x")  # napari's default reads "-3"
         lesion = (np.asarray(layer.data) > BACKGROUND).sum(axis=(1, 2))
         if lesion.any() and self.viewer.dims.ndisplay == 2:
             self.viewer.dims.set_point(0, int(lesion.argmax()) * scan.spacing[0])
@@ -298,6 +322,7 @@ class AsymsegDock(QWidget):
             layer.mode = "paint"
 
     def _on_removed(self, event) -> None:
+        self.overlays.refresh()
         if event.value is self.annotations_layer:
             self.save_now()
             if self.autosave is not None:

@@ -9,6 +9,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
+from napari_asymseg._qt.progress import RunProgress
 from napari_asymseg.errors import ScanError, error_message
 
 _MASK_FILTER = "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr)"
@@ -52,6 +53,8 @@ class ExportSection(QWidget):
         row.addWidget(self.bundle_button)
         row.addWidget(self.load_button)
         layout.addLayout(row)
+        self.pbar = RunProgress()
+        layout.addWidget(self.pbar)
 
     # -- dialogs -------------------------------------------------------------------------------
     def _choose_mask(self) -> None:
@@ -136,9 +139,10 @@ class ExportSection(QWidget):
     def _run(self, func, *args, done: str, **kwargs) -> None:
         if self.worker is not None:
             return
-        worker: Any = create_worker(
-            func, *args, **kwargs, _progress={"desc": "exporting"}, _ignore_errors=True
-        )  # errors: our one-line notification below, not superqt's re-raised traceback
+        # errors: our one-line notification below, not superqt's re-raised traceback; the
+        # progress is the dock's own (napari's opens its activity panel over the canvas)
+        worker: Any = create_worker(func, *args, **kwargs, _ignore_errors=True)
+        self.pbar.start(None, "exporting")
         worker.returned.connect(lambda out: show_info(done.format(out)))
         worker.errored.connect(lambda exc: show_error(error_message(exc)))
         worker.finished.connect(self._finished)
@@ -147,3 +151,4 @@ class ExportSection(QWidget):
 
     def _finished(self) -> None:
         self.worker = None
+        self.pbar.finish()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_asymseg.io.napari_reader import PREDICTION_COLORS, result_layers
+from napari_asymseg.io.napari_reader import PREDICTION_COLORS, RESULT_LOOK, result_layers
 from napari_asymseg.store.scan import Scan
 
 
@@ -42,12 +42,14 @@ def prediction_layer(viewer, scan: Scan):
             name=f"{scan.path.name.removesuffix('.zarr')} prediction",
             scale=scan.spacing,
             colormap=PREDICTION_COLORS,
-            opacity=0.5,
+            opacity=1.0,
             metadata={"asymseg": {"scan": str(scan.path), "role": "prediction"}},
         )
+        layer.contour = 1  # an outline: the paint under it stays visible (palette.py)
     elif not isinstance(layer.data, np.ndarray):
         # a stored prediction is read lazily from the store: never paint into it
         layer.data = np.asarray(layer.data[...], dtype=np.uint8)
+        layer.contour = 1  # the reader's layer, seen by the dock for the first time
     return layer
 
 
@@ -57,7 +59,7 @@ def probability_layer(viewer, scan: Scan):
     Created when a scan opens, like :func:`prediction_layer`, so that showing the result of a
     prediction only swaps the layer's data.
     """
-    return _lazy_image_layer(viewer, scan, "probability", "magma", 1.0, 0.6, visible=False)
+    return _lazy_image_layer(viewer, scan, "probability", visible=False)
 
 
 def risk_layer(viewer, scan: Scan):
@@ -65,14 +67,13 @@ def risk_layer(viewer, scan: Scan):
 
     Risks of 0.5 and more saturate, as in the reader: the heatmap shows the doubtful.
     """
-    return _lazy_image_layer(viewer, scan, "risk", "inferno", 0.5, 0.7, visible=True)
+    return _lazy_image_layer(viewer, scan, "risk", visible=True)
 
 
-def _lazy_image_layer(
-    viewer, scan: Scan, role: str, colormap: str, top: float, opacity: float, *, visible: bool
-):
-    """An additive image layer of ``role``; until a result exists its data is a lazy dask
-    array of zeros, which costs no memory however large the scan."""
+def _lazy_image_layer(viewer, scan: Scan, role: str, *, visible: bool):
+    """An image layer of ``role``, looking as the reader shows it (``RESULT_LOOK``); until a
+    result exists its data is a lazy dask array of zeros, which costs no memory however
+    large the scan."""
     layer = layer_for(viewer, scan.path, role)
     if layer is None:
         import dask.array as da
@@ -81,10 +82,7 @@ def _lazy_image_layer(
             da.zeros(scan.shape, dtype=np.float16, chunks=(1, *scan.shape[1:])),
             name=f"{scan.path.name.removesuffix('.zarr')} {role}",
             scale=scan.spacing,
-            colormap=colormap,
-            contrast_limits=(0.0, top),
-            blending="additive",
-            opacity=opacity,
+            **{"blending": "translucent", **RESULT_LOOK[role]},
             visible=visible,
             metadata={"asymseg": {"scan": str(scan.path), "role": role}},
         )

@@ -50,8 +50,9 @@ FINE_TUNE_LR = 1e-3
 (validation DSC 0.70 -> 0.10 at step 20 in benchmarks/active_learning.py's pilot)."""
 FINE_TUNE_AFTER = 5
 """Answers after which the fine-tune starts by itself (0: only by its button)."""
-KEYS = {"accept": "a", "reject": "r", "next": "n", "undo": "u"}
+KEYS = {"accept": "a", "reject": "r", "next": "n", "previous": "Shift-N", "undo": "u"}
 """The viewer's shortcuts (none is taken by napari's labels layer)."""
+KEYS_LINE = "Keys: A lesion · R not lesion · N / Shift+N next / previous item · U undo answer"
 
 
 class ReviewSection(QWidget):
@@ -87,6 +88,10 @@ class ReviewSection(QWidget):
         layout.addWidget(self.list)
         layout.addLayout(self._answer_buttons())
         layout.addLayout(self._tune_buttons())
+        keys = QLabel(KEYS_LINE)
+        keys.setWordWrap(True)
+        keys.setToolTip("the viewer's keys for the review (the canvas must have the focus)")
+        layout.addWidget(keys)
         self._bind_keys()
 
     def _heatmap_row(self) -> QHBoxLayout:
@@ -150,6 +155,7 @@ class ReviewSection(QWidget):
             "accept": lambda: self.answer(rq.LESION),
             "reject": lambda: self.answer(rq.NOT_LESION),
             "next": self.next_item,
+            "previous": self.previous_item,
             "undo": self.undo_answer,
         }
         for name, key in KEYS.items():
@@ -207,7 +213,13 @@ class ReviewSection(QWidget):
     def _show_top(self) -> None:
         if self.top_pending and self.items:  # unless an item was picked meanwhile
             self.list.setCurrentRow(0)
+            QTimer.singleShot(50, self._show_answers)  # a turn later: two shorter stalls
         self.top_pending = False
+
+    def _show_answers(self) -> None:
+        """The next step in view: the list and its answer buttons, unfolded if need be."""
+        self.dock.sections["Review"].set_expanded(True)
+        self.dock.scroll_area.ensureWidgetVisible(self.lesion_button, 0, 10)
 
     def _refresh_item(self, row: int) -> None:
         """Show one item's new status: its line, the summary, its point (not a full rebuild)."""
@@ -285,10 +297,17 @@ class ReviewSection(QWidget):
 
     def next_item(self) -> None:
         """Go to the next open item after the current one (wrapping round)."""
+        self._go(+1)
+
+    def previous_item(self) -> None:
+        """Go to the open item before the current one (wrapping round)."""
+        self._go(-1)
+
+    def _go(self, direction: int) -> None:
         n = len(self.items)
         start = self.list.currentRow()
         for k in range(1, n + 1):
-            row = (start + k) % n
+            row = (start + direction * k) % n
             if not self.items[row].answered:
                 self.list.setCurrentRow(row)
                 return

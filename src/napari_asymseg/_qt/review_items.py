@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from napari_asymseg._qt.layers import layer_for
+from napari_asymseg.io import palette
 from napari_asymseg.review import queue as rq
 
-COLORS = {rq.MISS: "#ffd400", rq.FALSE_ALARM: "#2fd0ff"}
-"""Suspected misses yellow (the heatmap's), suspected false alarms blue."""
-DONE_COLOR = "#8a8a8a"
+COLORS = {rq.MISS: palette.MISS_FLAG, rq.FALSE_ALARM: palette.FALSE_ALARM_FLAG}
+"""Suspected misses yellow rings, suspected false alarms white (palette.py)."""
+DONE_COLOR = palette.DONE_FLAG
 _VERDICT = {rq.LESION: "lesion", rq.NOT_LESION: "not lesion"}
 
 
@@ -76,7 +77,8 @@ def show_points(viewer, scan, items: list[rq.Item], annotations_layer) -> None:
             border_color=colors or COLORS[rq.MISS],
             border_width=0.12,
             features=features,
-            text={"string": "{rank}", "color": COLORS[rq.MISS], "size": 10},
+            # the rank beside the ring, white: readable on the scan, off the heatmap's glow
+            text={"string": "{rank}", "color": "white", "size": 10, "anchor": "upper_left"},
             metadata={"asymseg": {"scan": str(scan.path), "role": "flags"}},
         )
         if annotations_layer is not None:

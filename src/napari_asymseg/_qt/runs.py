@@ -101,13 +101,16 @@ def conclude(dock, out: Path, before: Path | None) -> bool:
         adopt, line = False, f"the run {ended} before it saved a model: {kept}"
     else:
         adopt, line = runs.verdict(new, old)
+    # the notification short enough for napari's toast (it cuts long ones); the whole line
+    # goes to the status line
     if adopt:
         runs.set_current(scan.path, out)
-        show_info(line)
+        show_info(f"run {new.number} is now the current model" if new is not None else line)
     else:
         if old is not None:  # pinned: without a choice stored the newest run would be current
             runs.set_current(scan.path, old.path)
-        show_warning(line)
+        show_warning(f"kept run {old.number} as current: see the dock"
+                     if old is not None else line)  # fmt: skip
     dock.train_section.status.setText(line)
     dock.train_section.runs_row.refresh()
     return adopt

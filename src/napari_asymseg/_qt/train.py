@@ -12,29 +12,28 @@ import time
 from typing import Any
 
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_asymseg._qt.engine import devices, drain, validate_within, warm_up_torch
-from napari_asymseg._qt.forms import LossParams, choice_box, real_box, schema_default, whole_box
+from napari_asymseg._qt.engine import drain, validate_within, warm_up_torch
 from napari_asymseg._qt.layers import show_preview, show_results
 from napari_asymseg._qt.plots import SERIES, CurvesWidget, MarginHistogramWidget
+from napari_asymseg._qt.progress import RunProgress
 from napari_asymseg._qt.runs import RunsRow, conclude
-from napari_asymseg.config import Config, LossConfig, asym_combined, rule
+from napari_asymseg._qt.sections import Section
+from napari_asymseg._qt.train_settings import TrainSettings
+from napari_asymseg.config import Config
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
-from napari_asymseg.model.losses import LOSSES
 from napari_asymseg.train.estimate import FoldDone, QualityEstimate, estimate_quality, folds_of
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
@@ -50,7 +49,6 @@ class TrainSection(QWidget):
         warm_up_torch()
         self.worker: Any = None
         self.engine_gen: Any = None
-        self.pbar: progress | None = None
         self.started_at = 0.0
         self.first_overlay_s: float | None = None
         self.pending_estimate: tuple[Config, Any, Any] | None = None
@@ -59,17 +57,35 @@ class TrainSection(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._model_form())
-        self.params = LossParams()
-        self.params.show_loss(self.loss.currentText())
-        self.loss.currentTextChanged.connect(self.params.show_loss)
-        layout.addWidget(self.params)
-        layout.addLayout(self._options_form())
+        self.settings = TrainSettings()
+        self.settings_box = Section(
+            "Settings: loss, regularisers, steps",
+            self.settings,
+            expanded=False,
+            tip="the defaults train a good model; open to change the loss or the run",
+        )
+        layout.addWidget(self.settings_box)
         layout.addLayout(self._buttons())
-        self.status = QLabel("")
+        self.pbar = RunProgress()
+        layout.addWidget(self.pbar)
+        self.status = QLabel("Paint lesion and background on a slice or two, then Train.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         self.curves = CurvesWidget()
-        layout.addWidget(self.curves)
+        self.diagnostics = MarginHistogramWidget()
+        self.plots = QTabWidget()
+        self.plots.addTab(self.curves, "Curves")
+        self.plots.addTab(self.diagnostics, "Overfitting check")
+        for tab, tip in enumerate(
+            (
+                "the scores, the error and the overfitting gap at each validation (hover a "
+                "panel for what it shows)",
+                "Li et al.'s diagnostic: how sure the model is of the painted lesion, on the "
+                "training patches and on the held-out slices",
+            )
+        ):
+            self.plots.setTabToolTip(tab, tip)
+        layout.addWidget(self.plots)
         self.history: list[dict[str, float]] = []  # this run's validations, for the verdict
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
@@ -84,77 +100,15 @@ class TrainSection(QWidget):
             "by cross-validation over the painted slices (docs/training.md)"
         )
         layout.addWidget(self.quality)
-        self.diagnostics = MarginHistogramWidget()
-        self.diagnostics.setToolTip(
-            "foreground margin z_fg - z_bg on training patches vs held-out slices (Li et al. "
-            "Fig. 2): held-out foreground drifting towards 0 while training moves right is "
-            "overfitting; the asymmetric losses counter it"
-        )
-        layout.addWidget(QLabel("Diagnostics: foreground logit margin"))
-        layout.addWidget(self.diagnostics)
 
     def _model_form(self) -> QFormLayout:
-        """New model or fine-tune, and the loss (its parameters follow below it)."""
+        """The runs (which model is current) and whether to train a new one or fine-tune."""
         form = QFormLayout()
         self.runs_row = RunsRow(self.dock)
         form.addRow("runs", self.runs_row)
         self.mode = QComboBox()
         self.mode.addItems(["New model", "Fine-tune current model"])
         form.addRow("model", self.mode)
-        self.loss = QComboBox()
-        self.loss.addItems(list(LOSSES))
-        self.loss.setCurrentText(schema_default("loss", "name"))
-        form.addRow("loss", self.loss)
-        return form
-
-    def _options_form(self) -> QFormLayout:
-        """Regularisers and the run's size; ranges and choices come from the config's rules."""
-        form = QFormLayout()
-        self.adversarial = QCheckBox("asymmetric adversarial training")
-        self.mixup = QCheckBox("asymmetric mixup")
-        self.sam = choice_box("regularizers", "sam")
-        self.smoothing = real_box("regularizers", "label_smoothing", 0.0, step=0.05)
-        self.preset = QPushButton("Li et al. asymmetric combination")
-        self.preset.setToolTip("asym_focal with margin 1 and gamma 2, adversarial and mixup")
-        self.preset.clicked.connect(self.apply_preset)
-        self.steps = whole_box("train", "steps")
-        self.patch = QLineEdit("")
-        self.patch.setPlaceholderText("auto (planned from the spacing)")
-        self.patch.setToolTip("patch size Z Y X in voxels, e.g. 16 64 64; empty = auto")
-        self.batch = whole_box("train", "batch_size")
-        self.seed = whole_box("train", "seed")
-        self.seed.setToolTip(
-            "random seed of the patches and initial weights: another one when a model has not "
-            "learned the painted lesion"
-        )
-        self.unpainted = choice_box("data", "unpainted")
-        self.unpainted.setToolTip(
-            "what the voxels nobody painted teach: forest (labels of a random forest trained "
-            "on the painted voxels), background, or ignore (docs/training.md)"
-        )
-        self.estimate_box = QCheckBox("estimate the quality on unpainted slices")
-        self.estimate_box.setChecked(bool(schema_default("train", "estimate")))
-        self.estimate_box.setToolTip(
-            "after training, cross-validate over the painted slices (one more training per "
-            "run of lesion slices) and show the estimated DSC under the curves"
-        )
-        self.device = QComboBox()
-        self.device.addItems(devices())
-        form.addRow(self.adversarial)
-        form.addRow(self.mixup)
-        form.addRow("SAM", self.sam)
-        form.addRow("label smoothing", self.smoothing)
-        form.addRow(self.preset)
-        for label, widget in (
-            ("steps", self.steps),
-            ("patch", self.patch),
-            ("batch", self.batch),
-            ("seed", self.seed),
-            ("unpainted voxels", self.unpainted),
-            ("device", self.device),
-        ):
-            form.addRow(label, widget)
-        form.addRow(self.estimate_box)
         return form
 
     def _buttons(self) -> QHBoxLayout:
@@ -170,49 +124,10 @@ class TrainSection(QWidget):
             buttons.addWidget(b)
         return buttons
 
-    # -- configuration ---------------------------------------------------------------------
-    def apply_preset(self) -> None:
-        cfg = asym_combined()
-        self.loss.setCurrentText(cfg.loss.name)
-        self.params.set_values(cfg.loss.params)
-        self.adversarial.setChecked(True)
-        self.mixup.setChecked(True)
-
     def config(self) -> Config:
-        cfg = Config()
-        cfg.loss = LossConfig(self.loss.currentText(), self.params.values())
-        cfg.regularizers.adversarial = self.adversarial.isChecked()
-        cfg.regularizers.mixup = self.mixup.isChecked()
-        cfg.regularizers.sam = self.sam.currentText()
-        eps = self.smoothing.value()
-        if eps > 0 and self.dock.scan is not None:
-            cfg.regularizers.label_smoothing = (0.0,) + (eps,) * len(self.dock.scan.classes)
-        cfg.data.patch_size = self.patch_size()
-        cfg.train.steps = self.steps.value()
-        cfg.train.batch_size = self.batch.value()
-        cfg.train.seed = self.seed.value()
-        cfg.data.unpainted = self.unpainted.currentText()
-        cfg.train.estimate = self.estimate_box.isChecked()
-        cfg.train.device = self.device.currentText()
-        validate_within(cfg)
-        return cfg
-
-    def patch_size(self) -> tuple[int, int, int] | None:
-        """The patch typed by the user (three whole numbers the schema allows); None: auto."""
-        text = self.patch.text().replace(",", " ").replace("x", " ").split()
-        if not text:
-            return None
-        want = rule("data", "patch_size")
-        try:
-            values = tuple(int(v) for v in text)
-        except ValueError:
-            values = ()
-        if not want.accepts(values):
-            raise ScanError(
-                f"patch must be three positive integers Z Y X, each at least {want.low:g}, "
-                f"got {self.patch.text()!r}"
-            )
-        return values[0], values[1], values[2]
+        """The run's configuration from the settings (a clear error for a bad patch)."""
+        scan = self.dock.scan
+        return self.settings.config(len(scan.classes) if scan is not None else 0)
 
     # -- training --------------------------------------------------------------------------
     @property
@@ -287,7 +202,7 @@ class TrainSection(QWidget):
 
     def _run(self, gen, *, total: int | None, desc: str) -> None:
         self.engine_gen = gen
-        self.pbar = progress(total=total, desc=desc)
+        self.pbar.start(total, desc)
         worker: Any = create_worker(drain, gen, _ignore_errors=True)  # _on_error shows it
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
@@ -314,10 +229,8 @@ class TrainSection(QWidget):
                 f"training on {event.device}, {event.parameters:,} parameters, patch "
                 f"{'×'.join(map(str, event.patch_size))}"
             )
-        elif isinstance(event, StepEnd) and self.pbar is not None:
-            pbar = self.pbar  # updating it may run queued events, the end of the run among them
-            pbar.set_description(f"training (loss {event.loss:.3f})")
-            pbar.update(1)
+        elif isinstance(event, StepEnd):
+            self.pbar.step(f"loss {event.loss:.3f}")  # the estimate's folds add up
         elif isinstance(event, EpochEnd):
             self.curves.add(event.step, {k: getattr(event, k) for k in SERIES})
             keys = ("step", "dsc", "train_margin", "logit_shift")
@@ -348,10 +261,8 @@ class TrainSection(QWidget):
             self.quality.setText(f"estimating the quality: fold {event.fold} of {event.folds} done")
         elif isinstance(event, QualityEstimate):
             self.quality.setText(event.line())
-        elif isinstance(event, WindowDone) and self.pbar is not None:
-            pbar = self.pbar
-            pbar.n = event.done
-            pbar.refresh()
+        elif isinstance(event, WindowDone):
+            self.pbar.set(event.done)
         elif isinstance(event, PredictionDone) and scan is not None:
             show_results(self.dock.viewer, scan)
             self.status.setText(f"prediction saved to {scan.path.name}: {event.summary()}")
@@ -364,9 +275,7 @@ class TrainSection(QWidget):
         gen, self.engine_gen, self.worker = self.engine_gen, None, None
         if gen is not None:
             gen.close()  # runs the engine's clean-up now (a cancelled run was only paused)
-        if self.pbar is not None:
-            self.pbar.close()
-            self.pbar = None
+        self.pbar.finish()
         self._set_running(False)
         name = getattr(gen, "__name__", "") if gen is not None else ""
         if (

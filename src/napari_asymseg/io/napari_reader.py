@@ -13,30 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
+from napari_asymseg.io.palette import annotation_colors, heatmap_colormap, prediction_colors
 from napari_asymseg.store.scan import ATTRS_KEY, Scan
 
 LayerData = tuple[Any, dict[str, Any], str]
 
-# Annotation colours: unannotated is transparent, annotated background a faint blue so the
-# user sees which slices are done, foreground classes in strong, distinct colours.
-ANNOTATION_COLORS: dict[int | None, Any] = {
-    None: "transparent",
-    NOT_ANNOTATED: "transparent",
-    BACKGROUND: (0.35, 0.55, 1.0, 0.35),
-    code_of_class(1): (1.0, 0.2, 0.2, 1.0),
-    code_of_class(2): (1.0, 0.85, 0.1, 1.0),
-    code_of_class(3): (0.2, 0.9, 0.3, 1.0),
-    code_of_class(4): (0.8, 0.3, 1.0, 1.0),
+ANNOTATION_COLORS = annotation_colors()
+PREDICTION_COLORS = prediction_colors()
+RESULT_LOOK: dict[str, dict[str, Any]] = {
+    # the risk glows translucent (additive blending turned red paint pale yellow); risks of
+    # 0.5 and more saturate: the heatmap shows the doubtful
+    "risk": {"colormap": heatmap_colormap(), "contrast_limits": (0.0, 0.5), "opacity": 0.8},
+    "probability": {
+        "colormap": "magma",
+        "contrast_limits": (0.0, 1.0),
+        "opacity": 0.6,
+        "blending": "additive",
+    },  # fmt: skip
 }
-PREDICTION_COLORS: dict[int | None, Any] = {
-    None: "transparent",
-    0: "transparent",
-    1: (0.1, 0.9, 0.9, 1.0),
-    2: (1.0, 0.6, 0.1, 1.0),
-    3: (0.6, 1.0, 0.2, 1.0),
-    4: (1.0, 0.4, 0.8, 1.0),
-}
+"""How the image results look (palette.py says why these colours)."""
 
 
 def is_scan(path: str | os.PathLike) -> bool:
@@ -119,7 +114,7 @@ def scan_layers(scan: Scan) -> list[LayerData]:
                 "name": f"{name} annotations",
                 "scale": scale,
                 "colormap": ANNOTATION_COLORS,
-                "opacity": 0.6,
+                "opacity": 0.7,
                 "metadata": _meta(scan, "annotations"),
             },
             "labels",
@@ -142,13 +137,13 @@ def result_layers(scan: Scan) -> list[LayerData]:
                     "name": f"{name} prediction",
                     "scale": scale,
                     "colormap": PREDICTION_COLORS,
-                    "opacity": 0.5,
+                    "opacity": 1.0,  # the dock draws it as an outline (layers.prediction_layer)
                     "metadata": _meta(scan, "prediction"),
                 },
                 "labels",
             )
         )
-    for role, cmap in (("probability", "magma"), ("risk", "inferno")):
+    for role in ("probability", "risk"):
         if role in results:
             layers.append(
                 (
@@ -156,11 +151,8 @@ def result_layers(scan: Scan) -> list[LayerData]:
                     {
                         "name": f"{name} {role}",
                         "scale": scale,
-                        "colormap": cmap,
-                        # risks of 0.5 and more saturate: the heatmap shows the doubtful
-                        "contrast_limits": (0.0, 0.5 if role == "risk" else 1.0),
-                        "blending": "additive",
-                        "opacity": 0.6,
+                        "blending": "translucent",
+                        **RESULT_LOOK[role],
                         "visible": role == "risk",
                         "metadata": _meta(scan, role),
                     },
