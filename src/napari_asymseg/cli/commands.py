@@ -162,9 +162,12 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from napari_asymseg.evaluate.lesions import summary_line
     from napari_asymseg.evaluate.scoring import evaluate_scan
 
-    report = evaluate_scan(args.scan, truth=args.truth, what=args.what)
+    report = evaluate_scan(
+        args.scan, truth=args.truth, what=args.what, reference_optional=args.lesions
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -173,6 +176,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             f"{name}: DSC {scores['dsc']:.4f}  sensitivity {scores['sensitivity']:.4f}  "
             f"precision {scores['precision']:.4f}"
         )
+    for name, entry in report["lesions"].items():
+        print(summary_line(name, entry))
+        if args.lesions:
+            _print_lesions(entry)
+
+
+def _print_lesions(entry: dict) -> None:
+    """One line per lesion: the reference's (detected or missed), then the false ones."""
+
+    def line(kind: str, x: dict) -> str:
+        z, y, x_ = x["center"]
+        ez, ey, ex = x["extent_mm"]
+        found = f"  {x['sensitivity']:.0%} of it predicted" if kind == "detected" else ""
+        return (f"  {kind:9} {x['millilitres']:8.3f} mL  {x['voxels']:7,} voxels  at z {z} y "
+                f"{y} x {x_}  {ez:.0f} x {ey:.0f} x {ex:.0f} mm{found}")  # fmt: skip
+
+    for x in entry.get("reference", []):
+        print(line("detected" if x["detected"] else "missed", x))
+    for x in entry["predicted"]:
+        if "reference" not in entry or x.get("false"):
+            print(line("false" if "reference" in entry else "predicted", x))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -319,7 +319,9 @@ def _add_bundle(sub: _Subparsers) -> None:
 
 
 def _add_evaluate(sub: _Subparsers) -> None:
-    p = sub.add_parser("evaluate", help="DSC, sensitivity and precision of a prediction")
+    p = sub.add_parser(
+        "evaluate", help="DSC, sensitivity, precision and lesion-wise scores of a prediction"
+    )
     p.add_argument("scan", help="scan directory (.zarr) with a prediction")
     p.add_argument("--truth", help="reference mask file (default: the scan's ground truth)")
     p.add_argument(
@@ -327,6 +329,12 @@ def _add_evaluate(sub: _Subparsers) -> None:
         choices=("prediction", "annotations"),
         default="prediction",
         help="mask to evaluate (default prediction)",
+    )
+    p.add_argument(
+        "--lesions",
+        action="store_true",
+        help="list every lesion (26-connected region): volume, extent, detected or missed; "
+        "without a reference, the predicted lesions alone",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=commands.cmd_evaluate)
