@@ -82,7 +82,7 @@ def _lazy_image_layer(viewer, scan: Scan, role: str, *, visible: bool):
             da.zeros(scan.shape, dtype=np.float16, chunks=(1, *scan.shape[1:])),
             name=f"{scan.path.name.removesuffix('.zarr')} {role}",
             scale=scan.spacing,
-            **{"blending": "translucent", **RESULT_LOOK[role]},
+            **RESULT_LOOK[role],
             visible=visible,
             metadata={"asymseg": {"scan": str(scan.path), "role": role}},
         )

@@ -47,10 +47,10 @@ def describe(
     if count == 0:
         return []
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(np.ones(labels.shape, np.int32), labels, index)
-    centers = ndimage.center_of_mass(labels > 0, labels, index)
-    hits = ndimage.sum_labels(covered, labels, index) if covered is not None else [np.nan] * count
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    centers = ndimage.center_of_mass(labels > 0, labels, np.arange(1, count + 1))
+    if covered is not None:
+        hits = np.bincount(labels[covered], minlength=count + 1)[1:]
     out = []
     for k, box in enumerate(ndimage.find_objects(labels)):
         assert box is not None
@@ -62,7 +62,7 @@ def describe(
                 millilitres=n * voxel_ml,
                 center=tuple(int(round(c)) for c in centers[k]),  # type: ignore[arg-type]
                 extent_mm=extent,  # type: ignore[arg-type]
-                sensitivity=float(hits[k]) / n if covered is not None else float("nan"),
+                sensitivity=int(hits[k]) / n if covered is not None else float("nan"),
             )
         )
     return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_asymseg.config import Config
+from napari_asymseg.evaluate.lesions import components
 from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
 from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.device import release, release_freed_memory
@@ -90,7 +91,6 @@ def predict(
 
 
 def count_regions(prediction: np.ndarray) -> int:
-    """The 26-connected regions of a label volume's foreground (any class)."""
-    from scipy import ndimage
-
-    return int(ndimage.label(prediction > 0, structure=np.ones((3, 3, 3), bool))[1])
+    """The 26-connected regions of a label volume's foreground (any class): lesions as
+    ``evaluate.lesions`` counts them."""
+    return components(prediction > 0)[1]

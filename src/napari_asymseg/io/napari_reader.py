@@ -23,13 +23,18 @@ PREDICTION_COLORS = prediction_colors()
 RESULT_LOOK: dict[str, dict[str, Any]] = {
     # the risk glows translucent (additive blending turned red paint pale yellow); risks of
     # 0.5 and more saturate: the heatmap shows the doubtful
-    "risk": {"colormap": heatmap_colormap(), "contrast_limits": (0.0, 0.5), "opacity": 0.8},
+    "risk": {
+        "colormap": heatmap_colormap(),
+        "contrast_limits": (0.0, 0.5),
+        "opacity": 0.8,
+        "blending": "translucent",
+    },
     "probability": {
         "colormap": "magma",
         "contrast_limits": (0.0, 1.0),
         "opacity": 0.6,
         "blending": "additive",
-    },  # fmt: skip
+    },
 }
 """How the image results look (palette.py says why these colours)."""
 
@@ -151,7 +156,6 @@ def result_layers(scan: Scan) -> list[LayerData]:
                     {
                         "name": f"{name} {role}",
                         "scale": scale,
-                        "blending": "translucent",
                         **RESULT_LOOK[role],
                         "visible": role == "risk",
                         "metadata": _meta(scan, role),
