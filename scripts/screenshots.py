@@ -6,9 +6,9 @@ Each picture is the napari window as a user sees it, driven through the dock's o
 the sample scan as it opens, then the progress bar and the live curves half-way through
 training, then after a click on Train (default settings) and the automatic prediction that
 follows, then the Review section with a suspected false alarm selected and after Not lesion,
-then the quality estimate on the unpainted slices once its cross-validation has run (under
-the Overfitting check tab), then a second, shorter run and what the dock says of it (the runs
-list, the verdict).
+then the Lesions table with the largest missed lesion selected, then the quality estimate on
+the unpainted slices once its cross-validation has run (under the Overfitting check tab), then
+a second, shorter run and what the dock says of it (the runs list, the verdict).
 """
 
 from __future__ import annotations
@@ -108,6 +108,21 @@ def main() -> int:
             QApplication.processEvents()
         shot("viewer-review-rejected.png")
         review.undo_button.click()  # the sample's annotations as they were
+
+    # the Lesions table: the reference lesions found and missed, the false ones; the largest
+    # missed lesion (or the largest lesion) selected, which shows it in the viewer
+    from napari_asymseg._qt.lesion_table import STATUS, VOLUME
+
+    lesions = dock.lesion_table
+    while lesions.worker is not None or lesions.report is None:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    statuses = [lesions.table.item(r, STATUS).text() for r in range(lesions.table.rowCount())]
+    lesions.table.setCurrentCell(statuses.index("missed") if "missed" in statuses else 0, VOLUME)
+    dock.scroll_area.ensureWidgetVisible(lesions.table, 0, 10)
+    for _ in range(30):
+        QApplication.processEvents()
+    shot("viewer-lesions.png")
 
     # the quality estimate (cross-validation over the painted slices) follows the prediction
     while not section.quality.text().startswith(("estimated DSC", "quality on unpainted")):

@@ -14,7 +14,8 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 apt_pkgs=(xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
           libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libegl1 libgl1
           libdbus-1-3 libfontconfig1 libglib2.0-0)
-[ "$extra" = test ] && apt_pkgs+=(mricron-data)
+# tests: the Colin27 sample, and the DICOM checks' independent tools (dcm2niix, dciodvfy)
+[ "$extra" = test ] && apt_pkgs+=(mricron-data dcm2niix dicom3tools)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${apt_pkgs[@]}"; do

@@ -27,8 +27,10 @@ import numpy as np
 import pytest
 import tifffile
 
+import dicom_helpers as dh
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg.cli.main import main
+from napari_asymseg.io.importers import import_scan
 from napari_asymseg.model.bundle import export_bundle
 from napari_asymseg.store.lock import LOCK_FILE, ScanLock
 from napari_asymseg.store.scan import Scan
@@ -94,6 +96,22 @@ def plain_zarr(w: Path) -> str:
 
     zarr.open_group(str(w / "plain.zarr"), mode="w").create_array("x", shape=(4,), dtype="u1")
     return str(w / "plain.zarr")
+
+
+def damaged_dicom(folder: Path) -> Path:
+    """A series whose middle file is cut in half (its header still parses, its pixels not)."""
+    files = dh.series(folder)
+    whole = files[5].read_bytes()
+    files[5].write_bytes(whole[: len(whole) - 400])
+    return folder
+
+
+def moved_dicom_scan(w: Path) -> str:
+    """A scan imported from a DICOM series that has since been deleted."""
+    dh.series(w / "dcm")
+    import_scan(w / "dcm", w / "fromdicom.zarr")
+    shutil.rmtree(w / "dcm")
+    return str(w / "fromdicom.zarr")
 
 
 def corrupt_metadata(w: Path) -> str:
@@ -309,6 +327,48 @@ TABLE: dict[str, Row] = {
         ],
         "channel",
     ),
+    # ---- DICOM series in (tests/dicom_helpers.py builds each case)
+    "import DICOM folder with several series": (
+        lambda w: ["import", str(dh.two_series(w / "dcm")[0]), "OUT/a.zarr"],
+        "pick one with --series UID",
+    ),
+    "import DICOM series not in the folder": (
+        lambda w: ["import", str(dh.two_series(w / "dcm")[0]), "OUT/a.zarr", "--series", "1.2.3"],
+        "has no series 1.2.3",
+    ),
+    "import DICOM missing slice": (
+        lambda w: ["import", str(dh.missing_slice(w / "dcm")), "OUT/a.zarr"],
+        "slice(s) missing",
+    ),
+    "import DICOM uneven spacing": (
+        lambda w: ["import", str(dh.uneven_spacing(w / "dcm")), "OUT/a.zarr"],
+        "slice spacing varies",
+    ),
+    "import DICOM gantry tilt": (
+        lambda w: ["import", str(dh.gantry_tilt(w / "dcm")), "OUT/a.zarr"],
+        "gantry tilt",
+    ),
+    "import DICOM echoes in one series": (
+        lambda w: ["import", str(dh.echoes(w / "dcm")), "OUT/a.zarr"],
+        "images at 10 slice positions",
+    ),
+    "import DICOM mixed image sizes": (
+        lambda w: ["import", str(dh.mixed_sizes(w / "dcm")), "OUT/a.zarr"],
+        "mixes 2 image sizes",
+    ),
+    "import DICOM compressed without decoder": (
+        lambda w: ["import", str(dh.compressed(w / "dcm")), "OUT/a.zarr"],
+        "no installed decoder",
+    ),
+    "import DICOM multi-frame": (
+        lambda w: ["import", str(dh.multiframe(w / "dcm")), "OUT/a.zarr"],
+        "multi-frame",
+    ),
+    "import folder without DICOM": (lambda w: ["import", str(w / "out"), "OUT/a.zarr"], "no DICOM"),
+    "import damaged DICOM file": (
+        lambda w: ["import", str(damaged_dicom(w / "dcm")), "OUT/a.zarr"],
+        "damaged",
+    ),
     # ---- the scan store (info stands for every command that opens a scan)
     "info missing scan": (lambda w: ["info", str(w / "missing.zarr")], "no scan at"),
     "info not a directory": (lambda w: ["info", write(w, "f.zarr", b"x")], "not a"),
@@ -334,6 +394,18 @@ TABLE: dict[str, Row] = {
         ".xyz",
     ),
     "export without prediction": (lambda w: ["export", S, "OUT/m.nii.gz"], "prediction"),
+    "export SEG of a scan not from DICOM without modality": (
+        lambda w: ["export", S, "OUT/m.dcm", "--what", "annotations"],
+        "--modality CT or MR",
+    ),
+    "export SEG when the source series has moved": (
+        lambda w: ["export", moved_dicom_scan(w), "OUT/m.dcm", "--what", "annotations"],
+        "no longer at",
+    ),
+    "export SEG into read-only folder": (
+        lambda w: ["export", S, "OUT/m.dcm", "--what", "annotations", "--modality", "MR"],
+        "read-only",
+    ),
     "export below a file": (
         lambda w: ["export", S, str(w / "img.nii.gz") + "/m.nii.gz", "--what", "annotations"],
         "is a file, not a folder",

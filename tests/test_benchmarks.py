@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import active_learning  # noqa: E402
+import dicom_roundtrip  # noqa: E402
 import false_alarm_ranking  # noqa: E402
 import quality  # noqa: E402
 import risk_quality  # noqa: E402
@@ -274,3 +275,17 @@ def test_paint_option_names_other_slices_and_refuses_nonsense():
     for bad in ("brain1=11,x/5", "liver=1,2/3"):
         with pytest.raises(SystemExit, match="--paint"):
             real_scans.parse_paint(bad)
+
+
+def test_dicom_roundtrip_on_the_synthetic_scan(tmp_path):
+    """The DICOM benchmark's plumbing: dcm2niix side by side, a SEG checked by dciodvfy."""
+    out = tmp_path / "d.json"
+    dicom_roundtrip.main(
+        ["--cases", "synthetic", "--work", str(tmp_path), "--repeats", "1", "--out", str(out)]
+    )
+    case = json.loads(out.read_text())["cases"]["synthetic"]
+    assert case["grid_max_mm"] < 1e-3 and case["values_max_abs_diff_vs_dcm2niix"] < 1e-2
+    assert case["import_s"]["dcm2niix"] > 0 and case["slices"] == case["shape"][0]
+    assert case["seg"]["reference"]["dciodvfy_errors"] == []
+    assert case["seg"]["reference"]["read_back_equal"]
+

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dicom_helpers as dh
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg.store.lock import ScanLock
@@ -33,7 +34,7 @@ from test_bad_input import (
 
 pytestmark = [pytest.mark.viewer, pytest.mark.slow]
 
-MODULES = ("dock", "train", "export", "review")
+MODULES = ("dock", "scan_section", "train", "export", "review")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,16 @@ ROWS = {
         lambda w: write(w, "g.nii.gz", b"x"),
         lambda d, q, path: d.import_image(path),
         "cannot read",
+    ),
+    "import DICOM with a missing slice": (
+        lambda w: dh.missing_slice(w / "dcm"),
+        lambda d, q, path: d.import_image(path),
+        "slice(s) missing",
+    ),
+    "import DICOM gantry tilt": (
+        lambda w: dh.gantry_tilt(w / "dcm"),
+        lambda d, q, path: d.import_image(path),
+        "gantry tilt",
     ),
     "train no foreground": (lambda w: annotate(w, 1), train, "no foreground"),
     "train no background": (lambda w: annotate(w, 2), train, "no background"),

@@ -1,8 +1,9 @@
-"""The asymseg dock widget: scan, annotate, train and predict, and review sections.
+"""The asymseg dock widget: scan, annotate, train and predict, review, lesions sections.
 
 Each section is a small widget of its own (training lives in ``train.py``, the heatmap and
-flags in ``review.py``, masks and model bundles in ``export.py``), so this file stays a table
-of contents. The sections sit in a scroll area: the dock fits a laptop screen.
+flags in ``review.py``, the lesion table in ``lesion_table.py``, masks and model bundles in
+``export.py``), so this file stays a table of contents. The sections sit in a scroll area:
+the dock fits a laptop screen.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -28,8 +28,10 @@ from napari_asymseg._qt import heap
 from napari_asymseg._qt.autosave import AnnotationAutosave
 from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
+from napari_asymseg._qt.lesion_table import LesionTable
 from napari_asymseg._qt.overlays import OverlayToggles
 from napari_asymseg._qt.review import ReviewSection
+from napari_asymseg._qt.scan_section import ScanSection
 from napari_asymseg._qt.sections import Section
 from napari_asymseg._qt.train import TrainSection
 from napari_asymseg.errors import ClearError, ScanError, error_message
@@ -37,69 +39,11 @@ from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_
 from napari_asymseg.store.lock import ScanLock
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import runs
-from napari_asymseg.train.data import annotation_stats
-
-_IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.tif *.tiff)"
 
 
 def _role(layer) -> tuple[str | None, str | None]:
     meta = getattr(layer, "metadata", {}).get("asymseg") or {}
     return meta.get("scan"), meta.get("role")
-
-
-class ScanSection(QWidget):
-    """Open or import a scan; show its geometry and live annotation statistics."""
-
-    def __init__(self, dock: AsymsegDock) -> None:
-        super().__init__()
-        self.dock = dock
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        buttons = QHBoxLayout()
-        self.open_button = QPushButton("Open scan…")
-        self.open_button.setToolTip("Open a scan folder (.zarr)")
-        self.open_button.clicked.connect(self._choose_scan)
-        self.import_button = QPushButton("Import image…")
-        self.import_button.setToolTip("Import NIfTI, NRRD, MHA or TIFF into a new scan (.zarr)")
-        self.import_button.clicked.connect(self._choose_import)
-        buttons.addWidget(self.open_button)
-        buttons.addWidget(self.import_button)
-        layout.addLayout(buttons)
-        self.info = QLabel(
-            "No scan open. Open a .zarr scan, import an image, or use File > Open Sample > asymseg."
-        )
-        self.info.setWordWrap(True)
-        layout.addWidget(self.info)
-
-    def _choose_scan(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open scan (.zarr folder)")
-        if path:
-            self.dock.open_scan(path)
-
-    def _choose_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import image", "", _IMAGE_FILTER)
-        if path:
-            self.dock.import_image(path)
-
-    def refresh(self) -> None:
-        scan = self.dock.scan
-        if scan is None:
-            return
-        layer = self.dock.annotations_layer
-        stats = annotation_stats(
-            layer.data if layer is not None else scan.read_annotations(), scan.classes
-        )
-        sp = " × ".join(f"{s:g}" for s in scan.spacing)
-        per_class = ", ".join(f"{k}: {v:,}" for k, v in stats["per_class"].items())
-        imbalance = f"1:{stats['imbalance']:.0f}" if stats["imbalance"] else "—"
-        self.info.setText(
-            f"<b>{scan.path.name}</b><br>"
-            f"shape {scan.shape[0]} × {scan.shape[1]} × {scan.shape[2]} (Z × Y × X), "
-            f"spacing {sp} mm, {scan.orientation}<br>"
-            f"annotated voxels: {stats['annotated']:,} (background {stats['background']:,}; "
-            f"{per_class})<br>"
-            f"foreground fraction {stats['fg_fraction']:.2%}, imbalance {imbalance}"
-        )
 
 
 REST_KEY = "Shift-B"
@@ -188,6 +132,7 @@ class AsymsegDock(QWidget):
         self.annotate_section = AnnotateSection(self)
         self.train_section = TrainSection(self)
         self.review_section = ReviewSection(self)
+        self.lesion_table = LesionTable(self)
         self.export_section = ExportSection(self)
         self.overlays = OverlayToggles(self)
         layout.addWidget(self.overlays)
@@ -197,6 +142,7 @@ class AsymsegDock(QWidget):
             ("Annotate", self.annotate_section, True),
             ("Train and predict", self.train_section, True),
             ("Review", self.review_section, True),
+            ("Lesions", self.lesion_table, True),
             ("Export", self.export_section, False),
         ):
             self.sections[title] = Section(title, section, expanded=expanded)
@@ -243,20 +189,12 @@ class AsymsegDock(QWidget):
         except (ClearError, OSError) as exc:
             show_error(error_message(exc))
 
-    def import_image(self, path: str | Path, out: str | Path | None = None) -> Path | None:
-        """Import an image file next to itself as ``NAME.zarr`` and open it."""
-        from napari_asymseg.io.importers import import_scan, suffix
-
-        src = Path(path)
-        out = Path(out) if out else src.with_name(src.name[: -len(suffix(src))] + ".zarr")
-        try:
-            import_scan(src, out)
-        except (ClearError, OSError) as exc:
-            show_error(error_message(exc))
-            return None
-        show_info(f"imported {src.name} into {out}")
-        self.open_scan(out)
-        return out
+    def import_image(
+        self, path: str | Path, out: str | Path | None = None, series: str | None = None
+    ) -> Path | None:
+        """Import an image file or a DICOM folder next to itself as ``NAME.zarr`` and open it
+        (see :meth:`ScanSection.import_image`)."""
+        return self.scan_section.import_image(path, out, series)
 
     def _on_inserted(self, event) -> None:
         self._attach(event.value)
@@ -302,6 +240,7 @@ class AsymsegDock(QWidget):
             probability_layer(self.viewer, scan)
             risk_layer(self.viewer, scan)
             self.review_section.load()  # its points layer goes on top
+            self.lesion_table.load()  # a stored prediction's lesions, counted in a thread
             self.overlays.refresh()
             self.viewer.layers.selection.active = self.annotations_layer
             self._show_paint(scan)
@@ -370,7 +309,8 @@ class AsymsegDock(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.train_section.cancel()
-        if self.review_section.worker is not None:  # ranking takes seconds: let it end
+        # ranking takes seconds, counting the lesions a second or two: let them end
+        if any(w is not None for w in (self.review_section.worker, self.lesion_table.worker)):
             from qtpy.QtCore import QThreadPool
 
             pool = QThreadPool.globalInstance()

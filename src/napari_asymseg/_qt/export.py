@@ -1,4 +1,4 @@
-"""The Export section: masks to NIfTI / TIFF / OME-Zarr, model bundles out and in."""
+"""The Export section: masks to NIfTI / TIFF / OME-Zarr / DICOM SEG, model bundles out and in."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVB
 from napari_asymseg._qt.progress import RunProgress
 from napari_asymseg.errors import ScanError, error_message
 
-_MASK_FILTER = "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr)"
-_SUFFIXES = {"NIfTI": ".nii.gz", "TIFF": ".tif", "OME-Zarr": ".ome.zarr"}
+_MASK_FILTER = (
+    "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr);;DICOM SEG (*.dcm)"
+)
+_SUFFIXES = {"NIfTI": ".nii.gz", "TIFF": ".tif", "OME-Zarr": ".ome.zarr", "DICOM SEG": ".dcm"}
 
 
 class ExportSection(QWidget):
@@ -31,7 +33,8 @@ class ExportSection(QWidget):
         self.what.setToolTip("the mask to export (annotations: unannotated voxels export as 0)")
         self.mask_button = QPushButton("Export mask…")
         self.mask_button.setToolTip(
-            "NIfTI with the scan's affine, TIFF with its spacing, or OME-Zarr (image + labels)"
+            "NIfTI with the scan's affine, TIFF with its spacing, OME-Zarr (image + labels), or "
+            "DICOM SEG referencing the scan's DICOM series"
         )
         self.mask_button.clicked.connect(self._choose_mask)
         row.addWidget(self.what)
@@ -67,7 +70,7 @@ class ExportSection(QWidget):
         path, chosen = QFileDialog.getSaveFileName(self, "Export mask", default, _MASK_FILTER)
         if path:
             kind = chosen.split(" (")[0]
-            if not path.endswith((".nii", ".nii.gz", ".tif", ".tiff", ".ome.zarr")):
+            if not path.endswith((".nii", ".nii.gz", ".tif", ".tiff", ".ome.zarr", ".dcm")):
                 path += _SUFFIXES.get(kind, ".nii.gz")
             self.export_mask(path)
 
@@ -92,18 +95,41 @@ class ExportSection(QWidget):
             self.load_model(path)
 
     # -- actions (the tests call these) --------------------------------------------------------
-    def export_mask(self, path: str | Path) -> None:
+    def export_mask(self, path: str | Path, modality: str | None = None) -> None:
+        """Export the chosen mask; a DICOM SEG of a scan not from DICOM asks for the modality
+        of the image series written beside it (:mod:`napari_asymseg.io.dicom_seg`)."""
         from napari_asymseg.io.exporters import export_mask
 
         scan = self.dock.scan
         if scan is None:
             show_error("open a scan first")
             return
+        if str(path).endswith(".dcm") and not scan.dicom and modality is None:
+            modality = self.ask_modality(scan.path.name)
+            if modality is None:
+                return
         self.dock.save_now()  # the annotations as painted
         what = self.what.currentText()
         self._run(
-            export_mask, scan, path, what=what, overwrite=True, done=f"{what} exported to {{}}"
+            export_mask,
+            scan,
+            path,
+            what=what,
+            overwrite=True,
+            modality=modality,
+            done=f"{what} exported to {{}}",
         )
+
+    def ask_modality(self, name: str) -> str | None:
+        """CT or MR for the image series a SEG of a non-DICOM scan references (None: cancel)."""
+        from qtpy.QtWidgets import QInputDialog
+
+        question = (
+            f"{name} was not imported from DICOM: its image is written as a DICOM series beside "
+            "the SEG. Which kind of image is it?"
+        )
+        choice, ok = QInputDialog.getItem(self, "DICOM SEG", question, ["MR", "CT"], 0, False)
+        return choice if ok else None
 
     def export_bundle(self, path: str | Path) -> None:
         from napari_asymseg.model.bundle import export_bundle

@@ -101,3 +101,14 @@ def camera_of(viewer):
     """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera
+
+
+def go_to(viewer, spacing, center) -> None:
+    """Show the voxel ``center`` (z, y, x): its slice (in a 2D view) and the camera on it.
+
+    The Review section's items and the Lesions table's rows jump with it.
+    """
+    world = [c * s for c, s in zip(center, spacing, strict=True)]
+    if viewer.dims.ndisplay == 2:
+        viewer.dims.set_point(0, world[0])
+    camera_of(viewer).center = tuple(world)

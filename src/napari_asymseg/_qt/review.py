@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_asymseg._qt import heap
-from napari_asymseg._qt.layers import camera_of, layer_for, risk_layer
+from napari_asymseg._qt.layers import go_to, layer_for, risk_layer
 from napari_asymseg._qt.review_items import (
     COLORS,
     DONE_COLOR,
@@ -62,6 +62,7 @@ class ReviewSection(QWidget):
         super().__init__()
         self.dock = dock
         self.items: list[rq.Item] = []
+        self.ranked = False  # a queue was ranked for this scan (stored or just now)
         self.worker: Any = None
         self.answers_since_tune, self.top_pending = 0, False
         self.undo_stack: list[tuple[int, tuple[np.ndarray, ...], np.ndarray]] = []
@@ -167,6 +168,7 @@ class ReviewSection(QWidget):
         """Show the queue stored in the scan (when a scan opens)."""
         scan = self.dock.scan
         self.items, self.undo_stack, self.answers_since_tune = [], [], 0
+        self.ranked = False
         if scan is not None:
             try:
                 queue = rq.stored_queue(scan)
@@ -174,6 +176,7 @@ class ReviewSection(QWidget):
                 show_error(str(exc))
             else:
                 self.items = list(queue.items) if queue is not None else []
+                self.ranked = queue is not None
         self._show()
 
     def find_items(self) -> None:
@@ -203,6 +206,7 @@ class ReviewSection(QWidget):
             b.setEnabled(not busy)
 
     def _on_queue(self, queue: rq.Queue) -> None:
+        self.ranked = True
         self.items = list(queue.items)
         self.undo_stack = []  # the answers now live in the annotations and the stored queue
         self._show()
@@ -260,7 +264,11 @@ class ReviewSection(QWidget):
         if self.items:
             self._summarise()
         elif self.dock.scan is not None and "risk" in self.dock.scan.results():
-            self.summary.setText("Nothing to review: no suspected miss or false alarm.")
+            self.summary.setText(
+                "Nothing to review: no suspected miss or false alarm."
+                if self.ranked
+                else "Not ranked yet: click Rank what to review."
+            )
         show_points(self.dock.viewer, self.dock.scan, self.items, self.dock.annotations_layer)
 
     def _set_opacity(self, value: int) -> None:
@@ -282,10 +290,7 @@ class ReviewSection(QWidget):
         if scan is None:
             return
         viewer = self.dock.viewer
-        world = [c * s for c, s in zip(item.center, scan.spacing, strict=True)]
-        if viewer.dims.ndisplay == 2:
-            viewer.dims.set_point(0, world[0])
-        camera_of(viewer).center = tuple(world)
+        go_to(viewer, scan.spacing, item.center)
         layer = self.dock.annotations_layer
         if layer is not None:
             viewer.layers.selection.active = layer

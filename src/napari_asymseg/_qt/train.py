@@ -267,6 +267,7 @@ class TrainSection(QWidget):
             show_results(self.dock.viewer, scan)
             self.status.setText(f"prediction saved to {scan.path.name}: {event.summary()}")
             self.dock.review_section.find_items()
+            self.dock.lesion_table.load()
 
     def _on_error(self, exc: Exception) -> None:
         show_error(error_message(exc))

@@ -36,6 +36,7 @@ def cmd_import(args: argparse.Namespace) -> None:
             multiscale=args.multiscale,
             zarr_format=args.zarr_format,
             overwrite=args.overwrite,
+            series=args.series,
         )
     print(f"wrote {scan.path}: {describe(scan)}")
 
@@ -57,7 +58,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     from napari_asymseg.store.scan import Scan
 
     scan = Scan.open(args.scan, mode="r")
-    out = export_mask(scan, args.out, what=args.what, overwrite=args.overwrite)
+    out = export_mask(
+        scan, args.out, what=args.what, overwrite=args.overwrite, modality=args.modality
+    )
     print(f"wrote {out}")
 
 

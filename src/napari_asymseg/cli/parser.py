@@ -86,8 +86,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _add_import(sub: _Subparsers) -> None:
-    p = sub.add_parser("import", help="import a NIfTI/NRRD/MHA/TIFF/OME-Zarr image as a scan")
-    p.add_argument("image", help="image file (.nii, .nii.gz, .nrrd, .mha, .tif, .ome.zarr)")
+    p = sub.add_parser(
+        "import", help="import a DICOM series or a NIfTI/NRRD/MHA/TIFF/OME-Zarr image as a scan"
+    )
+    p.add_argument(
+        "image",
+        help="a folder of DICOM files, or an image file (.nii, .nii.gz, .nrrd, .mha, .tif, "
+        ".ome.zarr)",
+    )
     p.add_argument("out", help="the new scan directory, e.g. case01.zarr")
     p.add_argument(
         "--labels",
@@ -103,6 +109,11 @@ def _add_import(sub: _Subparsers) -> None:
     )
     p.add_argument("--classes", help="comma-separated foreground class names (default class1..)")
     p.add_argument("--channel", type=int, help="channel / time point to take from a 4D image")
+    p.add_argument(
+        "--series",
+        metavar="UID",
+        help="the SeriesInstanceUID to import when the DICOM folder holds several",
+    )
     p.add_argument(
         "--multiscale",
         action=argparse.BooleanOptionalAction,
@@ -128,14 +139,22 @@ def _add_info(sub: _Subparsers) -> None:
 
 
 def _add_export(sub: _Subparsers) -> None:
-    p = sub.add_parser("export", help="export a mask to NIfTI (source affine), TIFF or OME-Zarr")
+    p = sub.add_parser(
+        "export", help="export a mask to NIfTI (source affine), TIFF, OME-Zarr or DICOM SEG"
+    )
     p.add_argument("scan", help="scan directory (.zarr)")
-    p.add_argument("out", help="output file: .nii.gz, .nii, .tif or .ome.zarr")
+    p.add_argument("out", help="output file: .nii.gz, .nii, .tif, .ome.zarr or .dcm (DICOM SEG)")
     p.add_argument(
         "--what",
         choices=("prediction", "annotations", "ground_truth"),
         default="prediction",
         help="which mask to export (default prediction)",
+    )
+    p.add_argument(
+        "--modality",
+        choices=("CT", "MR"),
+        help="for a DICOM SEG of a scan not imported from DICOM: the kind of image series "
+        "written beside it for the SEG to reference",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file at OUT")
     p.set_defaults(func=commands.cmd_export)

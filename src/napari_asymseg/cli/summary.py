@@ -31,4 +31,8 @@ def scan_summary(scan) -> dict:
 def describe(scan) -> str:
     """One line: shape, spacing and classes (what ``import`` and ``sample`` print)."""
     sp = " x ".join(f"{s:g}" for s in scan.spacing)
-    return f"shape {scan.shape}, spacing {sp} mm, classes {', '.join(scan.classes)}"
+    line = f"shape {scan.shape}, spacing {sp} mm, classes {', '.join(scan.classes)}"
+    if scan.dicom:
+        d = scan.dicom
+        line += f"; from {d['modality'] or 'DICOM'} series {d['series_uid']}"
+    return line

@@ -8,12 +8,14 @@ import os
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from napari_asymseg.config import Config
 from napari_asymseg.evaluate.lesions import components
 from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
+from napari_asymseg.store.layout import PREDICTED_BY
 from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.device import release, release_freed_memory
 
@@ -82,6 +84,8 @@ def predict(
     finally:
         del predictor
         release(device)
+    # which model made the prediction: the DICOM SEG export names it (algorithm identification)
+    scan.write_attr(PREDICTED_BY, str(Path(model).resolve()))
     stored = scan.result("prediction")
     lesions = count_regions(read(stored, slice(0, depth))) if stored is not None else -1
     mm3 = float(np.prod(scan.spacing)) * fg_voxels

@@ -30,7 +30,7 @@ from napari_asymseg.store.arrays import read
 from napari_asymseg.store.atomic import make_folder, replacing, write_with
 from napari_asymseg.store.scan import Scan
 
-MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr")
+MASK_FORMATS = NIFTI + TIFF + (".ome.zarr", ".zarr", ".dcm")
 
 
 def mask_from_scan(scan: Scan, what: str = "prediction") -> np.ndarray:
@@ -52,12 +52,15 @@ def export_mask(
     what: str = "prediction",
     overwrite: bool = False,
     mask: np.ndarray | None = None,
+    modality: str | None = None,
 ) -> Path:
-    """Write a mask of ``scan`` to NIfTI (source affine), TIFF, or OME-Zarr (image + labels).
+    """Write a mask of ``scan`` to NIfTI (source affine), TIFF, OME-Zarr (image + labels), or
+    DICOM SEG (``.dcm``, :mod:`napari_asymseg.io.dicom_seg`).
 
     ``mask`` (0..K on the scan's grid) replaces the stored ``what``: the napari writer passes
     the layer's data as the user sees it. An existing ``out`` is replaced only with
-    ``overwrite``, and only once the new mask is complete.
+    ``overwrite``, and only once the new mask is complete. ``modality`` (CT or MR) is for a
+    SEG of a scan that did not come from DICOM (see there).
     """
     out = Path(out)
     ext = suffix(out)
@@ -74,6 +77,10 @@ def export_mask(
             f"the mask is {mask.shape} but {scan.path.name} is {scan.shape}: export a layer "
             "of this scan"
         )
+    if ext == ".dcm":
+        from napari_asymseg.io.dicom_seg import export_seg
+
+        return export_seg(scan, out, mask, what=what, modality=modality, overwrite=overwrite)
     make_folder(out.parent)
     if ext in NIFTI:
         write_with(out, lambda f: _write_nifti(scan, mask, f, gz=ext.endswith(".gz")))

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from napari_asymseg.errors import ScanError, cause
+from napari_asymseg.io.volume import Volume
 from napari_asymseg.store.annotations import from_mask
 from napari_asymseg.store.geometry import (
     affine_from_spacing,
     multiscale_meta,
-    spacing_from_affine,
     validate_volume,
 )
 from napari_asymseg.store.scan import ATTRS_KEY, Scan
@@ -42,19 +41,6 @@ IMPORT_FORMATS = NIFTI + ITK + TIFF + ZARR
 # (i, j, k) into one of our indices (k, j, i) and back.
 AXES_SWAP = [2, 1, 0, 3]
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-@dataclass(frozen=True)
-class Volume:
-    """A (Z, Y, X) array with its affine to RAS mm."""
-
-    data: np.ndarray
-    affine: np.ndarray
-    source: str
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return spacing_from_affine(self.affine)
 
 
 def suffix(path: str | os.PathLike) -> str:
@@ -88,7 +74,7 @@ def read_volume(path: str | os.PathLike, *, channel: int | None = None) -> Volum
     if ext not in IMPORT_FORMATS and ext != ".ome.zarr":
         raise ScanError(
             f"cannot import {path.name}: unknown format {ext or '(no suffix)'}; use one of "
-            f"{', '.join(IMPORT_FORMATS)}"
+            f"{', '.join(IMPORT_FORMATS)}, or a folder of DICOM files"
         )
     try:
         if ext in NIFTI:
@@ -285,13 +271,15 @@ def import_scan(
     multiscale: bool | None = None,
     zarr_format: int = 3,
     overwrite: bool = False,
+    series: str | None = None,
 ) -> Scan:
     """Create a scan from an image file, with optional annotations and reference mask.
 
     Parameters
     ----------
     image
-        NIfTI, NRRD, MHA, TIFF or OME-Zarr image.
+        NIfTI, NRRD, MHA, TIFF or OME-Zarr image, or a folder of DICOM files (one ``.dcm``
+        file stands for its series); see :mod:`napari_asymseg.io.dicom`.
     out
         The new scan's ``.zarr`` directory.
     labels
@@ -304,8 +292,10 @@ def import_scan(
         Foreground class names; by default ``class1..classK`` from the labels found.
     multiscale
         Store an OME-Zarr pyramid; by default for images over 256^3 voxels.
+    series
+        The SeriesInstanceUID to import when a DICOM folder holds several series.
     """
-    vol = read_volume(image, channel=channel)
+    vol, dicom = _read_image(image, channel, series)
     masks = _read_masks(vol, {"annotations": labels, "ground_truth": truth}, label_map)
     if multiscale is None:
         multiscale = vol.data.size > 256**3
@@ -321,7 +311,26 @@ def import_scan(
         zarr_format=zarr_format,
         source=str(Path(image).resolve()),
         overwrite=overwrite,
+        dicom=dicom,
     )
+
+
+def _read_image(
+    image: str | os.PathLike, channel: int | None, series: str | None
+) -> tuple[Volume, dict[str, Any] | None]:
+    """The image volume, and for DICOM the source series the scan must remember."""
+    from napari_asymseg.io import dicom
+
+    path = Path(image)
+    if path.is_file() and suffix(path) in dicom.DICOM_FILES:
+        path, series = path.parent, series or dicom.series_of(path)
+    if dicom.is_dicom_folder(path):
+        found = dicom.read_dicom_series(path, series)
+        validate_volume(found.volume.data, path.name)
+        return found.volume, found.provenance
+    if series is not None:
+        raise ScanError("--series picks a series in a DICOM folder: give the folder, not a file")
+    return read_volume(image, channel=channel), None
 
 
 def _read_masks(

@@ -51,6 +51,7 @@ def build(
     chunks: Sequence[int] | None,
     source: str | None,
     overwrite: bool,
+    dicom: dict[str, Any] | None = None,
 ) -> None:
     """Write the scan that :meth:`Scan.create` describes to ``path`` (see there)."""
     validate_volume(image, "image")
@@ -76,6 +77,8 @@ def build(
         "classes": list(classes),
         "source": source,
     }
+    if dicom:
+        attrs["dicom"] = dicom
     chunks = tuple(chunks) if chunks else default_chunks(shape)
     atomic.make_folder(path.parent)
     with atomic.replacing(path) as tmp:

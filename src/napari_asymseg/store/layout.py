@@ -26,6 +26,7 @@ GROUND_TRUTH = "ground_truth"
 RESULTS = "results"
 RESULT_NAMES = ("prediction", "probability", "risk")
 STATE_KEY = "asymseg_review"
+PREDICTED_BY = "predicted_by"  # state key: the model (folder or bundle) of the prediction
 
 
 def check_values(data: np.ndarray, what: str, *, max_value: int, n_classes: int) -> None:

@@ -92,6 +92,7 @@ class Scan:
         chunks: Sequence[int] | None = None,
         source: str | None = None,
         overwrite: bool = False,
+        dicom: dict[str, Any] | None = None,
     ) -> Scan:
         """Write a new scan and return it opened for writing.
 
@@ -116,6 +117,9 @@ class Scan:
             3 (default) or 2.
         overwrite
             Replace an existing scan at ``path``; without it an existing path is an error.
+        dicom
+            For a scan imported from DICOM: the source series' UIDs and files in slice order
+            (what a DICOM SEG export references), kept as :attr:`dicom`.
         """
         create.build(
             Path(path),
@@ -130,6 +134,7 @@ class Scan:
             chunks=chunks,
             source=source,
             overwrite=overwrite,
+            dicom=dicom,
         )
         return cls.open(path)
 
@@ -259,6 +264,11 @@ class Scan:
     @property
     def source(self) -> str | None:
         return self._meta.get("source")
+
+    @property
+    def dicom(self) -> dict[str, Any] | None:
+        """The source DICOM series (UIDs, files in slice order), or None if not from DICOM."""
+        return self._meta.get("dicom")
 
     # ------------------------------------------------------------------ review state
     def read_attr(self, key: str) -> Any:

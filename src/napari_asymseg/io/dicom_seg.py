@@ -1,0 +1,223 @@
+"""Export a scan's mask as a DICOM Segmentation (SEG) object with highdicom, and read one back.
+
+A SEG references the images it segments. A scan imported from DICOM remembers its source
+series (UIDs and files in slice order, :attr:`Scan.dicom`), and the SEG references those
+images, so a PACS shows it over the original series. A scan from any other format has no DICOM
+images to reference: the export then first writes the scan's image as a DICOM series beside
+the SEG (``NAME_image/``, :mod:`napari_asymseg.io.dicom_write`, the modality given by the
+user) and references that, which is the derived-image path.
+
+One segment per class, named as in the scan, binary, multi-class kept multi-class. The
+prediction is marked AUTOMATIC with the algorithm identified (the model that made it, its
+version, napari-asymseg's version); annotations and reference masks are MANUAL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_asymseg import __version__
+from napari_asymseg.errors import ScanError, cause
+from napari_asymseg.store.arrays import read
+from napari_asymseg.store.atomic import make_folder, write_with
+from napari_asymseg.store.layout import PREDICTED_BY
+from napari_asymseg.store.scan import Scan
+
+SEG_SUFFIXES = (".dcm",)
+_ABNORMAL = {
+    "lesion",
+    "tumour",
+    "tumor",
+    "neoplasm",
+    "mass",
+    "edema",
+    "oedema",
+    "necrosis",
+    "metastasis",
+    "nodule",
+    "cyst",
+    "hemorrhage",
+    "haemorrhage",
+    "infarct",
+}
+
+
+def export_seg(
+    scan: Scan,
+    out: str | os.PathLike,
+    mask: np.ndarray,
+    *,
+    what: str = "prediction",
+    modality: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``mask`` (0..K on the scan's grid) as a DICOM SEG at ``out``.
+
+    Parameters
+    ----------
+    modality
+        ``"CT"`` or ``"MR"``: only for a scan that did not come from DICOM, whose image is then
+        written as a series in ``<out stem>_image/`` for the SEG to reference.
+    """
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ScanError(f"{out} already exists: choose another name, or pass --overwrite")
+    sources = source_images(scan, out, modality, overwrite=overwrite)
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=np.ascontiguousarray(mask, dtype=np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=_segments(scan.classes, what, scan),
+        series_instance_uid=generate_uid(),
+        series_number=int(sources[0].get("SeriesNumber", 0) or 0) + 100,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="napari-asymseg",
+        manufacturer_model_name=_model_identity(scan)[0] if what == "prediction" else "manual",
+        software_versions=__version__,
+        device_serial_number="none",
+        series_description=f"asymseg {what}"[:64],
+        content_label=what.upper()[:16],
+    )
+    make_folder(out.parent)
+    write_with(out, lambda f: seg.save_as(f, enforce_file_format=True))
+    return out
+
+
+def source_images(
+    scan: Scan, out: Path, modality: str | None, *, overwrite: bool = False
+) -> list[Any]:
+    """The DICOM images the SEG references, in the scan's slice order (see the module doc)."""
+    import pydicom
+
+    if scan.dicom:
+        files = [Path(f) for f in scan.dicom["files"]]
+        gone = [f for f in files if not f.is_file()]
+        if gone:
+            raise ScanError(
+                f"the source DICOM series of {scan.path.name} is no longer at {gone[0].parent} "
+                f"({len(gone)} of {len(files)} files missing): put it back, or import it again"
+            )
+        datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+        if [str(ds.SOPInstanceUID) for ds in datasets] != scan.dicom["sop_instance_uids"]:
+            raise ScanError(
+                f"the files at {files[0].parent} are not the series {scan.path.name} was "
+                "imported from (other SOP instance UIDs): import the series again"
+            )
+        return datasets
+    return _derived_images(scan, out, modality, overwrite)
+
+
+def _derived_images(scan: Scan, out: Path, modality: str | None, overwrite: bool) -> list[Any]:
+    """Write the scan's image as a DICOM series beside ``out`` and return its datasets."""
+    import shutil
+
+    import pydicom
+
+    from napari_asymseg.io.dicom_write import SOP_CLASS, Identity, write_series
+
+    if modality not in SOP_CLASS:
+        raise ScanError(
+            f"{scan.path.name} was not imported from DICOM, so its image is written as a DICOM "
+            f"series beside the SEG: say which kind with --modality {' or '.join(SOP_CLASS)}"
+        )
+    folder = out.with_name(f"{out.name.removesuffix(out.suffix)}_image")
+    if folder.exists() and not overwrite:
+        raise ScanError(f"{folder} already exists: choose another name, or pass --overwrite")
+    shutil.rmtree(folder, ignore_errors=True)
+    ident = Identity(
+        patient_id=scan.path.name.removesuffix(".zarr")[:64] or "ASYMSEG0001",
+        series_description=f"{scan.path.name} (napari-asymseg)"[:64],
+    )
+    files = write_series(read(scan.image), scan.affine, folder, modality=modality, identity=ident)
+    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+
+
+def _segments(classes: Sequence[str], what: str, scan: Scan) -> list[Any]:
+    import highdicom as hd
+
+    automatic = what == "prediction"
+    algorithm = None
+    if automatic:
+        from pydicom.sr.codedict import codes
+
+        name, version = _model_identity(scan)
+        algorithm = hd.AlgorithmIdentificationSequence(
+            name=name[:64],
+            family=codes.cid7162.ArtificialIntelligence,
+            version=version[:64],
+            source=f"napari-asymseg {__version__}",
+        )
+    kind = hd.seg.SegmentAlgorithmTypeValues
+    descriptions = []
+    for number, label in enumerate(classes, start=1):
+        category, concept = coded_class(label)
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=label[:64],
+                segmented_property_category=category,
+                segmented_property_type=concept,
+                algorithm_type=kind.AUTOMATIC if automatic else kind.MANUAL,
+                algorithm_identification=algorithm,
+            )
+        )
+    return descriptions
+
+
+def coded_class(name: str) -> tuple[Any, Any]:
+    """(category, type) SNOMED CT codes for a class name.
+
+    A name SNOMED knows (``hippocampus``, ``liver``, ``tumour``) gets its code, under
+    "Morphologically Abnormal Structure" for abnormalities and "Anatomical Structure"
+    otherwise; any other name is coded as a lesion (the segment's label keeps the name).
+    """
+    from pydicom.sr.codedict import codes
+
+    word = name.strip().lower().replace("tumour", "tumor").replace("oedema", "edema")
+    key = "".join(part.capitalize() for part in word.replace("-", " ").replace("_", " ").split())
+    abnormal = codes.SCT.MorphologicallyAbnormalStructure
+    try:
+        concept = getattr(codes.SCT, key)
+    except AttributeError:
+        return abnormal, codes.SCT.Lesion
+    return (abnormal if word in _ABNORMAL else codes.SCT.AnatomicalStructure), concept
+
+
+def _model_identity(scan: Scan) -> tuple[str, str]:
+    """(name, version) of the model that made the prediction: a bundle's metadata, else the
+    model folder's name with the plugin version."""
+    path = scan.read_attr(PREDICTED_BY)
+    if not path:
+        return "napari-asymseg model", __version__
+    meta = Path(path) / "configs" / "metadata.json"
+    try:
+        info = json.loads(meta.read_text())
+        return str(info.get("name") or Path(path).name), str(info.get("version") or __version__)
+    except (OSError, ValueError):
+        return Path(path).name, __version__
+
+
+def read_seg(path: str | os.PathLike, sop_instance_uids: Sequence[str]) -> np.ndarray:
+    """A SEG's segments as one 0..K label volume over the given source images, in their order."""
+    import highdicom as hd
+
+    try:
+        seg = hd.seg.segread(str(path))
+        labels = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=list(sop_instance_uids),
+            combine_segments=True,
+            skip_overlap_checks=True,
+        )
+    except Exception as exc:  # highdicom/pydicom raise several types for unreadable objects
+        raise ScanError(f"cannot read {Path(path).name} as a DICOM SEG ({cause(exc)})") from None
+    return np.asarray(labels, dtype=np.uint8)
