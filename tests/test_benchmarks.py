@@ -288,4 +288,3 @@ def test_dicom_roundtrip_on_the_synthetic_scan(tmp_path):
     assert case["import_s"]["dcm2niix"] > 0 and case["slices"] == case["shape"][0]
     assert case["seg"]["reference"]["dciodvfy_errors"] == []
     assert case["seg"]["reference"]["read_back_equal"]
-

@@ -202,3 +202,35 @@ def test_scan_remembers_its_series_after_reopening(tmp_path):
     import_scan(tmp_path / "ct", tmp_path / "ct.zarr")
     again = Scan.open(tmp_path / "ct.zarr", mode="r")
     assert len(again.dicom["files"]) == dh.SHAPE[0]
+
+
+def test_the_command_line_imports_a_series_and_exports_a_seg(tmp_path, capsys):
+    import json
+
+    from napari_asymseg.cli.main import main
+
+    folder, _t1, t2 = dh.two_series(tmp_path / "study")
+    out = str(tmp_path / "b.zarr")
+    assert main(["import", str(folder), out, "--series", t2, "--classes", "tumour"]) == 0
+    assert f"from CT series {t2}" in capsys.readouterr().out
+    assert main(["info", out, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["DICOM series"], info["DICOM images"]) == (t2, 6)
+    Scan.open(out).write_annotations(np.full((6, 24, 28), 2, np.uint8))
+    seg = str(tmp_path / "b.dcm")
+    assert main(["export", out, seg, "--what", "annotations"]) == 0
+    assert dh.dciodvfy(tmp_path / "b.dcm") == []
+
+
+def test_a_losslessly_compressed_series_imports_exactly(tmp_path):
+    """JPEG-LS lossless (decoded by pyjpegls, which highdicom installs) and RLE (pydicom)."""
+    from pydicom.uid import JPEGLSLossless, RLELossless
+
+    data = dh.ct_values()
+    files = dh.series(tmp_path / "ct", data, dh.oblique_affine(degrees=0.0))
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.compress(JPEGLSLossless if i % 2 else RLELossless)
+        ds.save_as(f)
+    assert pydicom.dcmread(files[1]).file_meta.TransferSyntaxUID == JPEGLSLossless
+    np.testing.assert_array_equal(read_dicom_series(tmp_path / "ct").volume.data, data)

@@ -1,8 +1,9 @@
 """Fuzzing the readers: whatever the bytes, a reader returns a valid volume or raises the
 one-line ScanError, never another exception (which would be a traceback for the user).
 
-Targets: the image importers (NIfTI, NRRD, MHA, TIFF) on random and on mutated bytes, the
-scan store on damaged zarr metadata, and the config reader on arbitrary JSON.
+Targets: the image importers (NIfTI, NRRD, MHA, TIFF) on random and on mutated bytes, a DICOM
+series with one file mutated, the scan store on damaged zarr metadata, and the config reader
+on arbitrary JSON.
 """
 
 from __future__ import annotations
@@ -92,6 +93,45 @@ def test_mutated_files(tmp_path, ext, edits, cut):
     if cut is not None:
         data = data[: cut % len(data)]
     _read(tmp_path, ext, bytes(data))
+
+
+@pytest.fixture(scope="module")
+def dicom_series(tmp_path_factory) -> list[bytes]:
+    from napari_asymseg.io.dicom_write import write_series
+
+    folder = tmp_path_factory.mktemp("dicom")
+    files = write_series(VOLUME * 10, np.diag([2.0, 0.8, 0.7, 1.0]), folder, modality="CT")
+    return [f.read_bytes() for f in files]
+
+
+@FUZZ
+@given(
+    which=st.integers(0, 3),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_dicom_series(dicom_series, tmp_path, which, edits, cut):
+    """A 4-slice CT series with one file's header bytes changed (and maybe cut): the folder is
+    imported as a finite volume, or refused in one line."""
+    from napari_asymseg.io.dicom import read_dicom_series
+
+    folder = tmp_path / "series"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for i, content in enumerate(dicom_series):
+        data = bytearray(content)
+        if i == which:
+            for pos, value in edits:
+                data[132 + pos % 700] = value  # past the preamble, among the data elements
+            if cut is not None:
+                data = data[: cut % len(data)]
+        (folder / f"IM{i}.dcm").write_bytes(bytes(data))
+    try:
+        vol = read_dicom_series(folder).volume
+    except ClearError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert vol.data.ndim == 3 and np.isfinite(np.asarray(vol.data, np.float64)).all()
 
 
 json_values = st.recursive(

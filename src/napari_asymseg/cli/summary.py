@@ -10,6 +10,7 @@ def scan_summary(scan) -> dict:
     n = tally(scan.annotation_counts(), len(scan.classes))  # read slab by slab
     annotated, background, foreground = n["annotated"], n["background"], n["foreground"]
     per_class = {name: n["per_class"][k] for k, name in enumerate(scan.classes, 1)}
+    dicom = scan.dicom or {}
     return {
         "path": str(scan.path),
         "shape (Z, Y, X)": list(scan.shape),
@@ -25,6 +26,8 @@ def scan_summary(scan) -> dict:
         "imbalance 1:N": round(background / foreground, 1) if foreground else None,
         "results": sorted(scan.results()),
         "ground truth": scan.ground_truth is not None,
+        "DICOM series": dicom.get("series_uid"),
+        "DICOM images": len(dicom.get("files", [])) or None,
     }
 
 

@@ -32,7 +32,7 @@ from napari_asymseg.errors import ScanError, cause
 from napari_asymseg.io.volume import Volume
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_HEADER_TAGS = [
+_HEADER_TAGS = [  # the first four describe a series (Series' fields, in order)
     "SeriesInstanceUID",
     "Modality",
     "SeriesDescription",
@@ -99,26 +99,23 @@ def find_series(folder: str | os.PathLike) -> list[Series]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    groups: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
+    groups: dict[str, list[tuple[Path, list[str]]]] = defaultdict(list)
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         if path.name.startswith(".") or path.name == "DICOMDIR":
             continue
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            continue
-        if "SeriesInstanceUID" in ds and "ImagePositionPatient" in ds and "Rows" in ds:
-            groups[str(ds.SeriesInstanceUID)].append((path, ds))
-    series = [
-        Series(
-            uid,
-            str(members[0][1].get("Modality", "")),
-            str(members[0][1].get("SeriesDescription", "")),
-            str(members[0][1].get("SeriesNumber", "") or ""),
-            tuple(p for p, _ in members),
-        )
-        for uid, members in groups.items()
-    ]
+            if "SeriesInstanceUID" in ds and "ImagePositionPatient" in ds and "Rows" in ds:
+                info = [str(ds.get(k, "") or "") for k in _HEADER_TAGS[:4]]
+                groups[info[0]].append((path, info))
+        except InvalidDicomError:
+            continue  # not DICOM (no "DICM" marker): a report, a thumbnail, a README
+        except Exception as exc:  # a DICOM file whose elements do not parse
+            raise _damaged(path, exc) from None
+    series = []
+    for uid, members in groups.items():
+        _, modality, description, number = members[0][1]
+        series.append(Series(uid, modality, description, number, tuple(p for p, _ in members)))
     return sorted(series, key=lambda s: -len(s.files))
 
 
@@ -152,61 +149,111 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
         Several series and no ``series_uid``, mixed or missing slices, varying spacing,
         gantry tilt, multi-frame or colour images, or pixel data no decoder can read.
     """
-    import pydicom
-
     series = pick_series(folder, series_uid)
-    datasets = []
-    for path in series.files:
-        try:
-            datasets.append(pydicom.dcmread(path))
-        except Exception as exc:  # pydicom raises several types for damaged files
-            raise ScanError(
-                f"cannot read {path.name} ({cause(exc)}): the file is damaged; export the "
-                "series again from the PACS"
-            ) from None
-    _check_images(datasets, series)
-    order, affine = _slice_order(datasets)
-    datasets = [datasets[i] for i in order]
-    data = _rescaled(datasets, np.stack([_pixels(ds) for ds in datasets]))
-    first = datasets[0]
+    slices = [_read_slice(path) for path in series.files]
+    _check_images(slices, series)
+    order, affine = _slice_order(slices)
+    slices = [slices[i] for i in order]
+    data = _rescaled(slices, np.stack([_pixels(s) for s in slices]))
+    first = slices[0].ds
     provenance = {
         "series_uid": series.uid,
-        "study_uid": str(first.get("StudyInstanceUID", "")),
-        "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "")),
+        "study_uid": str(first.get("StudyInstanceUID", "") or ""),
+        "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "") or ""),
         "modality": series.modality,
         "description": series.description,
-        "sop_instance_uids": [str(ds.SOPInstanceUID) for ds in datasets],
-        "files": [str(Path(series.files[i]).resolve()) for i in order],
+        "sop_instance_uids": [s.sop_uid for s in slices],
+        "files": [str(s.path.resolve()) for s in slices],
     }
     return DicomVolume(Volume(data, affine, str(Path(folder).resolve())), provenance)
 
 
-def _check_images(datasets: list[Any], series: Series) -> None:
+@dataclass(frozen=True)
+class _Slice:
+    """One image's header, checked and converted (a damaged value fails here, named)."""
+
+    path: Path
+    ds: Any
+    sop_uid: str
+    size: tuple[int, int]
+    spacing: tuple[float, ...]  # PixelSpacing: between rows (y), between columns (x)
+    orientation: tuple[float, ...]  # ImageOrientationPatient's six cosines
+    position: tuple[float, ...]
+    frames: int
+    samples: int
+    slope: float
+    intercept: float
+
+
+def _read_slice(path: Path) -> _Slice:
+    import pydicom
+
+    key = "the file"
+    try:
+        ds = pydicom.dcmread(path)
+        for needed in ("ImageOrientationPatient", "PixelSpacing"):
+            if needed not in ds:
+                raise ScanError(
+                    f"{path.name} has no {needed}: not a 3D acquisition (a localizer or a "
+                    "screen capture?); pick another series"
+                )
+        key = "PixelSpacing"
+        spacing = _floats(ds, key, 2)
+        key = "ImageOrientationPatient"
+        orientation = _floats(ds, key, 6)
+        key = "ImagePositionPatient"
+        position = _floats(ds, key, 3)
+        key = "Rows / Columns / SOPInstanceUID / NumberOfFrames / SamplesPerPixel"
+        size = (int(ds.Rows), int(ds.Columns))
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        uid = str(ds.SOPInstanceUID)
+        key = "RescaleSlope / RescaleIntercept"
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except ScanError:
+        raise
+    except Exception as exc:  # pydicom raises many types for damaged elements
+        raise _damaged(path, exc, key) from None
+    geometry = np.asarray(spacing + orientation + position)
+    if not np.isfinite(geometry).all() or min(spacing) <= 0:
+        raise _damaged(path, ValueError("non-finite or non-positive values"), "the geometry")
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        raise _damaged(path, ValueError(f"slope {slope}, intercept {intercept}"), key)
+    return _Slice(
+        path, ds, uid, size, spacing, orientation, position, frames, samples, slope, intercept
+    )
+
+
+def _floats(ds: Any, key: str, n: int) -> tuple[float, ...]:
+    values = tuple(float(v) for v in ds[key].value)
+    if len(values) != n:
+        raise ValueError(f"{key} has {len(values)} values, not {n}")
+    return values
+
+
+def _damaged(path: Path, exc: BaseException, what: str = "the file") -> ScanError:
+    where = "" if what == "the file" else f" in {what}"
+    return ScanError(
+        f"cannot read {path.name}{where} ({cause(exc)}): the file is damaged; export the series "
+        "again from the PACS"
+    )
+
+
+def _check_images(slices: list[_Slice], series: Series) -> None:
     """One kind of image throughout: single-frame, grey, same size, spacing, orientation."""
-    first = datasets[0]
-    if int(first.get("NumberOfFrames", 1) or 1) > 1:
+    if any(s.frames > 1 for s in slices):
         raise ScanError(
             f"series {series.uid} is multi-frame (enhanced) DICOM, which asymseg does not read "
             "yet: convert it with dcm2niix and import the NIfTI"
         )
-    if int(first.get("SamplesPerPixel", 1)) != 1:
+    if any(s.samples != 1 for s in slices):
         raise ScanError(f"series {series.uid} holds colour images: import a greyscale series")
-    for key in ("ImageOrientationPatient", "PixelSpacing"):
-        if key not in first:
-            raise ScanError(
-                f"series {series.uid} has no {key}: not a 3D acquisition (a localizer or a "
-                "screen capture?); pick another series"
-            )
 
-    def kind(ds: Any) -> tuple:
-        return (
-            int(ds.Rows),
-            int(ds.Columns),
-            tuple(np.round(np.asarray(ds.PixelSpacing, float), 4)),
-            tuple(np.round(np.asarray(ds.ImageOrientationPatient, float), 4)),
-        )
+    def kind(s: _Slice) -> tuple:
+        return s.size, tuple(np.round(s.spacing, 4)), tuple(np.round(s.orientation, 4))
 
-    kinds = {kind(ds) for ds in datasets}
+    kinds = {kind(s) for s in slices}
     if len(kinds) > 1:
         raise ScanError(
             f"series {series.uid} mixes {len(kinds)} image sizes, spacings or orientations: "
@@ -214,12 +261,17 @@ def _check_images(datasets: list[Any], series: Series) -> None:
         )
 
 
-def _slice_order(datasets: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+def _slice_order(slices: list[_Slice]) -> tuple[np.ndarray, np.ndarray]:
     """The slices' order along the normal, and the affine from (z, y, x) to RAS mm."""
-    iop = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
+    iop = np.asarray(slices[0].orientation, dtype=float)
     along_x, along_y = iop[:3], iop[3:]
     normal = np.cross(along_x, along_y)
-    positions = np.asarray([ds.ImagePositionPatient for ds in datasets], dtype=float)
+    if not np.isclose(np.linalg.norm(normal), 1.0, atol=1e-3):
+        raise ScanError(
+            f"{slices[0].path.name} has an ImageOrientationPatient that is not two orthogonal "
+            "unit vectors: the file is damaged; export the series again"
+        )
+    positions = np.asarray([s.position for s in slices], dtype=float)
     depth = positions @ normal
     order = np.argsort(depth, kind="stable")
     depth, positions = depth[order], positions[order]
@@ -230,7 +282,7 @@ def _slice_order(datasets: list[Any]) -> tuple[np.ndarray, np.ndarray]:
             f"the series has {len(depth)} images at {n_pos} slice positions (several echoes, "
             "phases or time points in one series): export each volume as its own series"
         )
-    step_len = float(np.median(gaps)) if len(gaps) else float(datasets[0].get("SliceThickness", 1))
+    step_len = float(np.median(gaps)) if len(gaps) else _thickness(slices[0].ds)
     _check_spacing(gaps, depth, step_len)
     step = (positions[-1] - positions[0]) / (len(positions) - 1) if len(gaps) else normal * step_len
     shear = positions - positions[0] - np.outer(depth - depth[0], normal)
@@ -240,7 +292,7 @@ def _slice_order(datasets: list[Any]) -> tuple[np.ndarray, np.ndarray]:
             f"the slices are sheared by a gantry tilt of {angle:.1f} degrees: resample with "
             "dcm2niix (it corrects the tilt) and import its NIfTI"
         )
-    dy, dx = (float(v) for v in datasets[0].PixelSpacing)
+    dy, dx = slices[0].spacing
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = step, along_y * dy, along_x * dx
     lps[:3, 3] = positions[0]
@@ -267,40 +319,56 @@ def _check_spacing(gaps: np.ndarray, depth: np.ndarray, step: float) -> None:
     )
 
 
-def _pixels(ds: Any) -> np.ndarray:
-    """One slice's stored values, or a clear line when they cannot be decoded."""
+def _pixels(s: _Slice) -> np.ndarray:
+    """One slice's stored values (Rows x Columns), or a clear line when they cannot be decoded."""
     try:
-        stored = ds.pixel_array
-    except Exception as exc:  # pydicom: RuntimeError / NotImplementedError / ValueError
-        from pydicom.pixels import get_decoder
-
-        syntax = ds.file_meta.get("TransferSyntaxUID")
-        name = Path(str(ds.filename)).name
-        try:
-            available = get_decoder(syntax).is_available
-        except (NotImplementedError, ValueError, TypeError):  # no decoder exists for it at all
-            available = False
-        if syntax is not None and syntax.is_compressed and not available:
+        stored = np.asarray(s.ds.pixel_array)
+    except Exception as exc:  # pydicom: RuntimeError / NotImplementedError / ValueError / ...
+        if _undecodable(s.ds):
             raise ScanError(
-                f"{name} is compressed as {syntax.name}, which no installed decoder reads: "
-                "pip install 'napari-asymseg[dicom-codecs]', or decompress the series "
-                "(gdcmconv --raw)"
+                f"{s.path.name} is compressed as {_syntax_name(s.ds)}, which no installed "
+                "decoder reads: pip install 'napari-asymseg[dicom-codecs]', or decompress the "
+                "series (gdcmconv --raw)"
             ) from None
-        raise ScanError(
-            f"cannot decode the pixels of {name} ({cause(exc)}): the file is damaged; export "
-            "the series again"
-        ) from None
-    return np.asarray(stored)
+        raise _damaged(s.path, exc, "its pixel data") from None
+    if stored.shape != s.size:
+        raise _damaged(s.path, ValueError(f"pixels {stored.shape}, header {s.size}"), "Rows")
+    return stored
 
 
-def _rescaled(datasets: list[Any], stored: np.ndarray) -> np.ndarray:
+def _undecodable(ds: Any) -> bool:
+    """A compressed transfer syntax that pydicom knows but no installed plugin decodes."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        syntax = ds.file_meta.TransferSyntaxUID
+        return bool(syntax.is_compressed) and not get_decoder(syntax).is_available
+    except Exception:  # unknown or damaged transfer syntax: not a decoder problem
+        return False
+
+
+def _syntax_name(ds: Any) -> str:
+    syntax = ds.file_meta.TransferSyntaxUID
+    return f"{syntax.name} ({syntax})"
+
+
+def _thickness(ds: Any) -> float:
+    """A single slice's depth: SliceThickness if it is a positive number, else 1 mm."""
+    try:
+        value = float(ds.get("SliceThickness", 1) or 1)
+    except (TypeError, ValueError):
+        return 1.0
+    return value if np.isfinite(value) and value > 0 else 1.0
+
+
+def _rescaled(slices: list[_Slice], stored: np.ndarray) -> np.ndarray:
     """The modality's values: integers (int16 where they fit) unless a slope makes fractions.
 
     The rescale may differ per slice (PET); MONOCHROME1 only changes the display, not the
     values, so it needs nothing here.
     """
-    slope = np.asarray([float(ds.get("RescaleSlope", 1) or 1) for ds in datasets])
-    intercept = np.asarray([float(ds.get("RescaleIntercept", 0) or 0) for ds in datasets])
+    slope = np.asarray([s.slope for s in slices])
+    intercept = np.asarray([s.intercept for s in slices])
     if np.all(slope == 1) and np.all(intercept == np.round(intercept)):
         values = stored.astype(np.int32) + intercept.astype(np.int32)[:, None, None]
         fits = values.min() >= -32768 and values.max() <= 32767
