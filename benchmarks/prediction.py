@@ -62,13 +62,14 @@ def make_scan(path: Path, shape: tuple[int, int, int], seed: int = 0):
     return Scan.create(path, image, annotations=ann, spacing=(1.0, 1.0, 1.0))
 
 
-def make_model(scan, out: Path, steps: int = 2) -> Path:
+def make_model(scan, out: Path, steps: int = 2, device: str = "cpu") -> Path:
     """A default model (planned patch, default network) after a couple of steps: the weights
     do not change the work of a window."""
     from napari_asymseg.config import Config
     from napari_asymseg.train.loop import fit
 
     cfg = Config()
+    cfg.train.device = device
     cfg.train.steps = steps
     cfg.train.val_every = steps
     cfg.data.val_fraction = 0.0
@@ -77,16 +78,20 @@ def make_model(scan, out: Path, steps: int = 2) -> Path:
     return out
 
 
-def ours(scan, model: Path) -> float:
+def ours(scan, model: Path, device: str = "cpu") -> float:
     from napari_asymseg.infer.predict import predict
+    from napari_asymseg.model.checkpoint import model_from_checkpoint
+    from napari_asymseg.model.load import load_checkpoint
 
+    _, cfg, _ = model_from_checkpoint(load_checkpoint(model))
+    cfg.train.device = device
     t0 = time.perf_counter()
-    for _ in predict(scan, model):
+    for _ in predict(scan, model, config=cfg):
         pass
     return time.perf_counter() - t0
 
 
-def monai_peer(scan, model: Path, amp: bool) -> float:
+def monai_peer(scan, model: Path, amp: bool, device: str = "cpu") -> float:
     """The plain MONAI way, zarr in and zarr out."""
     import torch
     from monai.inferers import sliding_window_inference
@@ -99,11 +104,12 @@ def monai_peer(scan, model: Path, amp: bool) -> float:
 
     t0 = time.perf_counter()
     net, cfg, plan = model_from_checkpoint(load_checkpoint(model))
-    net.eval()
+    dev = torch.device(device)
+    net.to(dev).eval()
     image = normalise(read(scan.image), cfg.data, stats=intensity_stats(scan.image))
-    x = torch.from_numpy(image)[None, None]
-    use_bf16 = amp and cpu_has_native_bf16()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+    x = torch.from_numpy(image)[None, None].to(dev)
+    use_bf16 = amp and (dev.type == "cuda" or cpu_has_native_bf16())
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
         logits = sliding_window_inference(
             x,
             plan.patch_size,
@@ -113,18 +119,19 @@ def monai_peer(scan, model: Path, amp: bool) -> float:
             mode="gaussian",
         )
     assert isinstance(logits, torch.Tensor)
-    probs = torch.softmax(logits[0].float(), 0)
+    probs = torch.softmax(logits[0].float(), 0).cpu()
     scan.write_result("prediction", probs.argmax(0).numpy().astype(np.uint8))
     scan.write_result("probability", (1 - probs[0]).numpy().astype(np.float16))
     return time.perf_counter() - t0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(128, 256, 256))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/prediction.json")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (ours and the peers)")
+    args = parser.parse_args(argv)
     os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-bench-"))
     import torch
 
@@ -135,17 +142,17 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="asymseg-prediction-"))
     shape = tuple(args.shape)
     scan = make_scan(work / "scan.zarr", shape)
-    model = make_model(scan, work / "model")
+    model = make_model(scan, work / "model", device=args.device)
     _, cfg, plan = model_from_checkpoint(load_checkpoint(model))
-    amp = autocast_dtype(torch.device("cpu"), cfg.train.amp)
+    amp = autocast_dtype(torch.device(args.device), cfg.train.amp)
     runs: dict[str, list[float]] = {"ours": [], "monai fp32": [], "monai bf16": []}
-    ours(scan, model)  # warm-up: imports, allocator, oneDNN kernels
+    ours(scan, model, args.device)  # warm-up: imports, allocator, oneDNN / cuDNN kernels
     for rep in range(args.repeats):
         for name in runs:
             if name == "ours":
-                seconds = ours(scan, model)
+                seconds = ours(scan, model, args.device)
             else:
-                seconds = monai_peer(scan, model, amp=name.endswith("bf16"))
+                seconds = monai_peer(scan, model, name.endswith("bf16"), args.device)
             runs[name].append(seconds)
             print(f"repeat {rep + 1}: {name} {seconds:.1f} s", flush=True)
     voxels = int(np.prod(shape))
@@ -159,6 +166,7 @@ def main() -> int:
     print(table(["run", "s (median)", "Mvoxels/s", "ours is faster by"], rows))
     result: dict[str, Any] = {
         "machine": machine(),
+        "device": args.device,
         "shape": list(shape),
         "window": list(plan.patch_size),
         "overlap": cfg.predict.overlap,

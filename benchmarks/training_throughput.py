@@ -87,7 +87,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--shape", type=int, nargs=3, default=(96, 160, 160), help="scan Z Y X (96 160 160)"
     )
     p.add_argument("--workers", type=int, nargs="+", default=(0, 2), help="MONAI num_workers")
-    p.add_argument("--matmul", type=int, default=4096, help="edge of the peak-FLOP/s matmul")
+    p.add_argument(
+        "--matmul", type=int, default=4096, help="largest edge of the peak-FLOP/s matmul"
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (ours and the MONAI loop)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results/training_throughput.json")
     return p.parse_args(argv)
@@ -115,6 +118,7 @@ def make_config(args: argparse.Namespace, threads: int, amp: str = "auto"):
     cfg.train.threads = threads
     cfg.train.seed = args.seed
     cfg.train.amp = amp
+    cfg.train.device = args.device
     return cfg
 
 
@@ -198,14 +202,14 @@ def monai_loader(data, cfg, plan, workers: int, n_batches: int, seed: int):
 
 
 def measure_monai(data, cfg, plan, warmup: int, steps: int, workers: int) -> dict[str, Any]:
-    """Seconds per step of the plain MONAI loop (fp32)."""
+    """Seconds per step of the plain MONAI loop (fp32) on ``cfg.train.device``."""
     import torch
 
     from napari_asymseg.model.losses import build_loss
     from napari_asymseg.model.networks import build_model
 
     torch.manual_seed(cfg.train.seed)
-    device = torch.device("cpu")
+    device = torch.device(cfg.train.device)
     model = build_model(cfg.model, plan, out_channels=data.num_classes).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
@@ -267,21 +271,42 @@ def step_flops(cfg, plan, num_classes: int) -> dict[str, float]:
     }
 
 
-def matmul_flops_per_s(n: int, dtype_name: str, reps: int = 3) -> float:
-    """Best FLOP/s of an n x n @ n x n matmul in ``dtype_name`` over ``reps`` runs."""
+def matmul_flops_per_s(
+    n_max: int, dtype_name: str, device: str = "cpu", budget_s: float = 0.5, reps: int = 3
+) -> tuple[float, int]:
+    """Best FLOP/s of a square matmul in ``dtype_name`` on ``device``, and its edge.
+
+    The edge doubles from 256 up to ``n_max`` while the next size's product would still take
+    under ``budget_s``: a CPU that only emulates bf16 (AVX2: ~1 GFLOP/s) measures a small
+    product instead of spending minutes on a 4096² one, and every CPU finishes.
+    """
     import torch
 
     dtype = getattr(torch, dtype_name)
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(dtype)
-    b = torch.randn(n, n, generator=gen).to(dtype)
-    torch.mm(a, b)  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best
+    n, best_rate = min(256, n_max), 0.0
+    while True:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        torch.mm(a, b)  # warm-up
+        best = float("inf")
+        for _ in range(reps):
+            _sync(device)
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+        best_rate = max(best_rate, 2.0 * n**3 / best)
+        if n * 2 > n_max or best * 8 > budget_s:
+            return best_rate, n
+        n *= 2
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def theoretical_peak(threads: int) -> dict[str, Any]:
@@ -350,9 +375,11 @@ def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str
     columns = [OURS, OURS_FP32, *(monai_name(w) for w in args.workers)]
     raw: dict[str, list[dict[str, Any]]] = {c: [] for c in columns}
     peaks: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    edges: dict[str, int] = {}
     for rep in range(args.repeats):
         for dtype in peaks:
-            peaks[dtype].append(matmul_flops_per_s(args.matmul, dtype))
+            rate, edges[dtype] = matmul_flops_per_s(args.matmul, dtype, args.device)
+            peaks[dtype].append(rate)
         for col in columns:
             if col in cfgs:
                 r = measure_ours(scan, cfgs[col], work, args.warmup, args.steps)
@@ -362,13 +389,14 @@ def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str
             raw[col].append(r)
             log(f"repeat {rep + 1}/{args.repeats} {col}: {r['s_per_step']:.3f} s/step")
         log(
-            f"repeat {rep + 1}: matmul {args.matmul}² fp32 {peaks['float32'][-1] / 1e9:.0f}, "
-            f"bf16 {peaks['bfloat16'][-1] / 1e9:.0f} GFLOP/s"
+            f"repeat {rep + 1}: matmul fp32 {edges['float32']}² "
+            f"{peaks['float32'][-1] / 1e9:.0f}, bf16 {edges['bfloat16']}² "
+            f"{peaks['bfloat16'][-1] / 1e9:.0f} GFLOP/s"
         )
 
     voxels = args.batch * args.patch**3
     peak = {d: max(v) for d, v in peaks.items()}
-    theory = theoretical_peak(threads)
+    theory = theoretical_peak(threads) if args.device == "cpu" else _no_theory(args.device)
     summary: dict[str, dict[str, Any]] = {}
     for col in columns:
         s = median_spread([r["s_per_step"] for r in raw[col]])
@@ -424,8 +452,9 @@ def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str
         else "theoretical peak unknown (no clock in /proc/cpuinfo)"
     )
     print(
-        f"peak = best matmul {args.matmul}²: fp32 {peak['float32'] / 1e9:.0f}, bf16 "
-        f"{peak['bfloat16'] / 1e9:.0f} GFLOP/s ({theory_text}, {threads} x 32 FLOP/cycle)."
+        f"peak = best matmul (fp32 {edges['float32']}², bf16 {edges['bfloat16']}²): fp32 "
+        f"{peak['float32'] / 1e9:.0f}, bf16 {peak['bfloat16'] / 1e9:.0f} GFLOP/s "
+        f"({theory_text}, {threads} x 32 FLOP/cycle)."
     )
     result = {
         "machine": machine(),
@@ -440,7 +469,9 @@ def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str
             "repeats": args.repeats,
             "threads": threads,
             "workers": list(args.workers),
-            "matmul": args.matmul,
+            "matmul_max": args.matmul,
+            "matmul_edges": edges,
+            "device": args.device,
             "plan": {
                 "patch_size": list(plan.patch_size),
                 "kernels": [list(k) for k in plan.kernels],
@@ -457,6 +488,10 @@ def measure(args: argparse.Namespace, work: Path, threads: int, log) -> dict[str
         "repeats": raw,
     }
     return result
+
+
+def _no_theory(device: str) -> dict[str, Any]:
+    return {"float32": None, "bfloat16": None, "note": f"no theoretical peak for {device}"}
 
 
 def _native_bf16() -> bool:

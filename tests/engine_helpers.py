@@ -33,3 +33,29 @@ def tiny_config(steps=30, val_every=10) -> Config:
     cfg.train.lr = 1e-2
     cfg.loss.name = "ce"
     return cfg
+
+
+def out_of_memory_above(monkeypatch, max_batch: int, *, on_cuda_only: bool = False) -> list[int]:
+    """Training steps raise CUDA's out-of-memory error for batches larger than ``max_batch``
+    (with ``on_cuda_only``, only while the batch is on the GPU); returns the batch sizes the
+    engine tried."""
+    import torch
+
+    from napari_asymseg.train import state
+
+    real = state._make_step
+    tried: list[int] = []
+
+    def make_step(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def limited(x, y):
+            tried.append(int(x.shape[0]))
+            if x.shape[0] > max_batch and (x.is_cuda or not on_cuda_only):
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            return step(x, y)
+
+        return limited
+
+    monkeypatch.setattr(state, "_make_step", make_step)
+    return tried

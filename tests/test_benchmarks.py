@@ -192,6 +192,16 @@ def test_training_throughput_tiny(tmp_path):
     assert data["repeats"]["ours fp32"][0]["amp"] == "off"
     assert data["summary"]["MONAI loop, 0 workers"]["speedup_vs_peer"] == 1
     assert data["peak_flop_per_s"]["measured_best"]["float32"] > 0
+    assert data["config"]["matmul_edges"] == {"float32": 128, "bfloat16": 128}
+
+
+def test_the_matmul_peak_stops_growing_at_its_time_budget():
+    """A CPU that emulates bf16 (AVX2) measured 4096² for over 10 minutes: the edge now stops
+    doubling once the next product would take longer than the budget."""
+    rate, edge = training_throughput.matmul_flops_per_s(4096, "bfloat16", budget_s=1e-9)
+    assert edge == 256 and rate > 0
+    rate, edge = training_throughput.matmul_flops_per_s(1024, "float32", budget_s=60)
+    assert edge == 1024 and rate > 0
 
 
 def test_monai_loop_batches_follow_the_engine_pools(scan):

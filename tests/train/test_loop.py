@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine_helpers import tiny_config, tiny_scan
+from engine_helpers import out_of_memory_above, tiny_config, tiny_scan
 from napari_asymseg.errors import ScanError, TrainingError
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
 from napari_asymseg.model.checkpoint import BEST, CHECKPOINT, model_from_checkpoint
@@ -14,7 +14,6 @@ from napari_asymseg.train import runs, state
 from napari_asymseg.train.device import autocast_dtype, cpu_has_native_bf16, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
-from napari_asymseg.train.step import _make_step
 from napari_asymseg.train.validate import volume_logits
 
 
@@ -141,30 +140,9 @@ def test_a_loss_that_blows_up_keeps_the_last_good_model(tmp_path, monkeypatch, c
         assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
-def _out_of_memory_above(monkeypatch, max_batch: int) -> list[int]:
-    """Steps raise CUDA's out-of-memory error for batches larger than ``max_batch``; returns
-    the batch sizes the engine tried."""
-    real = _make_step
-    tried: list[int] = []
-
-    def make_step(*args, **kwargs):
-        step = real(*args, **kwargs)
-
-        def limited(x, y):
-            tried.append(int(x.shape[0]))
-            if x.shape[0] > max_batch:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-            return step(x, y)
-
-        return limited
-
-    monkeypatch.setattr(state, "_make_step", make_step)
-    return tried
-
-
 def test_out_of_memory_falls_back_to_a_smaller_batch(tmp_path, monkeypatch):
     scan = tiny_scan(tmp_path / "s.zarr")
-    tried = _out_of_memory_above(monkeypatch, max_batch=1)
+    tried = out_of_memory_above(monkeypatch, max_batch=1)
     cfg = tiny_config(steps=4, val_every=4)
     cfg.train.batch_size = 4
     events = list(fit(scan, cfg, tmp_path / "m"))
@@ -179,7 +157,7 @@ def test_out_of_memory_falls_back_to_a_smaller_batch(tmp_path, monkeypatch):
 
 def test_out_of_memory_at_batch_one_on_the_cpu_is_a_clear_error(tmp_path, monkeypatch):
     scan = tiny_scan(tmp_path / "s.zarr")
-    _out_of_memory_above(monkeypatch, max_batch=0)
+    out_of_memory_above(monkeypatch, max_batch=0)
     cfg = tiny_config(steps=4, val_every=4)
     cfg.train.batch_size = 2
     with pytest.raises(TrainingError, match="smaller patch size"):

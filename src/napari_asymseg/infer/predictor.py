@@ -54,7 +54,7 @@ class Predictor:
         config: Config | None = None,
     ) -> Predictor:
         net, train_cfg, plan = model_from_checkpoint(ckpt)
-        cfg = config or train_cfg
+        cfg = config or on_this_machine(train_cfg)
         check_config(cfg)
         device = select_device(cfg.train.device)
         net.to(device).eval()
@@ -213,3 +213,13 @@ def _probability(scores: torch.Tensor) -> np.ndarray:
     if scores.shape[0] == 1:
         return torch.sigmoid(scores[0]).numpy().astype(np.float16)
     return (1 - torch.softmax(scores, 0)[0]).numpy().astype(np.float16)
+
+
+def on_this_machine(train_cfg: Config) -> Config:
+    """A model's training config for predicting here: its device was the machine it trained
+    on (``cuda`` for a model trained on a GPU), so prediction picks this machine's best."""
+    import copy
+
+    cfg = copy.deepcopy(train_cfg)
+    cfg.train.device = "auto"
+    return cfg
