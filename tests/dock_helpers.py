@@ -19,3 +19,10 @@ def dock_with_model(make_napari_viewer, tmp_path, qtbot, *, steps: int) -> Asyms
     qtbot.waitUntil(lambda: layer_for(viewer, widget.scan.path, "risk") is not None)
     list(fit(widget.scan, tiny_config(steps=steps, val_every=steps), widget.new_model_dir()))
     return widget
+
+
+def import_and_wait(dock, qtbot, path, out=None, series=None):
+    """The dock's import (a thread) to its end: the new scan's path, or None if none started."""
+    started = dock.import_image(path, out, series)
+    qtbot.waitUntil(lambda: dock.scan_section.worker is None, timeout=120_000)
+    return started

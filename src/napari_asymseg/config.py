@@ -101,6 +101,11 @@ class TrainConfig:
     lr: float = opt(3e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
     weight_decay: float = opt(1e-5, "AdamW weight decay")
     patience: int = opt(0, "stop after this many validations without improvement (0: never)")
+    minutes: float = opt(
+        0.0,
+        "time budget: the run times its steps up to its first validation, then sets its steps "
+        "and validations to end within this many minutes (0: exactly `steps`)",
+    )
     seed: int = opt(0, "random seed (patches, initial weights, validation split)")
     device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     amp: str = opt(
@@ -317,6 +322,7 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("train", "lr"): Rule("a number > 0, e.g. 0.003", low=0, high=10, open_low=True),
     ("train", "weight_decay"): Rule("a number >= 0", low=0),
     ("train", "patience"): Rule("a whole number >= 0 (0: never stop early)", "whole", 0),
+    ("train", "minutes"): Rule("a number of minutes >= 0 (0: no budget)", low=0, high=10_000),
     ("train", "seed"): _whole(0),
     ("train", "device"): Rule("auto, cpu, cuda, cuda:N or mps", "text", check=_device),
     ("train", "amp"): Rule(

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import dicom_helpers as dh
+from dock_helpers import import_and_wait
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg.store.lock import ScanLock
@@ -92,32 +93,32 @@ ROWS = {
     "open damaged chunk": (corrupt_chunk, open_it, "damaged"),
     "import 2D image": (
         lambda w: nifti(w, np.zeros((5, 6), "f4"), "flat.nii.gz"),
-        lambda d, q, path: d.import_image(path),
+        lambda d, q, path: import_and_wait(d, q, path),
         "3D volume",
     ),
     "import NaN image": (
         lambda w: nifti(w, np.full((5, 6, 7), np.nan, "f4"), "n.nii.gz"),
-        lambda d, q, path: d.import_image(path),
+        lambda d, q, path: import_and_wait(d, q, path),
         "NaN",
     ),
     "import truncated NIfTI": (
         truncated_nifti,
-        lambda d, q, path: d.import_image(path),
+        lambda d, q, path: import_and_wait(d, q, path),
         "cannot read",
     ),
     "import garbage": (
         lambda w: write(w, "g.nii.gz", b"x"),
-        lambda d, q, path: d.import_image(path),
+        lambda d, q, path: import_and_wait(d, q, path),
         "cannot read",
     ),
     "import DICOM with a missing slice": (
         lambda w: dh.missing_slice(w / "dcm"),
-        lambda d, q, path: d.import_image(path),
+        lambda d, q, path: import_and_wait(d, q, path),
         "slice(s) missing",
     ),
     "import DICOM gantry tilt": (
         lambda w: dh.gantry_tilt(w / "dcm"),
-        lambda d, q, path: d.import_image(path),
+        lambda d, q, path: import_and_wait(d, q, path),
         "gantry tilt",
     ),
     "train no foreground": (lambda w: annotate(w, 1), train, "no foreground"),

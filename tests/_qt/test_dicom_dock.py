@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import dicom_helpers as dh
+from dock_helpers import import_and_wait
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg.io.dicom_seg import read_seg
 
@@ -23,7 +24,7 @@ def dock(make_napari_viewer):
 
 def test_import_a_dicom_folder_and_export_a_seg(dock, tmp_path, qtbot):
     dh.series(tmp_path / "CT_0001", modality="CT")
-    out = dock.import_image(tmp_path / "CT_0001")
+    out = import_and_wait(dock, qtbot, tmp_path / "CT_0001")
     assert out == tmp_path / "CT_0001.zarr" and dock.scan.path == out
     assert dock.scan.dicom["modality"] == "CT"
     layer = dock.annotations_layer
@@ -37,7 +38,7 @@ def test_import_a_dicom_folder_and_export_a_seg(dock, tmp_path, qtbot):
     assert dh.dciodvfy(tmp_path / "seg.dcm") == []
 
 
-def test_several_series_ask_which_and_cancel_imports_nothing(dock, tmp_path, monkeypatch):
+def test_several_series_ask_which_and_cancel_imports_nothing(dock, tmp_path, monkeypatch, qtbot):
     folder, _t1, t2 = dh.two_series(tmp_path / "study")
     asked = []
 
@@ -46,12 +47,12 @@ def test_several_series_ask_which_and_cancel_imports_nothing(dock, tmp_path, mon
         return next(i for i in items if i.startswith(t2)), True
 
     monkeypatch.setattr("napari_asymseg._qt.scan_section.QInputDialog.getItem", choose)
-    out = dock.import_image(folder)
+    out = import_and_wait(dock, qtbot, folder)
     assert len(asked[0]) == 2 and dock.scan.dicom["series_uid"] == t2
     monkeypatch.setattr(
         "napari_asymseg._qt.scan_section.QInputDialog.getItem", lambda *a: ("", False)
     )
-    assert dock.import_image(folder, tmp_path / "other.zarr") is None
+    assert import_and_wait(dock, qtbot, folder, tmp_path / "other.zarr") is None
     assert not (tmp_path / "other.zarr").exists() and out.exists()
 
 

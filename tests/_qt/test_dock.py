@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from dock_helpers import import_and_wait
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg.samples.sample_data import sample_scan
 from napari_asymseg.store import annotations as codes
@@ -135,10 +136,10 @@ def test_bad_scan_is_a_notification_not_a_traceback(viewer_and_dock, tmp_path, m
     assert len(viewer.layers) == 0
 
 
-def test_import_image_from_dock(viewer_and_dock, tmp_path, volume):
+def test_import_image_from_dock(viewer_and_dock, tmp_path, volume, qtbot):
     viewer, dock = viewer_and_dock
     nib.save(nib.Nifti1Image(volume, np.diag([0.5, 0.5, 2.0, 1.0])), tmp_path / "ct.nii.gz")
-    out = dock.import_image(tmp_path / "ct.nii.gz")
+    out = import_and_wait(dock, qtbot, tmp_path / "ct.nii.gz")
     assert out == tmp_path / "ct.zarr"
     assert dock.scan.path == out
     assert tuple(annotations_layer(viewer).scale) == pytest.approx((2.0, 0.5, 0.5))

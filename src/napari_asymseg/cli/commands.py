@@ -121,6 +121,8 @@ def _report_training(events: Iterable[object], ranks: str) -> None:
             )
             bar = progress(event.steps, "train", initial=event.start_step)
         elif isinstance(event, StepEnd) and bar is not None:
+            if bar.total is not None and bar.total != event.steps:  # --minutes planned the run
+                bar.total = event.steps
             bar.update(1)
             bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         elif isinstance(event, EpochEnd) and event.dsc != event.dsc:  # nothing held out

@@ -198,4 +198,11 @@ def train_and_estimate(
     done: Finished = yield from fit(scan, config, model_dir, init=init, resume=resume)
     if config is not None and not config.train.estimate:
         return None
+    if config is not None and config.train.minutes > 0:  # the folds train the planned steps
+        from napari_asymseg.model.load import load_checkpoint
+
+        config = copy.deepcopy(config)
+        planned = load_checkpoint(done.model_dir)["config"]["train"]
+        config.train.steps, config.train.val_every = planned["steps"], planned["val_every"]
+        config.train.minutes = 0.0
     return (yield from estimate_quality(scan, config, init=init, model_dir=done.model_dir))

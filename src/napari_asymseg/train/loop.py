@@ -29,6 +29,7 @@ from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.model.networks import count_parameters
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import distributed, runs
+from napari_asymseg.train.budget import Clock
 from napari_asymseg.train.device import autocast_dtype, release, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.state import Run, checkpoint_state, prepare
@@ -119,15 +120,7 @@ def _fit(
             if start is not None:
                 yield start
             status = runs.CANCELLED  # until the loop ends: a closed generator stops in it
-            while run.step < run.cfg.train.steps:
-                event = train_step(run)
-                yield event
-                if isinstance(event, Notice) or not _validates_now(run):
-                    continue
-                yield validate(run)
-                if _patience_ran_out(run):
-                    stopped_early = True
-                    break
+            stopped_early = yield from _steps(run)
             status = runs.FINISHED
     except torch.cuda.OutOfMemoryError:
         raise TrainingError(
@@ -154,6 +147,29 @@ def _fit(
     )
     yield done
     return done
+
+
+def _steps(run: Run) -> Generator[Event, None, bool]:
+    """The steps and validations until the steps run out (True: the patience ran out first).
+
+    With ``train.minutes`` the steps are planned after the first validation (:mod:`budget`).
+    """
+    clock = Clock.for_run(run)
+    while run.step < run.cfg.train.steps:
+        event = train_step(run)
+        yield event
+        if clock is not None and isinstance(event, StepEnd):
+            clock.step(event.seconds)
+        if isinstance(event, Notice) or not _validates_now(run):
+            continue
+        t_val = time.perf_counter()
+        yield validate(run)
+        if clock is not None:
+            yield clock.after_validation(run, time.perf_counter() - t_val)
+            clock = None
+        if _patience_ran_out(run):
+            return True
+    return False
 
 
 def _repair_best(run: Run) -> None:
