@@ -160,3 +160,21 @@ def test_patch_widget(dock, monkeypatch):
     monkeypatch.setattr("napari_asymseg._qt.train.show_error", shown.append)
     section.train_button.click()
     assert shown and "three positive integers" in shown[0] and not section.running
+
+
+def test_a_time_budget_and_the_time_left(dock, monkeypatch):
+    """Settings: minutes instead of steps; the bar re-totals when the run is planned and says
+    the time left from the pace so far."""
+    section = dock.train_section
+    assert section.settings.minutes.value() == 0  # the default: exactly the steps
+    section.settings.minutes.setValue(2.5)
+    assert section.config().train.minutes == 2.5
+    bar = section.pbar
+    monkeypatch.setattr("napari_asymseg._qt.progress.time.perf_counter", lambda: 100.0)
+    bar.start(360, "training")
+    assert bar.time_left(now=130.0) == ""  # too few steps to tell
+    bar.set(25)
+    assert bar.time_left(now=150.0) == "about 11:10 left"  # 2 s a step, 335 to go
+    bar.retotal(100)
+    assert bar.maximum() == 100 and bar.time_left(now=150.0) == "about 2:30 left"
+    bar.finish()

@@ -8,6 +8,7 @@ import pytest
 from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.train.budget import MAX_FACTOR, MIN_STEPS, VALIDATIONS, plan_steps
+from napari_asymseg.train.estimate import _as_planned
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, StepEnd
 from napari_asymseg.train.loop import fit
 
@@ -45,6 +46,9 @@ def test_a_run_with_minutes_plans_its_steps_at_the_first_validation(tmp_path):
     assert cfg.train.minutes == 0.05 and cfg.train.steps == 30  # the caller's config as given
     vals = [e for e in events if isinstance(e, EpochEnd)]
     assert len(vals) <= VALIDATIONS + 2
+    # the quality estimate's folds train the planned steps, not a budget each
+    folds = _as_planned(cfg, tmp_path / "m")
+    assert folds is not None and (folds.train.steps, folds.train.minutes) == (done.steps_done, 0)
 
 
 def test_the_command_line_takes_minutes():

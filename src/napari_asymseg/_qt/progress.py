@@ -29,14 +29,21 @@ class RunProgress(QProgressBar):
         self.n = 0
         self.note = ""
         self._shown_at = 0.0
+        self._started = 0.0
 
     def start(self, total: int | None, what: str) -> None:
         # an unknown total shows the text only: an indeterminate QProgressBar animates
         self.total = int(total) if total else None
         self.setRange(0, self.total or 1)
         self.what, self.n, self.note, self._shown_at = what, 0, "", 0.0
+        self._started = time.perf_counter()
         self._show(force=True)
         self.setVisible(True)
+
+    def retotal(self, total: int) -> None:
+        """A new total while running (a time budget planned the training's steps)."""
+        self.total = int(total)
+        self.setRange(0, self.total)
 
     def set(self, n: int, note: str = "") -> None:
         self.n, self.note = n, note
@@ -48,11 +55,20 @@ class RunProgress(QProgressBar):
     def finish(self) -> None:
         self.setVisible(False)
 
+    def time_left(self, now: float | None = None) -> str:
+        """``about 1:20 left`` from the pace so far (known total, a few steps done), else ""."""
+        if not self.total or self.n < 3 or self.n >= self.total:
+            return ""
+        elapsed = (now if now is not None else time.perf_counter()) - self._started
+        left = round(elapsed / self.n * (self.total - self.n))
+        return f"about {left // 60}:{left % 60:02d} left"
+
     def _show(self, *, force: bool) -> None:
         now = time.perf_counter()
         if not force and now - self._shown_at < MIN_INTERVAL_S:
             return
         self._shown_at = now
         count = f": {min(self.n, self.total)} of {self.total}" if self.total else "…"
-        self.setFormat(f"{self.what}{count}" + (f" ({self.note})" if self.note else ""))
+        note = ", ".join(x for x in (self.note, self.time_left(now)) if x)
+        self.setFormat(f"{self.what}{count}" + (f" ({note})" if note else ""))
         self.setValue(min(self.n, self.maximum()))

@@ -163,7 +163,7 @@ class TrainSection(QWidget):
         if lr is not None:
             cfg.train.lr = lr
         if steps is not None:
-            cfg.train.steps = steps
+            cfg.train.steps, cfg.train.minutes = steps, 0.0  # exactly these steps
             validate_within(cfg)
         out = self.dock.new_model_dir()
         self.run_out, self.run_before = out, before
@@ -230,6 +230,8 @@ class TrainSection(QWidget):
                 f"{'×'.join(map(str, event.patch_size))}"
             )
         elif isinstance(event, StepEnd):
+            if self.pbar.what == "training" and self.pbar.total != event.steps:
+                self.pbar.retotal(event.steps)  # a time budget planned the run
             self.pbar.step(f"loss {event.loss:.3f}")  # the estimate's folds add up
         elif isinstance(event, EpochEnd):
             self.curves.add(event.step, {k: getattr(event, k) for k in SERIES})

@@ -61,6 +61,11 @@ class TrainSettings(QWidget):
         self.patch.setToolTip(
             "patch size Z Y X in voxels, e.g. 16 64 64; empty: planned from the spacing (auto)"
         )
+        self.minutes = real_box("train", "minutes", step=0.5)
+        self.minutes.setToolTip(
+            "a time budget: the run times its first steps, then sets its steps to end within "
+            "these minutes on this computer (more steps on a GPU); 0: exactly the steps above"
+        )
         self.batch = whole_box("train", "batch_size")
         self.seed = whole_box("train", "seed")
         self.seed.setToolTip(
@@ -87,6 +92,7 @@ class TrainSettings(QWidget):
         form.addRow(self.preset)
         for label, widget in (
             ("steps", self.steps),
+            ("or minutes", self.minutes),
             ("patch", self.patch),
             ("batch", self.batch),
             ("seed", self.seed),
@@ -117,6 +123,7 @@ class TrainSettings(QWidget):
             cfg.regularizers.label_smoothing = (0.0,) + (eps,) * classes
         cfg.data.patch_size = self.patch_size()
         cfg.train.steps = self.steps.value()
+        cfg.train.minutes = self.minutes.value()
         cfg.train.batch_size = self.batch.value()
         cfg.train.seed = self.seed.value()
         cfg.data.unpainted = self.unpainted.currentText()

@@ -107,9 +107,10 @@ def estimate_quality(
     """Cross-validate the training recipe over the painted slices (see the module's text).
 
     Yields every fold's StepEnd (progress), a FoldDone per fold, then the estimate, which it
-    also writes to ``model_dir/quality.json`` when given.
+    also writes to ``model_dir/quality.json`` when given. A time-budgeted config trains the
+    steps ``model_dir``'s run planned.
     """
-    estimate = yield from _cross_validate(scan, config, init)
+    estimate = yield from _cross_validate(scan, _as_planned(config, model_dir), init)
     if model_dir is not None and Path(model_dir).is_dir():
         values = dataclasses.asdict(estimate)
         write_json(Path(model_dir) / QUALITY, {k: _plain(v) for k, v in values.items()})
@@ -198,11 +199,18 @@ def train_and_estimate(
     done: Finished = yield from fit(scan, config, model_dir, init=init, resume=resume)
     if config is not None and not config.train.estimate:
         return None
-    if config is not None and config.train.minutes > 0:  # the folds train the planned steps
-        from napari_asymseg.model.load import load_checkpoint
-
-        config = copy.deepcopy(config)
-        planned = load_checkpoint(done.model_dir)["config"]["train"]
-        config.train.steps, config.train.val_every = planned["steps"], planned["val_every"]
-        config.train.minutes = 0.0
     return (yield from estimate_quality(scan, config, init=init, model_dir=done.model_dir))
+
+
+def _as_planned(config: Config | None, model_dir: str | os.PathLike | None) -> Config | None:
+    """A time-budgeted config (``train.minutes``) as its run planned it: the folds train the
+    model's steps, not a budget each."""
+    if config is None or config.train.minutes <= 0 or model_dir is None:
+        return config
+    from napari_asymseg.model.load import load_checkpoint
+
+    config = copy.deepcopy(config)
+    planned = load_checkpoint(model_dir)["config"]["train"]
+    config.train.steps, config.train.val_every = planned["steps"], planned["val_every"]
+    config.train.minutes = 0.0
+    return config
