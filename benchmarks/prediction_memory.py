@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 MIB = 2**20
 
 
-def child(kind: str, scan_path: str, model: str) -> None:
-    """One measured run: print a JSON line with the memory figures."""
+def child(kind: str, scan_path: str, model: str, device: str = "cpu") -> None:
+    """One measured run: print a JSON line with the memory figures (on CUDA, the GPU's peak
+    allocation above its baseline too)."""
     import psutil
     import torch
 
@@ -48,10 +49,12 @@ def child(kind: str, scan_path: str, model: str) -> None:
     proc = psutil.Process()
     # warm up as a ready predictor would be: the network's first windows (oneDNN's kernels)
     net, cfg, plan = model_from_checkpoint(load_checkpoint(model))
-    amp = autocast_dtype(torch.device("cpu"), cfg.train.amp)
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=amp is not None):
-        net.eval()(torch.zeros(cfg.predict.sw_batch_size, 1, *plan.patch_size))
+    dev = torch.device(device)
+    amp = autocast_dtype(dev, cfg.train.amp)
+    with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16, enabled=amp is not None):
+        net.to(dev).eval()(torch.zeros(cfg.predict.sw_batch_size, 1, *plan.patch_size, device=dev))
     del net
+    gpu_base = _gpu_reset(dev)
     scan = Scan.open(scan_path)
     baseline = proc.memory_info().rss
     peak = [baseline]
@@ -69,10 +72,11 @@ def child(kind: str, scan_path: str, model: str) -> None:
         from napari_asymseg.cli.main import main as asymseg
 
         del scan  # the command opens the scan itself
-        assert asymseg(["predict", scan_path, "--model", model]) == 0
+        assert asymseg(["predict", scan_path, "--model", model, "--device", device]) == 0
     else:
-        monai_peer(scan, Path(model), True)
+        monai_peer(scan, Path(model), True, device)
     seconds = time.perf_counter() - t0
+    gpu_peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
     stop.set()
     sampler.join()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -85,18 +89,37 @@ def child(kind: str, scan_path: str, model: str) -> None:
                 "peak_mib": peak[0] / MIB,
                 "above_baseline_mib": (peak[0] - baseline) / MIB,
                 "lifetime_maxrss_mib": maxrss / MIB,
+                "device": device,
+                "gpu_above_baseline_mib": None if gpu_peak is None else (gpu_peak - gpu_base) / MIB,
             }
         )
     )
 
 
-def main() -> int:
+def _mib(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def _gpu_reset(dev) -> int:
+    """CUDA: the memory allocated now, with the peak counter reset to it (else 0)."""
+    import torch
+
+    if dev.type != "cuda":
+        return 0
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="the scan is SIZE³ voxels")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default="benchmarks/results/prediction_memory.json")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (ours and the peer)")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     os.environ.setdefault("ASYMSEG_HOME", tempfile.mkdtemp(prefix="asymseg-bench-"))
     if args.child:
         child(*args.child)
@@ -110,14 +133,15 @@ def main() -> int:
     print(f"writing a {shape} scan ...", flush=True)
     scan = make_scan(work / "scan.zarr", shape)
     small = make_scan(work / "train.zarr", (64, 96, 96))  # a model of the default plan
-    model = make_model(small, work / "model")
+    model = make_model(small, work / "model", device=args.device)
     del scan
     runs = []
     kinds = ["ours"] + (["monai"] if args.peer else [])
     for kind in kinds:
         print(f"{kind} ...", flush=True)
         done = subprocess.run(
-            [sys.executable, __file__, "--child", kind, str(work / "scan.zarr"), str(model)],
+            [sys.executable, __file__, "--child", kind, str(work / "scan.zarr"), str(model)]
+            + [args.device],
             capture_output=True,
             text=True,
             check=False,
@@ -136,6 +160,9 @@ def main() -> int:
             f"{r['peak_mib']:.0f}",
             f"{r['above_baseline_mib']:.0f}",
             f"{r['above_baseline_mib'] / volume_mib:.2f}",
+            "—"
+            if r.get("gpu_above_baseline_mib") is None
+            else f"{r['gpu_above_baseline_mib']:.0f}",
         ]
         for r in runs
         if "failed" not in r
@@ -143,6 +170,7 @@ def main() -> int:
     print()
     print(f"scan {shape} float32 = {volume_mib:.0f} MiB")
     header = ["run", "s", "baseline MiB", "peak MiB", "peak - baseline MiB", "of the volume"]
+    header.append("GPU peak - baseline MiB")
     print(table(header, rows))
     write_json(
         args.out,

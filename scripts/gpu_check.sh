@@ -4,7 +4,8 @@
 # 1. the CUDA tests (tests/train/test_cuda.py: AMP quality, CPU/GPU agreement, memory given
 #    back, the out-of-memory fallback, NCCL DDP, the dock on CUDA where napari is installed);
 # 2. training throughput against the MONAI loop, on the GPU, side by side;
-# 3. prediction throughput against MONAI's sliding_window_inference, on the GPU, 256x512x512.
+# 3. prediction throughput against MONAI's sliding_window_inference, on the GPU, 256x512x512;
+# 4. the peak GPU (and host) memory predicting a 512³ scan, ours against MONAI's.
 # Writes summary.md (a table), the benchmarks' JSON and the logs under OUT_DIR. Without CUDA it
 # says so in one line and exits 0. Packages the machine lacks may travel as wheels in .whl/
 # (installed into /tmp/site first); the sources are used from src/ when the package is not
@@ -36,14 +37,16 @@ if [ "$marks" = cuda ] && [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/nul
   display=(xvfb-run -a -s "-screen 0 1600x1000x24")
 fi
 status=0
-timeout 240 "${display[@]}" "$py" -m pytest tests/train/test_cuda.py -m "$marks" -q \
+timeout 210 "${display[@]}" "$py" -m pytest tests/train/test_cuda.py -m "$marks" -q \
   -p no:cacheprovider \
   --junitxml "$out/cuda-tests.xml" 2>&1 | tee "$out/cuda-tests.log" || status=1
-timeout 90 "$py" benchmarks/training_throughput.py --device cuda --repeats 2 --steps 8 \
+timeout 75 "$py" benchmarks/training_throughput.py --device cuda --repeats 2 --steps 8 \
   --workers 0 --matmul 8192 --out "$out/training_throughput.json" 2>&1 \
   | tee "$out/training.log" || status=1
-timeout 90 "$py" benchmarks/prediction.py --device cuda --shape 256 512 512 --repeats 2 \
+timeout 75 "$py" benchmarks/prediction.py --device cuda --shape 256 512 512 --repeats 2 \
   --out "$out/prediction.json" 2>&1 | tee "$out/prediction.log" || status=1
+timeout 100 "$py" benchmarks/prediction_memory.py --device cuda --size 512 \
+  --out "$out/prediction_memory.json" 2>&1 | tee "$out/memory.log" || status=1
 "$py" - "$out" <<'PY' | tee "$out/summary.md"
 import json, re, sys
 from pathlib import Path
@@ -64,6 +67,12 @@ if pr.exists():
     d = json.loads(pr.read_text())
     for col, sec in d["median_seconds"].items():
         rows.append([f"prediction {'x'.join(map(str, d['shape']))}: {col}", f"{sec:.2f} s", f"{sec / d['median_seconds']['ours']:.2f}x (ours faster by)", d["ours_precision"]])
+pm = out / "prediction_memory.json"
+if pm.exists():
+    d = json.loads(pm.read_text())
+    for r in d["runs"]:
+        if "failed" not in r:
+            rows.append([f"memory 512³: {r['kind']}", f"GPU +{r['gpu_above_baseline_mib']:.0f} MiB", f"host +{r['above_baseline_mib']:.0f} MiB", f"{r['seconds']:.1f} s"])
 print("\n| run | time | vs peer | precision |\n|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(map(str, r)) + " |")
