@@ -1,4 +1,5 @@
-"""A dock on the sample scan with a small, briefly trained model (for the widget tests)."""
+"""Docks for the widget tests: an empty one, and one on the sample scan with a small, briefly
+trained model."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ from napari_asymseg.samples.sample_data import sample_scan
 from napari_asymseg.train.loop import fit
 
 
-def dock_with_model(make_napari_viewer, tmp_path, qtbot, *, steps: int) -> AsymsegDock:
-    """The dock with the sample scan open, once its result layers exist, and a model trained
-    for ``steps`` steps (few: a weak model misses lesion voxels, so there is something to flag)."""
+def empty_dock(make_napari_viewer) -> AsymsegDock:
+    """The dock, added to a new viewer, no scan open."""
     viewer = make_napari_viewer()
     widget = AsymsegDock(viewer)
     viewer.window.add_dock_widget(widget, name="asymseg")
+    return widget
+
+
+def dock_with_model(make_napari_viewer, tmp_path, qtbot, *, steps: int) -> AsymsegDock:
+    """The dock with the sample scan open, once its result layers exist, and a model trained
+    for ``steps`` steps (few: a weak model misses lesion voxels, so there is something to flag)."""
+    widget = empty_dock(make_napari_viewer)
+    viewer = widget.viewer
     widget.open_scan(sample_scan(tmp_path))
     qtbot.waitUntil(lambda: layer_for(viewer, widget.scan.path, "risk") is not None)
     list(fit(widget.scan, tiny_config(steps=steps, val_every=steps), widget.new_model_dir()))

@@ -98,6 +98,11 @@ def plain_zarr(w: Path) -> str:
     return str(w / "plain.zarr")
 
 
+def import_dicom(build: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    """A row's command: ``asymseg import`` of the DICOM folder ``build`` writes in ``w/dcm``."""
+    return lambda w: ["import", str(build(w / "dcm")), "OUT/a.zarr"]
+
+
 def damaged_dicom(folder: Path) -> Path:
     """A series whose middle file is cut in half (its header still parses, its pixels not)."""
     files = dh.series(folder)
@@ -336,39 +341,18 @@ TABLE: dict[str, Row] = {
         lambda w: ["import", str(dh.two_series(w / "dcm")[0]), "OUT/a.zarr", "--series", "1.2.3"],
         "has no series 1.2.3",
     ),
-    "import DICOM missing slice": (
-        lambda w: ["import", str(dh.missing_slice(w / "dcm")), "OUT/a.zarr"],
-        "slice(s) missing",
-    ),
-    "import DICOM uneven spacing": (
-        lambda w: ["import", str(dh.uneven_spacing(w / "dcm")), "OUT/a.zarr"],
-        "slice spacing varies",
-    ),
-    "import DICOM gantry tilt": (
-        lambda w: ["import", str(dh.gantry_tilt(w / "dcm")), "OUT/a.zarr"],
-        "gantry tilt",
-    ),
-    "import DICOM echoes in one series": (
-        lambda w: ["import", str(dh.echoes(w / "dcm")), "OUT/a.zarr"],
-        "images at 10 slice positions",
-    ),
-    "import DICOM mixed image sizes": (
-        lambda w: ["import", str(dh.mixed_sizes(w / "dcm")), "OUT/a.zarr"],
-        "mixes 2 image sizes",
-    ),
+    "import DICOM missing slice": (import_dicom(dh.missing_slice), "slice(s) missing"),
+    "import DICOM uneven spacing": (import_dicom(dh.uneven_spacing), "slice spacing varies"),
+    "import DICOM gantry tilt": (import_dicom(dh.gantry_tilt), "gantry tilt"),
+    "import DICOM echoes in one series": (import_dicom(dh.echoes), "images at 10 slice positions"),
+    "import DICOM mixed image sizes": (import_dicom(dh.mixed_sizes), "mixes 2 image sizes"),
     "import DICOM compressed without decoder": (
-        lambda w: ["import", str(dh.compressed(w / "dcm")), "OUT/a.zarr"],
+        import_dicom(dh.compressed),
         "no installed decoder",
     ),
-    "import DICOM multi-frame": (
-        lambda w: ["import", str(dh.multiframe(w / "dcm")), "OUT/a.zarr"],
-        "multi-frame",
-    ),
+    "import DICOM multi-frame": (import_dicom(dh.multiframe), "multi-frame"),
     "import folder without DICOM": (lambda w: ["import", str(w / "out"), "OUT/a.zarr"], "no DICOM"),
-    "import damaged DICOM file": (
-        lambda w: ["import", str(damaged_dicom(w / "dcm")), "OUT/a.zarr"],
-        "damaged",
-    ),
+    "import damaged DICOM file": (import_dicom(damaged_dicom), "damaged"),
     # ---- the scan store (info stands for every command that opens a scan)
     "info missing scan": (lambda w: ["info", str(w / "missing.zarr")], "no scan at"),
     "info not a directory": (lambda w: ["info", write(w, "f.zarr", b"x")], "not a"),

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import dicom_helpers as dh
-from dock_helpers import import_and_wait
-from napari_asymseg._qt.dock import AsymsegDock
+from dock_helpers import empty_dock, import_and_wait
 from napari_asymseg.io.dicom_seg import read_seg
 
 pytestmark = pytest.mark.viewer
@@ -16,10 +15,7 @@ pytestmark = pytest.mark.viewer
 
 @pytest.fixture
 def dock(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widget = AsymsegDock(viewer)
-    viewer.window.add_dock_widget(widget, name="asymseg")
-    return widget
+    return empty_dock(make_napari_viewer)
 
 
 def test_import_a_dicom_folder_and_export_a_seg(dock, tmp_path, qtbot):

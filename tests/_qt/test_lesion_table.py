@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from dock_helpers import dock_with_model
+from dock_helpers import dock_with_model, empty_dock
 from napari_asymseg._qt import lesion_table as lt
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import camera_of, layer_for
@@ -54,10 +54,7 @@ def reference() -> np.ndarray:
 
 @pytest.fixture
 def dock(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widget = AsymsegDock(viewer)
-    viewer.window.add_dock_widget(widget, name="asymseg")
-    return widget
+    return empty_dock(make_napari_viewer)
 
 
 def opened(dock: AsymsegDock, path, qtbot) -> lt.LesionTable:

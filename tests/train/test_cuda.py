@@ -138,11 +138,9 @@ def test_one_process_nccl_ddp_saves_the_ordinary_model_folder(tmp_path):
 
 @pytest.mark.viewer
 def test_the_dock_trains_on_cuda(make_napari_viewer, tmp_path, qtbot):
-    from napari_asymseg._qt.dock import AsymsegDock
+    from dock_helpers import empty_dock
 
-    viewer = make_napari_viewer()
-    dock = AsymsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="asymseg")
+    dock = empty_dock(make_napari_viewer)
     dock.open_scan(sample_scan(tmp_path / "home"))
     section = dock.train_section
     offered = [section.settings.device.itemText(i) for i in range(section.settings.device.count())]

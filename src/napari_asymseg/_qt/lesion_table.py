@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_asymseg._qt.layers import go_to
 from napari_asymseg.errors import error_message
+from napari_asymseg.evaluate.lesions import totals
 from napari_asymseg.evaluate.scoring import evaluate_scan
 
 MAX_ROWS = 200
@@ -114,20 +115,16 @@ def summary_text(report: dict[str, Any]) -> str:
     mL`` without a reference."""
     lines = []
     for name, entry in report["lesions"].items():
-        predicted = entry["predicted"]
-        ml = sum(x["millilitres"] for x in predicted)
-        total = f"{_lesions(len(predicted), 'predicted')}, {ml:.2f} mL"
+        t = totals(entry)
+        total = f"{_lesions(int(t['predicted']), 'predicted')}, {t['ml']:.2f} mL"
         if "reference" not in entry:
             lines.append(f"{name}: {total}")
             continue
-        reference = entry["reference"]
-        missed_ml = sum(x["millilitres"] for x in reference if not x["detected"])
-        false_ml = sum(x["millilitres"] for x in predicted if x["false"])
-        missed = f" ({entry['missed']} missed, {missed_ml:.2f} mL)" if entry["missed"] else ""
+        missed = f" ({entry['missed']} missed, {t['missed_ml']:.2f} mL)" if entry["missed"] else ""
         dsc = report["classes"].get(name, {}).get("dsc", math.nan)
         lines.append(
-            f"{name}: {entry['detected']}/{len(reference)} reference lesions found{missed}, "
-            f"{entry['false']} false ({false_ml:.2f} mL); {total}; voxel DSC "
+            f"{name}: {entry['detected']}/{len(entry['reference'])} reference lesions "
+            f"found{missed}, {entry['false']} false ({t['false_ml']:.2f} mL); {total}; voxel DSC "
             + (f"{dsc:.2f}" if dsc == dsc else "—")
         )
     return "\n".join(lines)

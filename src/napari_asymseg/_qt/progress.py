@@ -29,7 +29,7 @@ class RunProgress(QProgressBar):
         self.n = 0
         self.note = ""
         self._shown_at = 0.0
-        self._started = 0.0
+        self._started = 0.0  # when start() was called: the pace of time_left()
 
     def start(self, total: int | None, what: str) -> None:
         # an unknown total shows the text only: an indeterminate QProgressBar animates

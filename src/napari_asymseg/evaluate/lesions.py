@@ -109,16 +109,24 @@ def lesion_report(
     return report
 
 
+def totals(entry: dict[str, Any]) -> dict[str, float]:
+    """A class's sums: predicted lesions and their mL, and (with a reference) the mL missed
+    and the mL of false lesions; what the CLI's line and the dock's summary say."""
+    predicted = entry["predicted"]
+    sums = {"predicted": len(predicted), "ml": sum(x["millilitres"] for x in predicted)}
+    if "reference" in entry:
+        sums["missed_ml"] = sum(x["millilitres"] for x in entry["reference"] if not x["detected"])
+        sums["false_ml"] = sum(x["millilitres"] for x in predicted if x.get("false"))
+    return sums
+
+
 def summary_line(name: str, entry: dict[str, Any]) -> str:
     """One line of the CLI for a class: ``lesion: 5 in the reference, 4 detected, ...``."""
-    predicted = entry["predicted"]
-    ml = sum(x["millilitres"] for x in predicted)
+    t = totals(entry)
     if "detected" not in entry:
-        return f"{name}: {len(predicted)} predicted lesion(s), {ml:.2f} mL in all"
-    missed_ml = sum(x["millilitres"] for x in entry["reference"] if not x["detected"])
-    false_ml = sum(x["millilitres"] for x in predicted if x.get("false"))
+        return f"{name}: {t['predicted']} predicted lesion(s), {t['ml']:.2f} mL in all"
     return (
         f"{name}: {len(entry['reference'])} lesion(s) in the reference, {entry['detected']} "
-        f"detected, {entry['missed']} missed ({missed_ml:.2f} mL), {entry['false']} false "
-        f"({false_ml:.2f} mL); {len(predicted)} predicted, {ml:.2f} mL in all"
+        f"detected, {entry['missed']} missed ({t['missed_ml']:.2f} mL), {entry['false']} false "
+        f"({t['false_ml']:.2f} mL); {t['predicted']} predicted, {t['ml']:.2f} mL in all"
     )

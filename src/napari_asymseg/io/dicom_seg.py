@@ -72,17 +72,18 @@ def export_seg(
     if out.exists() and not overwrite:
         raise ScanError(f"{out} already exists: choose another name, or pass --overwrite")
     sources = source_images(scan, out, modality, overwrite=overwrite)
+    model = _model_identity(scan) if what == "prediction" else None  # who made the mask
     seg = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=np.ascontiguousarray(mask, dtype=np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segments(scan.classes, what, scan),
+        segment_descriptions=_segments(scan.classes, model),
         series_instance_uid=generate_uid(),
         series_number=int(sources[0].get("SeriesNumber", 0) or 0) + 100,
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer="napari-asymseg",
-        manufacturer_model_name=_model_identity(scan)[0] if what == "prediction" else "manual",
+        manufacturer_model_name=model[0] if model is not None else "manual",
         software_versions=__version__,
         device_serial_number="none",
         series_description=f"asymseg {what}"[:64],
@@ -142,15 +143,16 @@ def _derived_images(scan: Scan, out: Path, modality: str | None, overwrite: bool
     return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
 
 
-def _segments(classes: Sequence[str], what: str, scan: Scan) -> list[Any]:
+def _segments(classes: Sequence[str], model: tuple[str, str] | None) -> list[Any]:
+    """One description per class: AUTOMATIC by ``model`` (name, version), or MANUAL (None)."""
     import highdicom as hd
 
-    automatic = what == "prediction"
+    automatic = model is not None
     algorithm = None
-    if automatic:
+    if model is not None:
         from pydicom.sr.codedict import codes
 
-        name, version = _model_identity(scan)
+        name, version = model
         algorithm = hd.AlgorithmIdentificationSequence(
             name=name[:64],
             family=codes.cid7162.ArtificialIntelligence,
