@@ -12,6 +12,7 @@ quality estimate's folds train exactly those steps.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ def plan_steps(
     remaining = budget_s - elapsed_s - (VALIDATIONS - 1) * val_s
     steps = done + int(max(0.0, remaining) / max(step_s, 1e-6))
     steps = min(max(steps, MIN_STEPS, done + 1), MAX_FACTOR * base_steps)
-    return steps, max(1, steps // VALIDATIONS)
+    # at most VALIDATIONS in all: the first (done), those at multiples of ``every``, the last
+    return steps, max(1, math.ceil(steps / (VALIDATIONS - 2)))
 
 
 @dataclass
@@ -73,11 +75,8 @@ class Clock:
         saved = run.meta["config"]
         saved["train"] = {**saved["train"], "steps": steps, "val_every": every, "minutes": 0.0}
         end = elapsed + (steps - run.step) * step_s + (VALIDATIONS - 1) * val_s
-        over = (
-            " (more than the budget: fewer would not train a model)"
-            if end > 1.05 * (self.budget_s)
-            else ""
-        )
+        over = " (more than the budget: fewer would not train a model)"
+        over = over if end > 1.05 * self.budget_s else ""
         return Notice(
             f"{minutes:g}-minute budget: {steps} steps at {step_s:.2f} s each, a validation "
             f"every {every} ({val_s:.1f} s each); done in about {end / 60:.1f} min{over}"
