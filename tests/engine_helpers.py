@@ -8,9 +8,8 @@ from napari_asymseg.config import Config
 from napari_asymseg.store.scan import Scan
 
 
-def tiny_scan(path, *, annotate=True, seed=0) -> Scan:
+def tiny_scan(path, *, annotate=True, seed=0, shape=(16, 40, 40)) -> Scan:
     rng = np.random.default_rng(seed)
-    shape = (16, 40, 40)
     gt = np.zeros(shape, np.uint8)
     zz, yy, xx = np.indices(shape)
     for cz, cy, cx in [(4, 12, 12), (11, 26, 28), (8, 28, 10)]:

@@ -409,7 +409,8 @@ TABLE: dict[str, Row] = {
     ),
     "train no foreground": (lambda w: ["train", annotate(w, 1), "--out", "OUT/m"], "no foreground"),
     "train all foreground": (lambda w: ["train", annotate(w, 2), "--out", "OUT/m"], "background"),
-    "train zero steps": (train_with("--steps", "0"), "--steps"),
+    "train negative steps": (train_with("--steps", "-1"), "--steps"),
+    "train steps and minutes": (train_with("--steps", "5", "--minutes", "2"), "give one of them"),
     "train zero batch": (
         train_with("--batch-size", "0"),
         "--batch-size",

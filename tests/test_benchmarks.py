@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import active_learning  # noqa: E402
+import cpu_variants  # noqa: E402
 import dicom_roundtrip  # noqa: E402
 import false_alarm_ranking  # noqa: E402
 import quality  # noqa: E402
@@ -298,3 +299,17 @@ def test_dicom_roundtrip_on_the_synthetic_scan(tmp_path):
     assert case["import_s"]["dcm2niix"] > 0 and case["slices"] == case["shape"][0]
     assert case["seg"]["reference"]["dciodvfy_errors"] == []
     assert case["seg"]["reference"]["read_back_equal"]
+
+
+def test_cpu_variants_time_a_step_and_restrict_the_isa(tmp_path):
+    """Each variant in its own process; the avx2 rows really run with AVX2 kernels only."""
+    out = tmp_path / "cv.json"
+    args = ["--isa", "native", "avx2", "--variants", "eager", "threads1"]
+    cpu_variants.main([*args, "--steps", "1", "--warmup", "1", "--out", str(out)])
+    results = json.loads(out.read_text())["results"]
+    for isa in ("native", "avx2"):
+        rows = {r["variant"]: r for r in results[isa]}
+        assert set(rows) == {"eager", "threads1"} and all("error" not in r for r in rows.values())
+        assert all(r["s_per_step"] > 0 for r in rows.values())
+        assert rows["threads1"]["threads"] == 1 and rows["eager"]["patch"] == [40, 40, 40]
+    assert {r["cpu_capability"] for r in results["avx2"]} == {"AVX2"}

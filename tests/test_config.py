@@ -88,7 +88,7 @@ def test_check_config_says_what_the_rule_wants():
 def test_widget_ranges_come_from_the_rules():
     # the dock's spin boxes stop where the rule says, or at its widget_high where it has no end
     assert rule("train", "batch_size").widget_range() == (1, 64)
-    assert rule("train", "steps").widget_range() == (1, 1_000_000)
+    assert rule("train", "steps").widget_range() == (0, 1_000_000)  # 0: planned
     assert rule("regularizers", "label_smoothing").widget_range() == (0, 0.5)
     assert rule("data", "p_fg").widget_range() == (0, 1)
     assert rule("regularizers", "sam").choices == ("off", "sam", "sam_a")

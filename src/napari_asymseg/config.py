@@ -33,6 +33,9 @@ class DataConfig:
     patch_size: tuple[int, int, int] | None = opt(
         None, "patch (Z Y X) in voxels; default: planned from the spacing (about 64 mm)"
     )
+    patch_voxels: int = opt(
+        0, "most voxels in a planned patch (0: planned for the device, docs/training.md)"
+    )
     p_fg: float = opt(0.33, "share of patches centred on annotated foreground (0.8 hurts)")
     normalisation: str = opt("zscore", "zscore (over the scan) or window (CT, see --window)")
     window: tuple[float, float] = opt((-160.0, 240.0), "CT window LOW HIGH in HU")
@@ -95,16 +98,20 @@ class RegularizerConfig:
 class TrainConfig:
     """The optimisation run."""
 
-    steps: int = opt(360, "optimizer steps in total (one batch each; ~1.5 min on 2 CPU cores)")
+    steps: int = opt(
+        0,
+        "optimizer steps in total (one batch each); 0: planned for this device from `minutes` "
+        "(360 to 1080; 500-700 in the default 2 minutes on 2 CPU cores, 1080 on a GPU)",
+    )
     val_every: int = opt(20, "validate every this many steps (one point on each curve)")
     batch_size: int = opt(2, "patches per step (small batches help under imbalance)")
     lr: float = opt(3e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
     weight_decay: float = opt(1e-5, "AdamW weight decay")
     patience: int = opt(0, "stop after this many validations without improvement (0: never)")
     minutes: float = opt(
-        0.0,
-        "time budget: the run times its steps up to its first validation, then sets its steps "
-        "and validations to end within this many minutes (0: exactly `steps`)",
+        2.0,
+        "time budget of a planned run (steps 0): it times its first steps, then trains as many "
+        "more as end within these minutes on this device (never fewer than 360)",
     )
     seed: int = opt(0, "random seed (patches, initial weights, validation split)")
     device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
@@ -290,6 +297,12 @@ _RULES: dict[tuple[str, str], Rule] = {
         items=(3, 3),
         optional=True,
     ),
+    ("data", "patch_voxels"): Rule(
+        "a whole number of voxels >= 512, or 0 to plan it for the device",
+        "whole",
+        0,
+        check=lambda v: v == 0 or v >= 512,
+    ),
     ("data", "p_fg"): Rule("a share between 0 and 1", low=0, high=1),
     ("data", "normalisation"): Rule("zscore or window", "choice", choices=("zscore", "window")),
     ("data", "window"): Rule("LOW HIGH with LOW < HIGH", items=(2, 2), check=lambda v: v[0] < v[1]),
@@ -316,13 +329,17 @@ _RULES: dict[tuple[str, str], Rule] = {
     ),
     ("regularizers", "sam"): Rule("off, sam or sam_a", "choice", choices=("off", "sam", "sam_a")),
     ("regularizers", "sam_rho"): Rule("a number > 0", low=0, open_low=True),
-    ("train", "steps"): _whole(1, widget_high=1_000_000),
+    ("train", "steps"): Rule(
+        "a whole number >= 0 (0: planned from the minutes)", "whole", 0, widget_high=1_000_000
+    ),
     ("train", "val_every"): _whole(1),
     ("train", "batch_size"): _whole(1, widget_high=64),
     ("train", "lr"): Rule("a number > 0, e.g. 0.003", low=0, high=10, open_low=True),
     ("train", "weight_decay"): Rule("a number >= 0", low=0),
     ("train", "patience"): Rule("a whole number >= 0 (0: never stop early)", "whole", 0),
-    ("train", "minutes"): Rule("a number of minutes >= 0 (0: no budget)", low=0, high=10_000),
+    ("train", "minutes"): Rule(
+        "a number of minutes >= 0 (0: the 360 steps of a planned run)", low=0, high=10_000
+    ),
     ("train", "seed"): _whole(0),
     ("train", "device"): Rule("auto, cpu, cuda, cuda:N or mps", "text", check=_device),
     ("train", "amp"): Rule(
@@ -349,7 +366,7 @@ def check_config(config: Config, name: Callable[[str, str], str] = "{}.{}".forma
     Raises
     ------
     ValueError
-        ``train.steps must be a whole number >= 1, got 0``.
+        ``train.batch_size must be a whole number >= 1, got 0``.
     """
     for (section, field_name), want in _RULES.items():
         value = getattr(getattr(config, section), field_name)

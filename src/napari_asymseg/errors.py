@@ -10,6 +10,7 @@ CLI prints it as ``asymseg: error: …`` and the dock as a notification, never a
 from __future__ import annotations
 
 import errno
+from argparse import ArgumentTypeError
 
 
 class ClearError(Exception):
@@ -58,7 +59,7 @@ def error_message(exc: BaseException) -> str:
     """The one line a user sees for ``exc`` (the dock's notifications use it)."""
     if isinstance(exc, OSError):
         return os_error_message(exc)
-    if isinstance(exc, ClearError | ValueError):  # ScanError, TrainingError, config checks
+    if isinstance(exc, ClearError | ValueError | ArgumentTypeError):  # ours, config checks
         return str(exc)
     return f"{type(exc).__name__}: {exc}"  # unexpected: still one line, never a frozen dock
 

@@ -166,9 +166,19 @@ def test_a_time_budget_and_the_time_left(dock, monkeypatch):
     """Settings: minutes instead of steps; the bar re-totals when the run is planned and says
     the time left from the pace so far."""
     section = dock.train_section
-    assert section.settings.minutes.value() == 0  # the default: exactly the steps
-    section.settings.minutes.setValue(2.5)
-    assert section.config().train.minutes == 2.5
+    settings = section.settings
+    # the default: a planned run within 2 minutes, and the Train button says so
+    assert (settings.steps.value(), settings.minutes.value()) == (0, 2.0)
+    assert settings.steps.text() == "planned" and settings.minutes.isEnabled()
+    assert section.train_button.text() == "Train (about 2 min)"
+    settings.minutes.setValue(2.5)
+    assert section.config().train.minutes == 2.5 and section.config().train.steps == 0
+    assert section.train_button.text() == "Train (about 2.5 min)"
+    settings.steps.setValue(50)  # exactly 50 steps: the minutes do not apply
+    assert section.train_button.text() == "Train (50 steps)" and not settings.minutes.isEnabled()
+    assert section.config().train.steps == 50
+    settings.steps.setValue(0)
+    assert settings.minutes.isEnabled()
     bar = section.pbar
     monkeypatch.setattr("napari_asymseg._qt.progress.time.perf_counter", lambda: 100.0)
     bar.start(360, "training")

@@ -1,54 +1,99 @@
-"""Training sized by time (train.minutes): the run times its first steps and validation, then
-plans its steps; the same rule on every device."""
+"""A planned run (train.steps 0, the default): it times its first steps and validation, then
+plans its steps within train.minutes, never below the floor; the same rule on every device."""
 
 from __future__ import annotations
 
 import pytest
 
 from engine_helpers import tiny_config, tiny_scan
+from napari_asymseg.config import Config
 from napari_asymseg.model.load import load_checkpoint
-from napari_asymseg.train.budget import MAX_FACTOR, MIN_STEPS, VALIDATIONS, plan_steps
-from napari_asymseg.train.estimate import _as_planned
-from napari_asymseg.train.events import EpochEnd, Finished, Notice, StepEnd
+from napari_asymseg.train import budget
+from napari_asymseg.train.budget import FLOOR_STEPS, MAX_FACTOR, VALIDATIONS, plan_steps
+from napari_asymseg.train.estimate import as_planned
+from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
+from napari_asymseg.train.state import prepare
+
+
+def test_the_default_run_is_planned_within_a_budget():
+    train = Config().train
+    assert train.steps == 0 and train.minutes == 2.0
 
 
 @pytest.mark.parametrize(
-    ("budget_s", "elapsed_s", "step_s", "val_s", "done", "base", "steps"),
+    ("budget_s", "elapsed_s", "step_s", "val_s", "done", "steps"),
     [
-        # a 2-core CPU: 0.25 s a step, 1 s a validation: 90 s buy about 290 steps
-        (90, 6, 0.25, 1.0, 20, 360, 20 + int((90 - 6 - 17) / 0.25)),
-        # a GPU 250 times faster: capped at MAX_FACTOR times the configured steps
-        (90, 1, 0.001, 0.1, 20, 360, MAX_FACTOR * 360),
-        # a budget spent before the first validation: still a model worth the name
-        (10, 30, 0.25, 1.0, 20, 360, MIN_STEPS),
+        # 2 CPU cores: 0.25 s a step, 1 s a validation: 90 s buy about 290 steps, the floor more
+        (90, 6, 0.25, 1.0, 20, FLOOR_STEPS),
+        # twice the budget on the same CPU: the steps it buys
+        (180, 6, 0.25, 1.0, 20, 20 + int((180 - 6 - 17) / 0.25)),
+        # twice as fast: the steps the budget buys, under the cap
+        (120, 2, 0.12, 0.5, 20, 20 + int((120 - 2 - 8.5) / 0.12)),
+        # a GPU 25 times faster: the cap, and the run ends before the budget
+        (90, 1, 0.01, 0.1, 20, MAX_FACTOR * FLOOR_STEPS),
+        # a budget spent before the first validation (a slow CPU): still the floor
+        (10, 30, 0.25, 1.0, 20, FLOOR_STEPS),
     ],
 )
-def test_plan_steps(budget_s, elapsed_s, step_s, val_s, done, base, steps):
-    planned, every = plan_steps(budget_s, elapsed_s, step_s, val_s, done, base)
+def test_plan_steps(budget_s, elapsed_s, step_s, val_s, done, steps):
+    planned, every = plan_steps(budget_s, elapsed_s, step_s, val_s, done)
     assert planned == steps and steps // every + 2 <= VALIDATIONS  # the first and last too
 
 
-def test_a_run_with_minutes_plans_its_steps_at_the_first_validation(tmp_path):
+def test_a_planned_run_plans_its_steps_at_the_first_validation(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "FLOOR_STEPS", 30)  # a tiny floor keeps the test short
     scan = tiny_scan(tmp_path / "s.zarr")
-    cfg = tiny_config(steps=30, val_every=5)
-    cfg.train.minutes = 0.05  # 3 s: less than 100 steps take here, so the floor decides
+    cfg = tiny_config(steps=0, val_every=5)
+    cfg.train.minutes = 0.05  # 3 s: fewer than 30 steps take here? the floor decides if so
     events = list(fit(scan, cfg, tmp_path / "m"))
+    started = events[0]
+    assert isinstance(started, Started) and started.steps == 30  # the floor until the plan
     first_val = next(i for i, e in enumerate(events) if isinstance(e, EpochEnd))
     note = events[first_val + 1]
     assert isinstance(note, Notice) and note.message.startswith("0.05-minute budget: ")
     done = events[-1]
-    assert isinstance(done, Finished) and done.steps_done >= MIN_STEPS
+    assert isinstance(done, Finished) and done.steps_done >= 30
     steps = [e for e in events if isinstance(e, StepEnd)]
     assert steps[0].steps == 30 and steps[-1].steps == done.steps_done  # the new total shown
     saved = load_checkpoint(tmp_path / "m")["config"]["train"]
-    assert saved["minutes"] == 0 and saved["steps"] == done.steps_done  # a resume keeps it
-    assert cfg.train.minutes == 0.05 and cfg.train.steps == 30  # the caller's config as given
-    vals = [e for e in events if isinstance(e, EpochEnd)]
-    assert len(vals) <= VALIDATIONS
+    assert saved["steps"] == done.steps_done  # a resume trains these, no new plan
+    assert cfg.train.minutes == 0.05 and cfg.train.steps == 0  # the caller's config as given
+    assert len([e for e in events if isinstance(e, EpochEnd)]) <= VALIDATIONS
     # the quality estimate's folds train the planned steps, not a budget each
-    folds = _as_planned(cfg, tmp_path / "m")
-    assert folds is not None and (folds.train.steps, folds.train.minutes) == (done.steps_done, 0)
+    folds = as_planned(cfg, tmp_path / "m")
+    assert folds is not None and folds.train.steps == done.steps_done
+    # a resume trains the planned steps: no new plan
+    resumed = prepare(scan, cfg, tmp_path / "m", init=None, resume=True, world=None)
+    assert resumed.cfg.train.steps == done.steps_done and resumed.step == done.steps_done
+
+
+def test_a_budget_buys_more_steps_than_the_floor_on_a_fast_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "FLOOR_STEPS", 10)
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=0, val_every=5)
+    cfg.train.minutes = 0.2  # 12 s; a tiny step takes 0.02-0.3 s here
+    done = [e for e in fit(scan, cfg, tmp_path / "m") if isinstance(e, Finished)][0]
+    assert done.steps_done > 10
+
+
+def test_given_steps_are_trained_exactly_whatever_the_minutes(tmp_path):
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=12, val_every=5)
+    cfg.train.minutes = 5.0
+    events = list(fit(scan, cfg, tmp_path / "m"))
+    assert not any(isinstance(e, Notice) and "budget" in e.message for e in events)
+    assert events[-1].steps_done == 12
+
+
+def test_a_planned_run_without_minutes_trains_the_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "FLOOR_STEPS", 8)
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=0, val_every=5)
+    cfg.train.minutes = 0.0
+    events = list(fit(scan, cfg, tmp_path / "m"))
+    assert events[-1].steps_done == 8
+    assert load_checkpoint(tmp_path / "m")["config"]["train"]["steps"] == 8
 
 
 def test_the_command_line_takes_minutes():
@@ -56,3 +101,15 @@ def test_the_command_line_takes_minutes():
 
     args = build_parser("train").parse_args(["train", "s.zarr", "--minutes", "2.5"])
     assert getattr(args, "train.minutes") == 2.5
+
+
+def test_the_command_line_refuses_steps_and_minutes_together(tmp_path, capsys):
+    from napari_asymseg.cli.main import main
+
+    scan = tiny_scan(tmp_path / "s.zarr")
+    assert main(["train", str(scan.path), "--steps", "5", "--minutes", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "asymseg: error: --steps trains exactly that many steps and --minutes plans them: "
+        "give one of them"
+    )

@@ -24,6 +24,7 @@ from napari_asymseg.model.checkpoint import BEST, CHECKPOINT
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.samples.sample_data import sample_scan
 from napari_asymseg.store.scan import Scan
+from napari_asymseg.train.budget import FLOOR_STEPS, MAX_FACTOR
 from napari_asymseg.train.device import autocast_dtype
 from napari_asymseg.train.distributed import BACKEND_ENV
 from napari_asymseg.train.events import Finished, Notice, StepEnd
@@ -62,12 +63,27 @@ def test_amp_training_on_the_sample_reaches_the_cpu_run(tmp_path):
     path = sample_scan(tmp_path / "home")
     runs = {}
     for device, amp in (("cuda", "auto"), ("cpu", "off")):
-        cfg = Config()  # the product's defaults (loss, network, patch) but the device
+        cfg = Config()  # the product's defaults (loss, network) but the device
         cfg.train.device, cfg.train.amp, cfg.train.seed = device, amp, 0
+        cfg.train.steps, cfg.data.patch_voxels = FLOOR_STEPS, 2**16  # the same run on both
         runs[device] = _finished(fit(Scan.open(path), cfg, tmp_path / device))
     gpu, cpu = runs["cuda"], runs["cpu"]
     assert autocast_dtype(torch.device("cuda"), "auto") in (torch.bfloat16, torch.float16)
     assert np.isfinite(gpu.best_dsc) and gpu.best_dsc >= cpu.best_dsc - 0.05, (gpu, cpu)
+
+
+def test_the_default_run_on_a_gpu_plans_more_steps_and_the_same_patch(tmp_path):
+    """The planned run (steps 0) in a 30-second budget: a GPU trains more than the floor's
+    360 steps, at most MAX_FACTOR times them, on the CPU's patch (a larger one trained worse
+    models, docs/training.md)."""
+    scan = tiny_scan(tmp_path / "s.zarr", shape=(80, 80, 80))
+    cfg = tiny_config(steps=0, val_every=20)
+    cfg.data.patch_size, cfg.model.filters = None, Config().model.filters
+    cfg.train.device, cfg.train.minutes = "cuda", 0.5
+    done = _finished(fit(scan, cfg, tmp_path / "m"))
+    saved = load_checkpoint(tmp_path / "m")["config"]
+    assert FLOOR_STEPS < done.steps_done <= MAX_FACTOR * FLOOR_STEPS
+    assert saved["train"]["steps"] == done.steps_done and saved["data"]["patch_voxels"] == 2**16
 
 
 def test_a_cuda_trained_model_predicts_on_the_cpu_as_on_the_gpu(tmp_path):

@@ -23,7 +23,10 @@ def warm_up_torch() -> None:
 
 
 def validate_within(cfg: Config) -> None:
-    """Validate at least once in a short run (``val_every`` no more than ``steps``)."""
+    """Validate at least once in a short run (``val_every`` no more than ``steps``; a planned
+    run, ``steps`` 0, sets its own)."""
+    if cfg.train.steps == 0:
+        return
     lowest = int(rule("train", "val_every").low)
     cfg.train.val_every = max(lowest, min(cfg.train.val_every, cfg.train.steps))
 

@@ -34,7 +34,14 @@ from napari_asymseg._qt.train_settings import TrainSettings
 from napari_asymseg.config import Config
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
-from napari_asymseg.train.estimate import FoldDone, QualityEstimate, estimate_quality, folds_of
+from napari_asymseg.train.budget import FLOOR_STEPS
+from napari_asymseg.train.estimate import (
+    FoldDone,
+    QualityEstimate,
+    as_planned,
+    estimate_quality,
+    folds_of,
+)
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
 from napari_asymseg.train.verdict import training_verdict
@@ -122,7 +129,17 @@ class TrainSection(QWidget):
         self.predict_button.clicked.connect(self.predict)
         for b in (self.train_button, self.cancel_button, self.predict_button):
             buttons.addWidget(b)
+        self.train_button.setToolTip(
+            "train with the settings: by default as many steps as this computer trains in the "
+            "minutes shown (at least 360; a slower computer takes longer and says so)"
+        )
+        self.settings.steps.valueChanged.connect(self._name_train_button)
+        self.settings.minutes.valueChanged.connect(self._name_train_button)
+        self._name_train_button()
         return buttons
+
+    def _name_train_button(self, *_: object) -> None:
+        self.train_button.setText(f"Train ({self.settings.run_size()})")
 
     def config(self) -> Config:
         """The run's configuration from the settings (a clear error for a bad patch)."""
@@ -178,7 +195,7 @@ class TrainSection(QWidget):
         self.pending_estimate = (cfg, init, out) if cfg.train.estimate else None
         # a new run scores the current model on its own held-out slices first (the verdict)
         gen = fit(scan, cfg, out, init=init, compare=before if init is None else None)
-        self._run(gen, total=cfg.train.steps, desc="training")
+        self._run(gen, total=cfg.train.steps or FLOOR_STEPS, desc="training")
 
     def estimate(self) -> None:
         """Estimate the new model's quality on unpainted slices (cross-validation)."""
@@ -189,7 +206,9 @@ class TrainSection(QWidget):
         folds = len(folds_of(scan.read_annotations()))
         self.quality.setText("estimating the quality on unpainted slices…")
         gen = estimate_quality(scan, cfg, init=init, model_dir=out)
-        self._run(gen, total=folds * cfg.train.steps or None, desc="estimating quality")
+        planned = as_planned(cfg, out)  # a planned run's folds train its steps
+        steps = planned.train.steps if planned is not None else 0
+        self._run(gen, total=folds * steps or None, desc="estimating quality")
 
     def predict(self) -> None:
         scan, model = self.dock.scan, self.dock.current_model()

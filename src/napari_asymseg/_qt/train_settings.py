@@ -22,6 +22,7 @@ from napari_asymseg._qt.forms import LossParams, choice_box, real_box, schema_de
 from napari_asymseg.config import Config, LossConfig, asym_combined, rule
 from napari_asymseg.errors import ScanError
 from napari_asymseg.model.losses import LOSSES
+from napari_asymseg.train.budget import FLOOR_STEPS
 
 
 class TrainSettings(QWidget):
@@ -56,6 +57,11 @@ class TrainSettings(QWidget):
         self.preset.setToolTip("asym_focal with margin 1 and gamma 2, adversarial and mixup")
         self.preset.clicked.connect(self.apply_preset)
         self.steps = whole_box("train", "steps")
+        self.steps.setSpecialValueText("planned")  # 0: planned from the minutes
+        self.steps.setToolTip(
+            "optimizer steps; planned (0): at least 360, and as many more as this computer "
+            "trains within the minutes below"
+        )
         self.patch = QLineEdit("")
         self.patch.setPlaceholderText("auto")
         self.patch.setToolTip(
@@ -63,9 +69,10 @@ class TrainSettings(QWidget):
         )
         self.minutes = real_box("train", "minutes", step=0.5)
         self.minutes.setToolTip(
-            "a time budget: the run times its first steps, then sets its steps to end within "
-            "these minutes on this computer (more steps on a GPU); 0: exactly the steps above"
+            "the time budget of a planned run: it times its first steps, then trains as many "
+            "as end within these minutes on this computer (more on a GPU; never fewer than 360)"
         )
+        self.steps.valueChanged.connect(lambda n: self.minutes.setEnabled(n == 0))
         self.batch = whole_box("train", "batch_size")
         self.seed = whole_box("train", "seed")
         self.seed.setToolTip(
@@ -102,6 +109,13 @@ class TrainSettings(QWidget):
             form.addRow(label, widget)
         form.addRow(self.estimate_box)
         return form
+
+    def run_size(self) -> str:
+        """What the Train button says of the run: its budget, or its steps."""
+        steps, minutes = self.steps.value(), self.minutes.value()
+        if steps:
+            return f"{steps} steps"
+        return f"about {minutes:g} min" if minutes else f"{FLOOR_STEPS} steps"
 
     def apply_preset(self) -> None:
         cfg = asym_combined()

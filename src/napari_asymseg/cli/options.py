@@ -68,7 +68,12 @@ def _show(value: Any) -> str:
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
     """Apply the options the user gave on top of ``base`` (defaults otherwise)."""
     cfg = base or Config()
-    for key, value in vars(args).items():
+    given = vars(args)
+    if given.get("train.steps") and "train.minutes" in given:
+        raise argparse.ArgumentTypeError(
+            "--steps trains exactly that many steps and --minutes plans them: give one of them"
+        )
+    for key, value in given.items():
         if "." not in key:
             continue
         section, name = key.split(".", 1)

@@ -164,6 +164,15 @@ class Group:
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
+    def most(self, value: float) -> float:
+        """The largest ``value`` over the ranks."""
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
     def agree(self, model: torch.nn.Module, value: float) -> float:
         """Rank 0's ``value`` on every rank, after checking that all ranks hold the same
         weights (DDP keeps them identical; a difference is a bug, not a tolerance).

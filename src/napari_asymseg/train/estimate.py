@@ -110,7 +110,7 @@ def estimate_quality(
     also writes to ``model_dir/quality.json`` when given. A time-budgeted config trains the
     steps ``model_dir``'s run planned.
     """
-    estimate = yield from _cross_validate(scan, _as_planned(config, model_dir), init)
+    estimate = yield from _cross_validate(scan, as_planned(config, model_dir), init)
     if model_dir is not None and Path(model_dir).is_dir():
         values = dataclasses.asdict(estimate)
         write_json(Path(model_dir) / QUALITY, {k: _plain(v) for k, v in values.items()})
@@ -202,15 +202,20 @@ def train_and_estimate(
     return (yield from estimate_quality(scan, config, init=init, model_dir=done.model_dir))
 
 
-def _as_planned(config: Config | None, model_dir: str | os.PathLike | None) -> Config | None:
-    """A time-budgeted config (``train.minutes``) as its run planned it: the folds train the
-    model's steps, not a budget each."""
-    if config is None or config.train.minutes <= 0 or model_dir is None:
+def as_planned(config: Config | None, model_dir: str | os.PathLike | None) -> Config | None:
+    """``config`` as the model's run planned it: the folds train its steps (``train.steps`` 0:
+    not a budget each) and its patch (``data.patch_voxels`` 0: not a probe each)."""
+    if config is None or model_dir is None:
+        return config
+    if config.train.steps and (config.data.patch_voxels or config.data.patch_size):
         return config
     from napari_asymseg.model.load import load_checkpoint
 
     config = copy.deepcopy(config)
-    planned = load_checkpoint(model_dir)["config"]["train"]
-    config.train.steps, config.train.val_every = planned["steps"], planned["val_every"]
-    config.train.minutes = 0.0
+    planned = load_checkpoint(model_dir)["config"]
+    if not config.train.steps:
+        config.train.steps = planned["train"]["steps"]
+        config.train.val_every = planned["train"]["val_every"]
+    if not config.data.patch_voxels:
+        config.data.patch_voxels = int(planned["data"].get("patch_voxels", 0))
     return config

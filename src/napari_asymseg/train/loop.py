@@ -30,7 +30,7 @@ from napari_asymseg.model.networks import count_parameters
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import distributed, runs
 from napari_asymseg.train.budget import Clock
-from napari_asymseg.train.device import autocast_dtype, release, select_device
+from napari_asymseg.train.device import autocast_dtype, memory_format, release, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.state import Run, checkpoint_state, prepare
 from napari_asymseg.train.step import _fall_back, _lr_at
@@ -112,6 +112,7 @@ def _fit(
         scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations
     )
     _repair_best(run)
+    clock = Clock.for_run(run)  # a planned run (steps 0) aims at the floor until its plan
     yield _started(run)
     stopped_early, status = False, runs.FAILED
     try:
@@ -120,7 +121,7 @@ def _fit(
             if start is not None:
                 yield start
             status = runs.CANCELLED  # until the loop ends: a closed generator stops in it
-            stopped_early = yield from _steps(run)
+            stopped_early = yield from _steps(run, clock)
             status = runs.FINISHED
     except torch.cuda.OutOfMemoryError:
         raise TrainingError(
@@ -149,12 +150,11 @@ def _fit(
     return done
 
 
-def _steps(run: Run) -> Generator[Event, None, bool]:
+def _steps(run: Run, clock: Clock | None) -> Generator[Event, None, bool]:
     """The steps and validations until the steps run out (True: the patience ran out first).
 
-    With ``train.minutes`` the steps are planned after the first validation (:mod:`budget`).
+    With a ``clock`` the steps are planned after the first validation (:mod:`budget`).
     """
-    clock = Clock.for_run(run)
     while run.step < run.cfg.train.steps:
         event = train_step(run)
         yield event
@@ -273,7 +273,8 @@ def train_step(run: Run) -> StepEnd | Notice:
         group["lr"] = lr
     x, y = run.sampler.sample(cfg.train.batch_size)
     try:
-        loss, logits = run.step_fn(x.to(run.device), y.to(run.device))
+        layout = memory_format(run.device, run.amp_dtype)
+        loss, logits = run.step_fn(x.to(run.device, memory_format=layout), y.to(run.device))
     except torch.cuda.OutOfMemoryError:
         if run.world is not None:  # the ranks must stay in step: stop (TrainingError)
             raise

@@ -25,7 +25,8 @@ from napari_asymseg.store.atomic import make_folder
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import distributed
 from napari_asymseg.train.data import PatchSampler, ScanData
-from napari_asymseg.train.device import autocast_dtype, select_device
+from napari_asymseg.train.device import autocast_dtype, memory_format, select_device
+from napari_asymseg.train.plan import CANDIDATES, plan_voxels
 from napari_asymseg.train.step import _make_step
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[float, torch.Tensor]]
@@ -99,8 +100,19 @@ def prepare(
     data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed, annotations=annotations)
     start = load_checkpoint(init) if init else None
     out = make_folder(model_dir)  # only once the inputs are known to be good
+    if resume:  # the steps and the patch the run planned, not a new plan
+        _restore_plan(cfg, out / CHECKPOINT)
+    if start is None and not cfg.data.patch_voxels and cfg.data.patch_size is None:
+        # planned for this device; the run's config (and checkpoints) say what was chosen
+        amp = autocast_dtype(device, cfg.train.amp) is not None
+        voxels = plan_voxels(cfg, data.spacing, data.image.shape, device, amp)
+        # under torchrun every rank must train the same patch: the smallest of the ranks'
+        cfg.data.patch_voxels = _smallest(world, voxels) if world is not None else voxels
     model, plan = network_for(start, cfg, data, device)
     model.to(device)
+    layout = memory_format(device, autocast_dtype(device, cfg.train.amp))
+    if layout != torch.contiguous_format:  # Module.to's memory_format is untyped in torch
+        model.to(memory_format=layout)  # type: ignore[call-overload]
     optimizer = _optimizer(model, cfg)
     resumed = _resumed(out / CHECKPOINT, data, model, optimizer) if resume else {}
     # under torchrun: every rank holds the same state here (same seed, init or checkpoint);
@@ -134,13 +146,12 @@ def network_for(
 ) -> tuple[torch.nn.Module, NetworkPlan]:
     """The network of the starting checkpoint (``cfg.model`` becomes its), else a new one."""
     if start is None:
-        max_voxels = 64**3 if device.type == "cuda" else 2**16
         plan = plan_network(
             data.spacing,
             data.image.shape,
             len(cfg.model.filters),
             cfg.data.patch_size,
-            max_voxels=max_voxels,
+            max_voxels=cfg.data.patch_voxels or CANDIDATES[-1],
         )
         return build_model(cfg.model, plan, out_channels=data.num_classes), plan
     model, base_cfg, plan = model_from_checkpoint(start)  # fine-tuning keeps its architecture
@@ -151,6 +162,23 @@ def network_for(
         )
     cfg.model = base_cfg.model
     return model, plan
+
+
+def _smallest(world: distributed.Group, voxels: int) -> int:
+    """The smallest of the ranks' planned ``voxels`` (the candidate furthest down the list)."""
+    return CANDIDATES[round(world.most(CANDIDATES.index(voxels)))]
+
+
+def _restore_plan(cfg: Config, checkpoint: Path) -> None:
+    """What a resumed run planned (its steps, its patch voxels), from its checkpoint, where
+    ``cfg`` leaves them to a plan."""
+    if not checkpoint.is_file():
+        return
+    saved = load_checkpoint(checkpoint)["config"]
+    if not cfg.data.patch_voxels:
+        cfg.data.patch_voxels = int(saved.get("data", {}).get("patch_voxels", 0))
+    if not cfg.train.steps and saved["train"].get("steps"):  # 0 there: killed before its plan
+        cfg.train.steps, cfg.train.val_every = saved["train"]["steps"], saved["train"]["val_every"]
 
 
 def _optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
