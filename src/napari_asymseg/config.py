@@ -298,10 +298,7 @@ _RULES: dict[tuple[str, str], Rule] = {
         optional=True,
     ),
     ("data", "patch_voxels"): Rule(
-        "a whole number of voxels >= 512, or 0 to plan it for the device",
-        "whole",
-        0,
-        check=lambda v: v == 0 or v >= 512,
+        "0 (planned) or a whole number >= 512", "whole", 0, check=lambda v: v == 0 or v >= 512
     ),
     ("data", "p_fg"): Rule("a share between 0 and 1", low=0, high=1),
     ("data", "normalisation"): Rule("zscore or window", "choice", choices=("zscore", "window")),

@@ -56,23 +56,12 @@ class TrainSettings(QWidget):
         self.preset = QPushButton("Li et al. asymmetric combination")
         self.preset.setToolTip("asym_focal with margin 1 and gamma 2, adversarial and mixup")
         self.preset.clicked.connect(self.apply_preset)
-        self.steps = whole_box("train", "steps")
-        self.steps.setSpecialValueText("planned")  # 0: planned from the minutes
-        self.steps.setToolTip(
-            "optimizer steps; planned (0): at least 360, and as many more as this computer "
-            "trains within the minutes below"
-        )
+        self._run_size()
         self.patch = QLineEdit("")
         self.patch.setPlaceholderText("auto")
         self.patch.setToolTip(
             "patch size Z Y X in voxels, e.g. 16 64 64; empty: planned from the spacing (auto)"
         )
-        self.minutes = real_box("train", "minutes", step=0.5)
-        self.minutes.setToolTip(
-            "the time budget of a planned run: it times its first steps, then trains as many "
-            "as end within these minutes on this computer (more on a GPU; never fewer than 360)"
-        )
-        self.steps.valueChanged.connect(lambda n: self.minutes.setEnabled(n == 0))
         self.batch = whole_box("train", "batch_size")
         self.seed = whole_box("train", "seed")
         self.seed.setToolTip(
@@ -109,6 +98,21 @@ class TrainSettings(QWidget):
             form.addRow(label, widget)
         form.addRow(self.estimate_box)
         return form
+
+    def _run_size(self) -> None:
+        """The steps box ("planned" at 0) and the minutes box, enabled for a planned run."""
+        self.steps = whole_box("train", "steps")
+        self.steps.setSpecialValueText("planned")  # 0: planned from the minutes
+        self.steps.setToolTip(
+            "optimizer steps; planned (0): at least 360, and as many more as this computer "
+            "trains within the minutes below"
+        )
+        self.minutes = real_box("train", "minutes", step=0.5)
+        self.minutes.setToolTip(
+            "the time budget of a planned run: it times its first steps, then trains as many "
+            "as end within these minutes on this computer (360 to 1080 steps)"
+        )
+        self.steps.valueChanged.connect(lambda n: self.minutes.setEnabled(n == 0))
 
     def run_size(self) -> str:
         """What the Train button says of the run: its budget, or its steps."""
