@@ -30,7 +30,7 @@ from napari_asymseg.model.networks import count_parameters
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import distributed, runs
 from napari_asymseg.train.budget import Clock
-from napari_asymseg.train.device import autocast_dtype, memory_format, release, select_device
+from napari_asymseg.train.device import autocast_dtype, release, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.state import Run, checkpoint_state, prepare
 from napari_asymseg.train.step import _fall_back, _lr_at
@@ -273,8 +273,8 @@ def train_step(run: Run) -> StepEnd | Notice:
         group["lr"] = lr
     x, y = run.sampler.sample(cfg.train.batch_size)
     try:
-        layout = memory_format(run.device, run.amp_dtype)
-        loss, logits = run.step_fn(x.to(run.device, memory_format=layout), y.to(run.device))
+        x = x.to(run.device, memory_format=run.layout)
+        loss, logits = run.step_fn(x, y.to(run.device))
     except torch.cuda.OutOfMemoryError:
         if run.world is not None:  # the ranks must stay in step: stop (TrainingError)
             raise

@@ -59,12 +59,15 @@ class Run:
     train_margins: list[np.ndarray] = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
     step_fn: StepFn = field(init=False)
+    layout: torch.memory_format = field(init=False)  # of the patches (train/device.py)
 
     def __post_init__(self) -> None:
         self.new_step()
 
     def new_step(self) -> None:
-        """The optimisation step for the current device, precision and batch."""
+        """The optimisation step (and the patches' layout) for the current device, precision
+        and batch."""
+        self.layout = memory_format(self.device, self.amp_dtype)
         self.step_fn = _make_step(
             self.net,
             self.optimizer,
@@ -100,17 +103,18 @@ def prepare(
     data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed, annotations=annotations)
     start = load_checkpoint(init) if init else None
     out = make_folder(model_dir)  # only once the inputs are known to be good
+    amp_dtype = autocast_dtype(device, cfg.train.amp)
     if resume:  # the steps and the patch the run planned, not a new plan
         _restore_plan(cfg, out / CHECKPOINT)
     if start is None and not cfg.data.patch_voxels and cfg.data.patch_size is None:
         # planned for this device; the run's config (and checkpoints) say what was chosen
-        amp = autocast_dtype(device, cfg.train.amp) is not None
+        amp = amp_dtype is not None
         voxels = plan_voxels(cfg, data.spacing, data.image.shape, device, amp)
         # under torchrun every rank must train the same patch: the smallest of the ranks'
         cfg.data.patch_voxels = _smallest(world, voxels) if world is not None else voxels
     model, plan = network_for(start, cfg, data, device)
     model.to(device)
-    layout = memory_format(device, autocast_dtype(device, cfg.train.amp))
+    layout = memory_format(device, amp_dtype)
     if layout != torch.contiguous_format:  # Module.to's memory_format is untyped in torch
         model.to(memory_format=layout)  # type: ignore[call-overload]
     optimizer = _optimizer(model, cfg)
@@ -132,7 +136,7 @@ def prepare(
         loss_fn=build_loss(cfg.loss.name, **cfg.loss.params),
         sampler=PatchSampler(data, plan.patch_size, cfg.data, seed=seed),
         device=device,
-        amp_dtype=autocast_dtype(device, cfg.train.amp),
+        amp_dtype=amp_dtype,
         out=out,
         meta=_meta(scan, cfg, plan, data),
         world=world,
