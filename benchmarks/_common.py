@@ -39,6 +39,9 @@ def cpu_model() -> dict[str, Any]:
     return {
         "cpu": fields.get("model name", "unknown"),
         "cpu_bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        # a VM's model name can be generic ("Intel(R) Xeon(R) Processor"): the vector and
+        # matrix extensions say which kernels torch can use
+        "cpu_isa": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
     }
 
 
@@ -125,6 +128,7 @@ def run_fit(
     *,
     init: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``) to the end; a summary of the run."""
     from napari_asymseg.train.events import EpochEnd, Finished
@@ -133,7 +137,7 @@ def run_fit(
     t0 = time.perf_counter()
     vals: list[float] = []
     done: Finished | None = None
-    for event in fit(scan, cfg, model_dir, init=init):
+    for event in fit(scan, cfg, model_dir, init=init, overwrite=overwrite):
         if isinstance(event, EpochEnd):
             vals.append(event.dsc)
         elif isinstance(event, Finished):
@@ -166,7 +170,8 @@ def cached_fit(
     marker = Path(model_dir) / "run.json"
     if marker.is_file() and (Path(model_dir) / "best.pt").is_file():
         return json.loads(marker.read_text())
-    summary = run_fit(scan, cfg, model_dir, init=init, log=log)
+    # an unfinished run there (killed before its marker) is redone from scratch
+    summary = run_fit(scan, cfg, model_dir, init=init, log=log, overwrite=True)
     write_json(marker, summary)
     return summary
 

@@ -218,7 +218,8 @@ def initial(case: str, seed: int, args, log) -> tuple[Path, Path, Config]:
         shutil.copytree(build_case(case, work, args.quick), scan_path)
         paint(Scan.open(scan_path), case)
         log(f"{case} seed {seed}: training the initial model")
-        for _ in fit(Scan.open(scan_path), cfg, model):
+        # a run killed before its best.pt is redone from scratch
+        for _ in fit(Scan.open(scan_path), cfg, model, overwrite=True):
             pass
     return scan_path, model, cfg
 

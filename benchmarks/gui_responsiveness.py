@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> int:
@@ -33,6 +34,7 @@ def main() -> int:
     import numpy as np
     from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
 
+    from _common import machine
     from napari_asymseg._qt.demo import open_viewer
     from napari_asymseg.train.events import Finished, StepEnd
 
@@ -102,7 +104,9 @@ def main() -> int:
         }
 
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        # the CPU, software and date (the committed run before issue 33 recorded only
+        # "x86_64, 2 cores")
+        "machine": machine(),
         "steps": steps,
         "seconds_click_to_prediction": round(total, 1),
         "seconds_click_to_first_overlay": round(first_overlay or float("nan"), 1),

@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/quality.py            # full run (docs/benchmarks.md), resumable
     .venv/bin/python benchmarks/quality.py --quick    # tiny plumbing run (the test's)
     .venv/bin/python benchmarks/quality.py --redraw   # tables and figures from the stored runs
+    .venv/bin/python benchmarks/quality.py --from-json benchmarks/results/quality.json
+                                                      # the same from a results JSON's records
 
 Every row of the table trains a model with the engine's ``fit()`` (as the dock and the CLI do)
 on 5%, 10%, 20% and 50% of the training slices, fully annotated, and is scored on held-out
@@ -29,8 +31,9 @@ model after the last step is scored, as in the paper.
 Logit diagnostics (Li et al. Figs. 2 and 4): for every run, histograms of the foreground margin
 ``logsumexp(z_fg) - z_bg`` on training foreground and background voxels (the annotated voxels of
 the training volume) and on test voxels, and the shift
-``Δ = |mean test fg margin| - |mean training fg margin|`` (the engine's definition). The
-``DIAGNOSED`` rows also record Δ at every quarter of training ("per epoch").
+``Δ = mean test fg margin - mean training fg margin`` (the engine's definition; signed, so
+test lesions on the background side of the boundary give a negative Δ). The ``DIAGNOSED`` rows
+also record Δ at every quarter of training ("per epoch").
 
 A run's record is written as soon as it is scored (``--work``/records); a second invocation
 skips finished runs, so an interrupted benchmark resumes where it stopped.
@@ -473,8 +476,53 @@ def value(record: dict[str, Any], metric: str) -> float | None:
     return record[metric]
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std over seeds per dataset, fraction and row; differences to CE per seed."""
+def summed_histograms(
+    records: list[dict[str, Any]], d: str, fractions: list[float], rows: list[str]
+) -> dict[str, Any]:
+    """The diagnosed rows' margin histograms per fraction, summed over seeds."""
+    return {
+        key: {
+            str(f): {
+                part: np.sum(
+                    [
+                        r["hist"][part]
+                        for r in records
+                        if (r["dataset"], r["fraction"], r["row"]) == (d, f, key)
+                    ],
+                    axis=0,
+                ).tolist()
+                for part in ("train_fg", "train_bg", "test_fg", "test_bg")
+            }
+            for f in fractions
+        }
+        for key in DIAGNOSED
+        if key in rows
+    }
+
+
+def resigned(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record with Δ recomputed from its signed mean margins, as
+    ``evaluate.metrics.logit_shift`` now computes it (test mean - training mean). Records made
+    before issue 33 hold |test mean| - |training mean|, which reads test lesions on the wrong
+    side of the boundary as further from it. Δ depends on the two means only, so this is
+    exact (to the JSON's 5 digits)."""
+
+    def signed(entry: dict[str, Any]) -> float:
+        test, train = entry["test_fg"], entry["train_fg"]
+        return float("nan") if test is None or train is None else test - train
+
+    out = {**record, "logit_shift": signed(record["margin"])}
+    out["epochs"] = [{**e, "logit_shift": signed(e)} for e in record["epochs"]]
+    return out
+
+
+def summarise(
+    records: list[dict[str, Any]], histograms: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Mean ± std over seeds per dataset, fraction and row; differences to CE per seed.
+
+    ``histograms``: per dataset, the summed margin histograms of a stored summary, for records
+    read back from a results JSON (which keeps them only summed, not per record)."""
     out: dict[str, Any] = {}
     by = {(r["dataset"], r["fraction"], r["row"], r["seed"]): r for r in records}
     datasets = sorted({r["dataset"] for r in records}, key=lambda d: DATASETS.index(d))
@@ -505,24 +553,10 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                     entry[f"{metric}_vs_ce"] = {"mean": m, "std": s}
                 per_fraction[str(f)] = entry
             out[d]["rows"][key] = per_fraction
-        out[d]["histograms"] = {
-            key: {
-                str(f): {
-                    part: np.sum(
-                        [
-                            r["hist"][part]
-                            for r in records
-                            if (r["dataset"], r["fraction"], r["row"]) == (d, f, key)
-                        ],
-                        axis=0,
-                    ).tolist()
-                    for part in ("train_fg", "train_bg", "test_fg", "test_bg")
-                }
-                for f in fractions
-            }
-            for key in DIAGNOSED
-            if key in rows
-        }
+        if histograms is not None:
+            out[d]["histograms"] = histograms[d]
+        else:
+            out[d]["histograms"] = summed_histograms(records, d, fractions, rows)
         out[d]["epochs"] = {}
         for key in DIAGNOSED:
             for f in fractions:
@@ -759,7 +793,7 @@ def draw_logits(summary: dict[str, Any], path: Path, fraction: float) -> None:
             ylim=(min(min(allv) - 0.5, -1.0), max(max(allv) + 0.5, 0.5)),
             title=f"Delta during training ({fraction:.0%})",
             xlabel="step",
-            ylabel="Delta = |test fg| - |train fg|",
+            ylabel="Delta = mean test fg - mean train fg",
         )
         panel.hline(0.0)
         for c, key in enumerate(DIAGNOSED):
@@ -803,6 +837,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-models", action="store_true", help="keep the trained models")
     p.add_argument("--quick", action="store_true", help="tiny configuration (plumbing only)")
     p.add_argument("--redraw", action="store_true", help="only re-summarise and redraw")
+    p.add_argument(
+        "--from-json",
+        metavar="JSON",
+        help="re-summarise this results JSON's records (Δ recomputed signed) and redraw",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/quality.json"))
     p.add_argument("--figure", default=str(ROOT / "docs/images/quality.png"))
     p.add_argument("--logit-figure", default=str(ROOT / "docs/images/logit-shift.png"))
@@ -817,9 +856,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def finish(
-    records: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any]
+    records: list[dict[str, Any]],
+    args: argparse.Namespace,
+    extra: dict[str, Any],
+    histograms: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    summary = summarise(records)
+    summary = summarise(records, histograms)
     trend = trends(summary)
     planned = len(args.rows) * len(args.fractions) * len(args.seeds) * len(args.datasets)
     result = {
@@ -847,6 +889,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     work = Path(args.work)
     log = timed_log()
+    if args.from_json:
+        return from_json(args)
     if args.redraw:
         # the stored runs (possibly made by several processes, e.g. one per dataset)
         stored = (json.loads(p.read_text()) for p in sorted((work / "records").glob("*.json")))
@@ -868,6 +912,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = finish(records, args, extra)
     log(f"wrote {args.out}, {args.figure} and {args.logit_figure}")
     return result
+
+
+def from_json(args: argparse.Namespace) -> dict[str, Any]:
+    """Re-summarise a results JSON's records with the signed Δ (``resigned``), keeping its
+    machine, configuration and summed histograms; redraws the figures."""
+    old = json.loads(Path(args.from_json).read_text())
+    records = [resigned(r) for r in old["records"]]
+    cfg = old["config"]
+    args.seeds, args.datasets, args.fractions = cfg["seeds"], cfg["datasets"], cfg["fractions"]
+    args.rows = list(cfg["rows"])
+    extra = {
+        "machine": old["machine"],
+        "config": cfg,
+        "resummarised": {
+            "from": str(args.from_json),
+            "date": machine()["date"],
+            "why": "logit shift signed: mean test fg margin - mean training fg margin (issue 33)",
+        },
+    }
+    hists = {d: s["histograms"] for d, s in old["summary"].items()}
+    return finish(records, args, extra, hists)
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -488,6 +488,10 @@ TABLE: dict[str, Row] = {
         lambda w: ["train", other_annotations_resume(w), "--out", M, "--resume"],
         "other annotations",
     ),
+    "train into a folder holding a model": (
+        lambda w: ["train", S, "--out", M, "--steps", "2"],
+        "already holds a model",
+    ),
     "train into read-only folder": (
         train_with("--steps", "2"),
         "read-only",

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import active_learning  # noqa: E402
 import cpu_variants  # noqa: E402
@@ -24,6 +25,7 @@ import false_alarm_ranking  # noqa: E402
 import quality  # noqa: E402
 import risk_quality  # noqa: E402
 import training_throughput  # noqa: E402
+from napari_asymseg.train.device import autocast_dtype  # noqa: E402
 
 
 def _numbers(obj):
@@ -167,6 +169,34 @@ def test_quality_quick_runs_and_resumes(tmp_path, monkeypatch):
     quality.main(args)
     assert json.loads(out.read_text())["records"] == data["records"]
 
+    # a results JSON re-summarised from its own records: the same runs, the same histograms
+    again = tmp_path / "again.json"
+    quality.main(
+        ["--from-json", str(out), "--out", str(again), "--figure", str(fig)]
+        + ["--logit-figure", str(logit_fig)]
+    )
+    redone = json.loads(again.read_text())
+    assert len(redone["records"]) == len(data["records"])
+    assert redone["resummarised"]["from"] == str(out)
+    for d in ("synthetic", "colin27"):
+        assert redone["summary"][d]["histograms"] == data["summary"][d]["histograms"]
+        rows, old = redone["summary"][d]["rows"], data["summary"][d]["rows"]
+        assert rows["dice"]["0.5"]["dsc"] == old["dice"]["0.5"]["dsc"]
+
+
+def test_a_stored_record_gets_the_signed_logit_shift():
+    """Records made before issue 33 hold |test mean| - |training mean|: test lesions on the
+    wrong side of the boundary (-0.7) read as further from it than training lesions (+0.1)."""
+    old = {
+        "logit_shift": 0.6,  # |-0.7| - |0.1|
+        "margin": {"train_fg": 0.1, "test_fg": -0.7, "train_bg": -2.0, "test_bg": -2.0},
+        "epochs": [{"step": 50, "logit_shift": 0.6, "train_fg": 0.1, "test_fg": -0.7}],
+    }
+    new = quality.resigned(old)
+    assert new["logit_shift"] == pytest.approx(-0.8)
+    assert new["epochs"][0]["logit_shift"] == pytest.approx(-0.8)
+    assert old["logit_shift"] == 0.6  # the stored record is not changed in place
+
 
 def test_training_throughput_tiny(tmp_path):
     out = tmp_path / "tt.json"
@@ -176,8 +206,15 @@ def test_training_throughput_tiny(tmp_path):
     data = json.loads(out.read_text())
     assert {"machine", "runtime_s", "config", "flops_per_step", "peak_flop_per_s"} <= set(data)
     columns = ["ours", "ours fp32", "MONAI loop, 0 workers"]
+    if autocast_dtype(torch.device("cpu"), "auto") is not None:  # ours trains under autocast
+        columns.append("MONAI loop, 0 workers, bf16 autocast")  # the peer at equal precision
     assert list(data["summary"]) == list(data["repeats"]) == columns
-    assert data["peer"] == "MONAI loop, 0 workers"
+    assert data["peer"] == columns[-1] and data["peer_fp32"] == "MONAI loop, 0 workers"
+    assert data["summary"][data["peer"]]["dtype"] == data["summary"]["ours"]["dtype"]
+    assert data["repeats"][data["peer"]][0]["amp"] == data["repeats"]["ours"][0]["amp"]
+    headline = data["headline"]
+    assert headline["ratio_equal_precision"] == data["summary"]["ours"]["speedup_vs_peer"]
+    assert len(headline["ratio_equal_precision_per_repeat"]) == 2
     # 1 mm isotropic: 3x3x3 kernels at every level, the patch as asked
     assert data["config"]["plan"]["kernels"] == [[3, 3, 3]] * 4
     assert data["config"]["plan"]["patch_size"] == [16, 16, 16]
@@ -189,11 +226,55 @@ def test_training_throughput_tiny(tmp_path):
         s = data["summary"][col]
         assert 0 < s["s_per_step"]["min"] <= s["s_per_step"]["median"] <= s["s_per_step"]["max"]
         assert s["voxels_per_s"] > 0 and s["fraction_of_peak"] > 0  # no bound: a busy machine
+        assert all(len(r["walls"]) == 1 for r in data["repeats"][col])  # one timed step each
+        assert 0 < s["best_step_s"] <= s["s_per_step"]["max"] * 1.001
     assert data["summary"]["ours fp32"]["dtype"] == "float32"
     assert data["repeats"]["ours fp32"][0]["amp"] == "off"
-    assert data["summary"]["MONAI loop, 0 workers"]["speedup_vs_peer"] == 1
+    assert data["summary"][data["peer"]]["speedup_vs_peer"] == 1
+    assert data["summary"]["MONAI loop, 0 workers"]["speedup_vs_fp32_peer"] == 1
     assert data["peak_flop_per_s"]["measured_best"]["float32"] > 0
     assert data["config"]["matmul_edges"] == {"float32": 128, "bfloat16": 128}
+
+
+def test_the_headline_peer_computes_in_ours_precision_even_when_fp32_is_faster():
+    """Issue 33: the headline ratio was ours in bf16 against MONAI in fp32 (2.4x), where at
+    equal precision it is about 1x. The peer is the MONAI loop in ours' precision, whichever
+    loop is faster; the fp32 loop stays in the JSON as ``peer_fp32``."""
+
+    def col(seconds: float, dtype: str) -> dict:
+        return {"s_per_step": {"median": seconds}, "dtype": dtype}
+
+    summary = {
+        "ours": col(1.0, "bfloat16"),
+        "ours fp32": col(2.5, "float32"),
+        "MONAI loop, 0 workers": col(0.9, "float32"),  # a (fictional) faster fp32 loop
+        "MONAI loop, 0 workers, bf16 autocast": col(1.1, "bfloat16"),
+    }
+    args = training_throughput.parse(["--workers", "0"])
+    cols = training_throughput.monai_columns(args, torch.bfloat16)
+    assert list(cols) == ["MONAI loop, 0 workers", "MONAI loop, 0 workers, bf16 autocast"]
+    peers = training_throughput.choose_peers(summary, cols)
+    assert peers["peer"] == "MONAI loop, 0 workers, bf16 autocast"
+    assert peers["peer_fp32"] == "MONAI loop, 0 workers"
+    assert peers["headline"]["ratio_equal_precision"] == pytest.approx(1.1)
+    assert peers["headline"]["ratio_vs_fp32_loop"] == pytest.approx(0.9)
+    # without autocast (an AVX2-only CPU) the fp32 loop is the peer at equal precision
+    fp32 = {k: v for k, v in summary.items() if "bf16" not in k}
+    fp32["ours"] = col(2.0, "float32")
+    plain = training_throughput.monai_columns(args, None)
+    assert training_throughput.choose_peers(fp32, plain)["peer"] == "MONAI loop, 0 workers"
+
+
+def test_the_monai_loop_runs_under_the_given_autocast(scan):
+    from napari_asymseg.train.data import ScanData
+
+    args = training_throughput.parse(["--patch", "8", "--batch", "2"])
+    cfg = training_throughput.make_config(args, threads=1, amp="off")
+    data = ScanData.from_scan(scan, cfg.data)
+    plan = training_throughput.make_plan(cfg, data)
+    r = training_throughput.measure_monai(data, cfg, plan, 1, 1, 0, torch.bfloat16)
+    assert r["amp"] == "bfloat16" and r["s_per_step"] > 0
+    assert training_throughput.measure_monai(data, cfg, plan, 1, 1, 0)["amp"] == "off"
 
 
 def test_the_matmul_peak_stops_growing_at_its_time_budget():

@@ -11,6 +11,7 @@ docs/guarantees.md reports.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -156,6 +157,51 @@ def test_painting_survives_sigkill_up_to_the_last_autosave(tmp_path):
         f"one autosave interval = {one_interval} strokes): {losses}"
     )
     assert any(p > 0 for p, *_ in losses)
+
+
+# rewrites the scan's attributes in a loop; the log line comes after each write has returned
+ATTR_WRITER = """
+import sys
+from napari_asymseg.store.scan import Scan
+scan = Scan.open(sys.argv[1])
+log = open(sys.argv[2], "a", buffering=1)
+for n in range(1, 10**9):
+    scan.write_attr(f"key{n % 4}", {"n": n, "pad": "x" * (n % 7 * 900)})
+    scan.write_attr("last", n)
+    log.write(f"{n}\\n")
+"""
+
+
+def test_attributes_killed_mid_write_are_whole_and_keep_every_key(tmp_path):
+    """SIGKILL a process that rewrites the scan's attributes (the review state) in a loop:
+    afterwards the metadata file always parses, the scan's own attributes (spacing, classes)
+    are there, and so is every review key written before the kill, at its last or next
+    value."""
+    rng = random.Random(KILL_SEED + 4)
+    scan = tiny_scan(tmp_path / "s.zarr", annotate=False)
+    outcomes = []
+    for trial in range(5):
+        log = tmp_path / f"attrs{trial}.log"
+        log.touch()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ATTR_WRITER, str(scan.path), str(log)], env=ENV
+        )
+        deadline = time.time() + 120  # a hang guard; no speed is asserted
+        while len(log.read_text().split()) < 4:  # every key written at least once
+            assert proc.poll() is None and time.time() < deadline, "the writer died or hung"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.3))
+        kill(proc)
+        logged = int(log.read_text().split()[-1])
+        doc = json.loads((scan.path / "zarr.json").read_text())  # never empty, never torn
+        assert doc["attributes"]["asymseg"]["classes"] == ["lesion"]
+        reopened = assert_sound(scan.path)
+        last = reopened.read_attr("last")
+        assert last in (logged, logged + 1), (last, logged)
+        for k in range(4):  # every key is there, none lost to the other writes
+            assert reopened.read_attr(f"key{k}")["n"] % 4 == k
+        outcomes.append(last)
+    print(f"attribute kills: the last write on disk each time {outcomes}")
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,18 @@ def os_error_message(exc: OSError) -> str:
     return f"cannot use{where}: {what}: {fix} (nothing existing was changed)"
 
 
+def read_error_message(exc: OSError, where: object) -> str:
+    """One line for a file the system could not read (as opposed to content that does not
+    decode): a permission problem names the permissions, anything else (EIO, EAGAIN, ESTALE,
+    a network drive that went away) may pass, so it says to check the disk and retry."""
+    what = (exc.strerror or str(exc)).rstrip(".").lower()
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "check the permissions and the owner of the file and of its folders"
+    else:
+        fix = "check the disk (or the network drive), then try again"
+    return f"cannot read {where}: {what}: {fix} (nothing was changed)"
+
+
 def error_message(exc: BaseException) -> str:
     """The one line a user sees for ``exc`` (the dock's notifications use it)."""
     if isinstance(exc, OSError):

@@ -1,5 +1,7 @@
 """The dock in a real napari.Viewer (under Xvfb): open, paint, autosave, reopen."""
 
+import errno
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -179,3 +181,110 @@ def test_a_scan_opens_on_its_painted_lesion_ready_to_paint(viewer_and_dock, tmp_
     assert viewer.dims.current_step[0] == int(painted.argmax()) and painted.max() > 0
     assert layer.selected_label == codes.code_of_class(1)  # the lesion on the brush
     assert viewer.layers.selection.active is layer
+
+
+# -- another scan opened, napari closed -------------------------------------------------------
+
+
+def stroke(layer, z=1, value=2) -> None:
+    """One small stroke, painted the way the brush paints (no save asked for)."""
+    layer.data_setitem((np.array([z, z]), np.array([2, 2]), np.array([3, 4])), value)
+
+
+def scan_roles(viewer, path) -> list[str]:
+    return [
+        lay.metadata["asymseg"]["role"]
+        for lay in viewer.layers
+        if lay.metadata.get("asymseg", {}).get("scan") == str(path)
+    ]
+
+
+def test_opening_another_scan_closes_the_first_after_saving_it(viewer_and_dock, tmp_path, qtbot):
+    """The first scan's painting is saved, its lock freed, and its layers leave the viewer:
+    nothing can be painted on a layer that is no longer saved."""
+    viewer, dock = viewer_and_dock
+    first, second = sample_scan(tmp_path / "a"), sample_scan(tmp_path / "b")
+    dock.open_scan(first)
+    old = dock.annotations_layer
+    stroke(old)  # no save asked for: the switch saves it
+    dock.open_scan(second)
+    assert not old.editable  # at once, before its layers leave the viewer
+    assert Scan.open(first, mode="r").annotations[1, 2, 3] == 2
+    ScanLock(first, "asymseg flag").acquire().release()  # the first scan is free
+    qtbot.waitUntil(lambda: not scan_roles(viewer, first), timeout=3000)
+    assert dock.scan.path == second and dock.annotations_layer.editable
+    assert set(scan_roles(viewer, second)) >= {"image", "annotations", "prediction", "risk"}
+
+
+def test_opening_the_same_scan_again_replaces_its_layers(viewer_and_dock, tmp_path, qtbot):
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    dock.open_scan(path)
+    qtbot.waitUntil(lambda: "prediction" in scan_roles(viewer, path), timeout=3000)
+    old = dock.annotations_layer
+    stroke(old)
+    dock.open_scan(path)
+    new = dock.annotations_layer
+    assert new is not old and not old.editable and new.editable
+    assert new.data[1, 2, 3] == 2  # read back from the scan: the stroke was saved first
+    qtbot.waitUntil(lambda: old not in viewer.layers, timeout=3000)
+    roles = scan_roles(viewer, path)
+    assert sorted(roles) == sorted(set(roles))  # one layer of each role: the new ones
+    with pytest.raises(ScanBusy):  # the dock still writes it
+        ScanLock(path, "asymseg flag").acquire()
+
+
+def test_a_last_save_that_fails_keeps_the_painting_on_screen(
+    viewer_and_dock, tmp_path, qtbot, monkeypatch
+):
+    from test_bad_input import fail_writes_below
+
+    viewer, dock = viewer_and_dock
+    shown: list[str] = []
+    monkeypatch.setattr("napari_asymseg._qt.dock.show_error", shown.append)
+    first, second = sample_scan(tmp_path / "a"), sample_scan(tmp_path / "b")
+    dock.open_scan(first)
+    old = dock.annotations_layer
+    fail_writes_below(monkeypatch, first / "annotations", errno.ENOSPC)
+    stroke(old)
+    dock.open_scan(second)
+    qtbot.waitUntil(lambda: "image" not in scan_roles(viewer, first), timeout=3000)
+    assert old in viewer.layers and not old.editable and old.name.endswith("(not saved)")
+    assert old.data[1, 2, 3] == 2
+    assert len(shown) == 1 and "not saved" in shown[0] and old.name in shown[0]
+
+
+def test_closing_the_viewer_stops_the_training_and_saves_the_painting(
+    viewer_and_dock, tmp_path, qtbot
+):
+    """Closing napari right after a stroke, while a training runs: the stroke is on disk, the
+    training's thread was asked to stop and has ended, the run is recorded as cancelled."""
+    from napari_asymseg.train import runs
+
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    dock.open_scan(path)
+    section = dock.train_section
+    section.settings.steps.setValue(10_000)
+    section.train_button.click()
+    qtbot.waitUntil(lambda: section.pbar.n >= 2, timeout=60_000)
+    worker, run = section.worker, section.run_out
+    stroke(dock.annotations_layer, z=30)
+    viewer.close()
+    assert worker.abort_requested and not worker.is_running and not section.running
+    assert runs.read_summary(run)["status"] == runs.CANCELLED
+    assert Scan.open(path, mode="r").annotations[30, 2, 3] == 2
+    ScanLock(path, "asymseg flag").acquire().release()
+
+
+def test_closing_the_window_saves_and_frees_the_scan(viewer_and_dock, tmp_path, qtbot):
+    """The window's close button (napari never calls the dock's closeEvent, nor removes the
+    layers): the dock hears the window close."""
+    viewer, dock = viewer_and_dock
+    path = sample_scan(tmp_path)
+    dock.open_scan(path)
+    stroke(dock.annotations_layer)
+    viewer.window._qt_window.close()
+    assert dock.closed
+    assert Scan.open(path, mode="r").annotations[1, 2, 3] == 2
+    ScanLock(path, "asymseg flag").acquire().release()

@@ -6,6 +6,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from dock_helpers import dock_with_model
+from engine_helpers import tiny_scan
 from napari_asymseg._qt.dock import AsymsegDock
 from napari_asymseg._qt.layers import camera_of, layer_for
 from napari_asymseg._qt.review import KEYS
@@ -186,3 +187,118 @@ def test_answers_without_a_scan_model_or_item_are_notifications(
     widget.review_section.next_item()
     assert "no model yet" in shown[0] and "pick an item" in shown[1]
     assert "no answer to undo" in shown[2] and "nothing left to review" in shown[3]
+
+
+def test_a_queue_older_than_the_prediction_is_refused_and_ranking_offered(dock, qtbot, monkeypatch):
+    """Predicted again (by asymseg predict, napari closed): the stored queue describes the old
+    prediction. It is not shown, nothing can be answered on it, and ranking again is offered."""
+    predict_and_rank(dock, qtbot)
+    review, layer, path = dock.review_section, dock.annotations_layer, dock.scan.path
+    old = rq.stored_queue(Scan.open(path))
+    scan = Scan.open(path)
+    pred = np.asarray(scan.result("prediction")[...])
+    pred[pred == 0], pred[pred > 0] = 1, 0  # another model: lesion where there was none
+    scan.write_result("prediction", pred)
+    offered, errors = [], []
+    monkeypatch.setattr(
+        "napari_asymseg._qt.review.offer", lambda msg, action, cb: offered.append((msg, cb))
+    )
+    monkeypatch.setattr("napari_asymseg._qt.review.show_error", errors.append)
+    review.load()  # as when the scan opens
+    assert review.items == [] and review.list.count() == 0
+    line = f"the review queue of {path.name} is older than its prediction"
+    assert review.summary.text().startswith(line) and "\n" not in review.summary.text()
+    ((message, rank_again),) = offered
+    assert message.startswith(line) and "Rank what to review" in message
+    before = np.array(layer.data, copy=True)
+    review.answer(rq.NOT_LESION)  # the R key: nothing to answer
+    assert "pick an item" in errors[0]
+    np.testing.assert_array_equal(layer.data, before)
+    assert rq.stored_queue(Scan.open(path)) == old  # refused, not replaced
+    offered.clear()  # the patched offer outlives the viewer: let go of the section
+    rank_again()
+    del rank_again
+    qtbot.waitUntil(lambda: review.worker is None and bool(review.items))
+    fresh = rq.stored_queue(Scan.open(path))
+    assert fresh.prediction == rq.prediction_digest(pred) and review.items == list(fresh.items)
+
+
+def test_undo_answer_keeps_what_was_painted_since(dock, qtbot, monkeypatch):
+    predict_and_rank(dock, qtbot)
+    item = with_false_alarm(dock, qtbot)
+    review, layer = dock.review_section, dock.annotations_layer
+    review.tune_after.setValue(0)
+    shown = []
+    monkeypatch.setattr("napari_asymseg._qt.review.show_info", shown.append)
+    z = item.center[0]
+    before = np.array(layer.data, copy=True)
+    review.not_lesion_button.click()
+    assert (layer.data[z, 4:10, 4:10] == BACKGROUND).all()
+    layer.data_setitem((np.full(6, z), np.full(6, 5), np.arange(4, 10)), 2)  # painted lesion
+    review.undo_button.click()
+    kept = np.zeros(layer.data.shape, bool)
+    kept[z, 5, 4:10] = True
+    assert (layer.data[kept] == 2).all()  # the user's paint since the answer stays
+    np.testing.assert_array_equal(layer.data[~kept], before[~kept])  # the rest as before
+    assert [m for m in shown if "6 voxel(s) you painted since were kept" in m]
+    assert not next(i for i in review.items if i.center == item.center).answered
+    dock.save_now()
+    on_disk = Scan.open(dock.scan.path).read_annotations()
+    assert (on_disk[z, 5, 4:10] == 2).all() and (on_disk[z, 6:10, 4:10] == NOT_ANNOTATED).all()
+
+
+def test_the_keys_answer_while_the_review_list_has_the_focus(make_napari_viewer, tmp_path, qtbot):
+    widget = dock_with_model(make_napari_viewer, tmp_path, qtbot, steps=8)
+    window = widget.viewer.window._qt_window
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    predict_and_rank(widget, qtbot)
+    item = with_false_alarm(widget, qtbot)
+    review, layer = widget.review_section, widget.annotations_layer
+    review.tune_after.setValue(0)
+    row = review.items.index(item)
+    review.dock.sections["Review"].set_expanded(True)
+    widget.scroll_area.ensureWidgetVisible(review.list)
+    review.list.scrollToItem(review.list.item(row))
+    rect = review.list.visualItemRect(review.list.item(row))
+    qtbot.mouseClick(review.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(review.list.hasFocus)
+    assert review.list.currentRow() == row
+    z = item.center[0]
+    qtbot.keyClick(review.list, Qt.Key.Key_A)
+    assert (layer.data[z, 4:10, 4:10] == 2).all()  # answered: painted lesion
+    assert next(i for i in review.items if i.center == item.center).status == rq.LESION
+    qtbot.keyClick(review.list, Qt.Key.Key_U)
+    assert (layer.data[z, 4:10, 4:10] == NOT_ANNOTATED).all()
+    assert review.list.currentRow() == row
+    qtbot.keyClick(review.list, Qt.Key.Key_N)
+    assert review.list.currentRow() != row or len(review.items) == 1
+    qtbot.keyClick(review.list, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
+    assert review.list.currentRow() == row
+    qtbot.keyClick(review.list, Qt.Key.Key_R)
+    assert (layer.data[z, 4:10, 4:10] == BACKGROUND).all()
+
+
+def test_a_ranking_that_ends_after_another_scan_opened_is_not_shown(
+    dock, qtbot, tmp_path, monkeypatch
+):
+    import time
+
+    predict_and_rank(dock, qtbot)
+    review = dock.review_section
+    build = rq.build_queue
+
+    def slow(scan):  # the ranking ends after the other scan is open and its queue loaded
+        queue = build(scan)
+        time.sleep(1.5)
+        return queue
+
+    monkeypatch.setattr(rq, "build_queue", slow)
+    review.find_items()  # rank again, and open another scan before it ends
+    assert review.worker is not None
+    other = tiny_scan(tmp_path / "other.zarr")
+    dock.open_scan(other.path)
+    qtbot.waitUntil(lambda: review.worker is None, timeout=60_000)
+    assert dock.scan.path == other.path
+    assert review.items == []  # not the first scan's queue in the second scan's list

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 
 from engine_helpers import tiny_scan
 from napari_asymseg.cli.main import main
@@ -99,8 +100,9 @@ def test_flag_writes_heatmap_and_ranked_json(tmp_path, capsys):
     assert flags and [f["rank"] for f in flags] == list(range(1, len(flags) + 1))
     ranked = [f["expected_missed"] for f in flags if f["known_misses"] == 0]
     assert ranked == sorted(ranked, reverse=True)
-    # mark the first done: it is remembered and goes to the end of the list
-    assert main(["flag", str(scan.path), "--done", "1", "--json", str(out)]) == 0
+    # mark the first done (by its id, the review queue's): remembered, last in the list
+    first = str(flags[0]["id"])
+    assert main(["flag", str(scan.path), "--done", first, "--json", str(out)]) == 0
     again = json.loads(out.read_text())["flags"]
     status = [f["status"] for f in again]
     assert "done" in status and status == sorted(status, key=lambda s: s == "done")
@@ -153,3 +155,23 @@ def test_review_ranks_both_kinds_and_answers_by_id(tmp_path, capsys):
     assert main(["review", str(scan.path), "--model", model, "--reject", open_id]) == 2
     assert "answer first" in capsys.readouterr().err
     assert (Scan.open(scan.path).read_annotations() == before).all()
+
+
+def test_training_again_never_replaces_a_model_unasked(tmp_path, capsys):
+    first = tiny_scan(tmp_path / "a.zarr")
+    second = tiny_scan(tmp_path / "b.zarr", seed=1)
+    model = tmp_path / "m"
+    run = ["--out", str(model), "--steps", "2", "--val-every", "2", *TINY]
+    assert main(["train", str(first.path), *run]) == 0
+    before = (model / "best.pt").read_bytes()
+    capsys.readouterr()
+    # the default --out is shared by every scan: a second scan's training must not replace it
+    assert main(["train", str(second.path), *run]) == 2
+    err = capsys.readouterr().err
+    assert f"{model} already holds a model (best.pt)" in err and "--overwrite" in err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert (model / "best.pt").read_bytes() == before
+    # asked for: the earlier run's files are gone, the new model is the second scan's
+    assert main(["train", str(second.path), *run, "--overwrite"]) == 0
+    saved = torch.load(model / "best.pt", weights_only=True)
+    assert saved["scan"] == str(second.path)

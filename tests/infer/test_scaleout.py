@@ -58,7 +58,7 @@ def test_a_local_cluster_predicts_and_flags_as_one_process(tmp_path):
         events = list(predict_dask(scan, tmp_path / "m", address=cluster.scheduler_address))
         assert [e.done for e in events[:-1]][-1] == scan.shape[0]
         got = {k: v[...] for k, v in Scan.open(scan.path).results().items()}
-        dask_flags = flag_dask(scan, address=cluster.scheduler_address, save=False)
+        dask_flags = flag_dask(scan, address=cluster.scheduler_address)
 
     assert set(got) == set(single) == {"prediction", "probability", "risk"}
     np.testing.assert_array_equal(got["prediction"], single["prediction"])

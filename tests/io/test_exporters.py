@@ -131,3 +131,111 @@ def test_a_mask_of_another_shape_is_refused(tmp_path, oblique_scan):
 def test_an_unknown_format_is_refused(tmp_path, oblique_scan):
     with pytest.raises(ScanError, match=r"cannot export to m\.png: use a name ending in .nii"):
         export_mask(oblique_scan, tmp_path / "m.png", what="annotations")
+
+
+# ----------------------------------------------------------------------------- DICOM SEG's images
+
+
+def _tree(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _seg(scan, out, **kwargs):
+    return export_mask(scan, out, what="annotations", modality="MR", **kwargs)
+
+
+def test_a_seg_never_replaces_an_image_folder_that_no_export_wrote(tmp_path, scan):
+    """A SEG of a scan not from DICOM writes its image series to NAME_image/: a folder of
+    that name holding the user's own files is refused, with --overwrite too, and kept."""
+    folder = tmp_path / "seg_image"
+    folder.mkdir()
+    (folder / "IM00001.dcm").write_bytes(b"someone else's image")
+    (folder / "notes.txt").write_text("mine")
+    before = _tree(folder)
+    for overwrite in (False, True):
+        with pytest.raises(ScanError, match="holds files that no SEG export wrote") as err:
+            _seg(scan, tmp_path / "seg.dcm", overwrite=overwrite)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ScanError, match="holds files that no SEG export wrote"):
+        exporters.export_replaces(scan, tmp_path / "seg.dcm")
+    assert _tree(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.zarr", "seg_image"]
+
+
+def test_a_seg_replaces_its_own_image_folder_only_with_overwrite(tmp_path, scan):
+    from napari_asymseg.io.dicom import read_dicom_series
+    from napari_asymseg.io.dicom_seg import read_seg
+
+    out = _seg(scan, tmp_path / "seg.dcm")
+    folder = tmp_path / "seg_image"
+    assert exporters.export_replaces(scan, out) == [out, folder]
+    first = _tree(folder)
+    out.unlink()  # the image folder alone is in the way: still refused without --overwrite
+    assert exporters.export_replaces(scan, out) == [folder]
+    with pytest.raises(ScanError, match="seg_image already exists .* pass --overwrite"):
+        _seg(scan, out)
+    assert _tree(folder) == first and not out.exists()
+    _seg(scan, out, overwrite=True)
+    assert _tree(folder).keys() == first.keys() and _tree(folder) != first  # a new series
+    images = read_dicom_series(folder)
+    labels = read_seg(out, images.provenance["sop_instance_uids"])  # the SEG references it
+    np.testing.assert_array_equal(labels, mask_from_scan(scan, "annotations"))
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_seg_export_keeps_the_old_seg_and_its_image_series(tmp_path, scan, monkeypatch):
+    from napari_asymseg.io import dicom_seg
+
+    out = _seg(scan, tmp_path / "seg.dcm")
+    old_seg, old_images = out.read_bytes(), _tree(tmp_path / "seg_image")
+
+    def disk_full(path, writer):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dicom_seg, "write_with", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _seg(scan, out, overwrite=True)
+    assert out.read_bytes() == old_seg and _tree(tmp_path / "seg_image") == old_images
+    assert leftovers(tmp_path) == []
+
+
+def test_the_cli_replaces_a_seg_and_its_image_series_only_with_overwrite(tmp_path, scan, capsys):
+    from napari_asymseg.cli.main import main
+
+    args = ["export", str(scan.path), str(tmp_path / "seg.dcm"), "--what", "annotations"]
+    args += ["--modality", "MR"]
+    assert main(args) == 0
+    first = _tree(tmp_path / "seg_image")
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert _tree(tmp_path / "seg_image") == first
+    assert main([*args, "--overwrite"]) == 0
+    assert _tree(tmp_path / "seg_image") != first
+
+
+def test_a_series_slice_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """write_series writes each image through the atomic writer: a write that fails halfway
+    leaves no torn IM file and no temporary file behind."""
+    from pydicom.dataset import Dataset
+
+    from napari_asymseg.io.dicom_write import write_series
+
+    real = Dataset.save_as
+    calls = []
+
+    def fails_on_the_third(self, target, *args, **kwargs):
+        calls.append(target)
+        if len(calls) == 3:
+            target.write(b"DICM half an image")
+            raise OSError(28, "No space left on device")
+        return real(self, target, *args, **kwargs)
+
+    monkeypatch.setattr(Dataset, "save_as", fails_on_the_third)
+    data = np.zeros((5, 4, 4), np.int16)
+    with pytest.raises(OSError, match="No space left"):
+        write_series(data, np.eye(4), tmp_path / "series")
+    assert sorted(p.name for p in (tmp_path / "series").iterdir()) == [
+        "IM00001.dcm",
+        "IM00002.dcm",
+    ]
+    assert not hasattr(calls[0], "__fspath__")  # a file object, not a path: the atomic writer

@@ -7,6 +7,8 @@ import pytest
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.review import queue as rq
+from napari_asymseg.review.flags import flag_scan
+from napari_asymseg.review.state import LEGACY_FLAGS_KEY
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
 from napari_asymseg.store.scan import Scan
 
@@ -196,3 +198,41 @@ def test_ids_name_one_item_for_good_and_an_answer_is_given_once(tmp_path):
     assert again.item(1).status == rq.NOT_LESION  # the answered item keeps its id
     new_ids = [i.id for i in again.items if not i.answered]
     assert min(new_ids) > max(i.id for i in first.items)  # new items, new ids
+
+
+def test_a_miss_answered_in_the_queue_is_a_done_flag_and_never_asked_again(tmp_path):
+    """One review state: the flags are the queue's misses, with its ids and its answers."""
+    scan = _scan(tmp_path)
+    queue = rq.build_queue(scan)
+    miss = next(i for i in queue.items if i.kind == rq.MISS)
+    (flag,) = rq.as_flags(queue, scan.spacing)
+    assert (flag.id, flag.center, flag.status) == (miss.id, miss.center, "open")
+    rq.answer(scan, miss.id, rq.LESION)  # asymseg flag --done, or review --accept
+    assert [f.status for f in flag_scan(scan)] == ["done"]
+    again = rq.build_queue(scan)
+    assert not [i for i in again.open if i.kind == rq.MISS]
+    assert [f.status for f in rq.as_flags(again, scan.spacing)] == ["done"]
+    assert rq.as_flags(again, scan.spacing)[0].id == miss.id
+
+
+def test_the_old_flags_done_marks_move_into_the_queue(tmp_path):
+    scan = _scan(tmp_path)
+    (flag,) = flag_scan(scan)
+    scan.write_attr(LEGACY_FLAGS_KEY, [{**flag.as_dict(), "status": "done"}])
+    queue = rq.build_queue(scan)
+    (painted,) = [i for i in queue.items if i.kind == rq.MISS]
+    assert painted.status == rq.LESION and painted.center == flag.center and painted.id > 0
+    assert scan.read_attr(LEGACY_FLAGS_KEY) is None  # moved, not copied: one state
+    assert not [i for i in rq.build_queue(scan).open if i.kind == rq.MISS]
+    assert [f.status for f in flag_scan(scan)] == ["done"]
+
+
+def test_the_stale_check_is_one_function_for_every_caller(tmp_path):
+    scan = _scan(tmp_path)
+    queue = rq.build_queue(scan)
+    rq.check_current(scan, queue)  # current: no error
+    scan.write_result("prediction", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(ScanError, match="older than its prediction: run asymseg review SCAN"):
+        rq.check_current(scan, queue)
+    with pytest.raises(ScanError, match="older than its prediction: rank again"):
+        rq.check_current(scan, queue, fix="rank again")

@@ -8,13 +8,15 @@ import torch
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.evaluate.metrics import average_precision
+from napari_asymseg.review import state
 from napari_asymseg.review.calibration import (
     Calibration,
     calibration_from_history,
     fit_calibration,
     foreground_margin,
 )
-from napari_asymseg.review.flags import Flag, find_flags, flag_scan, set_status, stored_flags
+from napari_asymseg.review.flags import Flag, find_flags, flag_scan
+from napari_asymseg.review.items import LESION, MISS, NOT_LESION, Item
 from napari_asymseg.review.risk_map import model_risk, risk_map, with_annotations
 from napari_asymseg.store.scan import Scan
 
@@ -140,7 +142,14 @@ def test_flags_need_a_3d_risk_map():
         find_flags(np.zeros((4, 4)))
 
 
-def test_flags_are_stored_in_the_scan_and_remembered(tmp_path):
+def _answered_miss(flag: Flag, status: str, item_id: int = 7) -> Item:
+    return Item(item_id, 1, MISS, flag.center, flag.bbox, flag.voxels, flag.expected_missed,
+                flag.max_risk, status=status)  # fmt: skip
+
+
+def test_flags_keep_no_state_the_queue_answers_them(tmp_path):
+    """The flags are the review queue's misses: nothing of theirs is stored, and a miss the
+    queue holds answered Lesion (painted) is a done flag."""
     shape = (10, 20, 20)
     scan = Scan.create(tmp_path / "s.zarr", np.zeros(shape, np.float32))
     with pytest.raises(ScanError, match="no risk map"):
@@ -148,21 +157,33 @@ def test_flags_are_stored_in_the_scan_and_remembered(tmp_path):
     scan.write_result("prediction", np.zeros(shape, np.uint8))
     scan.write_result("risk", _two_blobs())
     flags = flag_scan(scan, threshold=0.3)
-    assert len(flags) == 2 and stored_flags(Scan.open(scan.path)) == flags
-    set_status(scan, 1, "done")
+    assert len(flags) == 2 and not [f for f in flags if f.done]
+    assert scan.read_attr("flags") is None and scan.read_attr(state.QUEUE_KEY) is None
+    # a read-only scan flags the same: nothing is written
+    assert flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3) == flags
+    queue = state.Queue((_answered_miss(flags[0], LESION),), "digest")
+    state.save_queue(scan, queue)
     again = flag_scan(Scan.open(scan.path), threshold=0.3)
     assert [f.status for f in again] == ["open", "done"]
-    with pytest.raises(ScanError, match="no flag 7"):
-        set_status(scan, 7, "done")
-    with pytest.raises(ScanError, match="status"):
-        set_status(scan, 1, "maybe")
+    assert again[1].center == flags[0].center
+    # answered not lesion: its region was painted background, so its flag goes by itself
+    state.save_queue(scan, state.Queue((_answered_miss(flags[0], NOT_LESION),), "digest"))
+    assert [f.status for f in flag_scan(scan, threshold=0.3)] == ["open", "open"]
 
 
-def test_damaged_stored_flags_are_a_clear_error(tmp_path):
-    scan = Scan.create(tmp_path / "s.zarr", np.zeros((4, 8, 8), np.float32))
-    scan.write_attr("flags", [{"id": 1}])
-    with pytest.raises(ScanError, match="damaged"):
-        stored_flags(Scan.open(scan.path))
+def test_done_marks_of_the_old_flags_list_are_kept(tmp_path):
+    """Scans flagged before the queue held the flags' state: their done marks still count,
+    and an entry that does not parse is skipped."""
+    shape = (10, 20, 20)
+    scan = Scan.create(tmp_path / "s.zarr", np.zeros(shape, np.float32))
+    scan.write_result("prediction", np.zeros(shape, np.uint8))
+    scan.write_result("risk", _two_blobs())
+    flags = flag_scan(scan, threshold=0.3)
+    old = [{**flags[0].as_dict(), "status": "done"}, flags[1].as_dict(), {"id": 9}]
+    scan.write_attr(state.LEGACY_FLAGS_KEY, old)
+    assert [f.status for f in flag_scan(scan, threshold=0.3)] == ["open", "done"]
+    (kept,) = state.painted(scan)
+    assert kept.center == flags[0].center and kept.status == LESION and kept.id == 0
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -173,15 +194,6 @@ def test_average_precision_known_values():
     # one tie group holding everything: precision = prevalence
     assert average_precision([0.5] * 4, [1, 0, 0, 0]) == pytest.approx(0.25)
     assert math.isnan(average_precision([0.1, 0.2], [0, 0]))
-
-
-def test_flags_on_a_read_only_scan_are_a_clear_error(tmp_path):
-    scan = Scan.create(tmp_path / "s.zarr", np.zeros((10, 20, 20), np.float32))
-    scan.write_result("prediction", np.zeros(scan.shape, np.uint8))
-    scan.write_result("risk", _two_blobs())
-    with pytest.raises(ScanError, match="open the scan writable"):
-        flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3)
-    assert flag_scan(Scan.open(scan.path, mode="r"), threshold=0.3, save=False)
 
 
 def test_the_rim_of_a_predicted_lesion_keeps_its_evidence():

@@ -94,9 +94,14 @@ WRITES = {
         f"with Scan.open(root / 's.zarr').writing_results({DTYPE_NAMES}) as out:\n"
         "    for array in out.values(): array[...] = 2\n"
     ),
+    # the scan's attributes (spacing, classes, review state) are one file, rewritten whole
+    "write_attr": (
+        "from napari_asymseg.store.scan import Scan\n"
+        "Scan.open(root / 's.zarr').write_attr('queue', {'v': 'new', 'pad': 'n' * 4000})"
+    ),
 }
-FILE_KINDS = ("write_json", "write_with", "open_atomic")
-SCAN_KINDS = ("create", "write_result", "writing_results")
+FILE_KINDS = ("write_json", "write_with", "open_atomic", "write_attr")
+SCAN_KINDS = ("create", "write_result", "writing_results", "write_attr")
 
 
 def setup(kind: str, root: Path) -> None:
@@ -111,6 +116,10 @@ def setup(kind: str, root: Path) -> None:
         (root / "d" / "sub").mkdir(parents=True)
         (root / "d" / "a.txt").write_text("old")
         (root / "d" / "sub" / "b.txt").write_text("old")
+    elif kind == "write_attr":
+        scan = Scan.create(root / "s.zarr", np.ones(SHAPE, np.float32), classes=("a", "b"))
+        scan.write_attr("flags", [1, 2, 3])  # a key the new write must keep
+        scan.write_attr("queue", {"v": "old", "pad": "o" * 4000})
     else:
         ones = np.ones(SHAPE, np.uint8)
         scan = Scan.create(root / "s.zarr", ones * 1.0, annotations=ones, classes=("a", "b"))
@@ -138,6 +147,12 @@ def content(kind: str, root: Path) -> str:
         assert len(found) == 1, f"torn: {found}"
         return found.pop()
     scan = Scan.open(root / "s.zarr")  # read-write: this is the recovery
+    if kind == "write_attr":
+        json.loads((root / "s.zarr" / "zarr.json").read_text())  # parses: not torn, not empty
+        assert scan.classes == ("a", "b") and scan.read_attr("flags") == [1, 2, 3]
+        queue = scan.read_attr("queue")
+        assert queue["pad"] == queue["v"][0] * 4000, "torn"
+        return queue["v"]
     if kind == "create":
         values = {*np.unique(scan.image[...]), *np.unique(scan.read_annotations())}
     elif kind == "write_result":
@@ -239,6 +254,19 @@ def test_a_file_write_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path
     assert Path(tmp).parent == tmp_path and Path(tmp).name.startswith(".tmp-f.json-")
     assert synced[1][1] == f"{tmp} -> {target}"
     assert synced[2][1] == str(tmp_path)
+
+
+def test_write_attr_syncs_the_new_metadata_then_renames_then_syncs_the_scan(tmp_path, synced):
+    scan = Scan.create(tmp_path / "s.zarr", np.ones(SHAPE, np.float32))
+    del synced[:]
+    scan.write_attr("queue", [1])
+    renames = [p for kind, p in synced if kind == "rename"]
+    assert len(renames) == 1 and renames[0].endswith(f" -> {scan.path / 'zarr.json'}")
+    tmp = renames[0].split(" -> ")[0]
+    assert Path(tmp).name.startswith(".tmp-zarr.json-")
+    at = synced.index(("rename", renames[0]))
+    assert ("fsync", tmp) in synced[:at]  # the content is on disk before the name points to it
+    assert ("fsync", str(scan.path)) in synced[at:]  # and the rename is durable
 
 
 def test_a_folder_swap_syncs_every_new_file_and_folder_before_the_rename(tmp_path, synced):

@@ -361,3 +361,16 @@ def test_resume_writes_the_best_model_a_kill_left_out(tmp_path):
     assert repaired["step"] == 10
     for k, v in last["model"].items():
         assert torch.equal(repaired["model"][k], v)
+
+
+def test_a_validation_with_nothing_held_out_is_said_without_nans():
+    from napari_asymseg.train.events import EpochEnd
+
+    # one painted lesion slice: nothing held out, every score NaN (the dock said "DSC nan ...")
+    quiet = EpochEnd(step=23, epoch=1, train_loss=0.41234, best=True)
+    assert quiet.line() == "step 23: training loss 0.4123 (nothing held out)"
+    scored = EpochEnd(step=40, epoch=2, dsc=0.8, sensitivity=0.7, precision=0.9,
+                      logit_shift=-0.25, best=True)  # fmt: skip
+    assert scored.line() == (
+        "step 40: val DSC 0.800, sensitivity 0.700, precision 0.900, logit shift -0.25  (best)"
+    )

@@ -92,7 +92,7 @@ def test_the_current_run_is_the_chosen_one_else_the_newest(tmp_path):
     scan_path = tmp_path / "case.zarr"
     assert current_model(scan_path) is None
     first = _run(scan_path, "run-20240101-000000", status="finished", kind="new", best_dsc=0.84)
-    second = _run(scan_path, "run-20240102-000000", status="cancelled", steps_done=40)
+    _run(scan_path, "run-20240102-000000", status="cancelled", steps_done=40)
     third = _run(scan_path, "run-20240103-000000")  # from before run.json: finished
     assert current_model(scan_path) == third  # no choice stored: the newest (older scans)
     set_current(scan_path, first)
@@ -106,8 +106,8 @@ def test_the_current_run_is_the_chosen_one_else_the_newest(tmp_path):
     with pytest.raises(ScanError, match="not a model of case.zarr"):
         set_current(scan_path, tmp_path)
     set_current(scan_path, first)
-    (first / BEST).unlink()  # the chosen run lost its model: a cancelled one is all there is
-    assert current_model(scan_path) == second
+    (first / BEST).unlink()  # the chosen run lost its model: a cancelled one is all there is,
+    assert current_model(scan_path) is None  # and it is never current unless chosen
 
 
 def test_a_run_becomes_current_only_when_it_is_better_or_nothing_is_current(tmp_path):
@@ -124,11 +124,55 @@ def test_a_run_becomes_current_only_when_it_is_better_or_nothing_is_current(tmp_
     one, cancelled, worse, better, idle, unscored = list_runs(scan_path)
     assert verdict(one, None) == (True, "run 1 is the current model (run 1 · new · DSC 0.84)")
     adopt, line = verdict(cancelled, one)
-    assert not adopt and line == "run 2 cancelled at step 40: kept run 1 as current"
-    adopt, line = verdict(cancelled, None)  # nothing better to lose
-    assert adopt and line.endswith("its best model so far is current, as no other model was")
+    assert not adopt and line.startswith("run 2 cancelled at step 40: kept run 1 as current")
+    adopt, line = verdict(cancelled, None)  # not finished: kept for the user to choose
+    assert not adopt and line.endswith("no model is current; Use makes its model so far current")
     adopt, line = verdict(worse, one)
     assert not adopt and "not better than run 1 (0.80 on the same held-out slices)" in line
     assert verdict(better, one)[0]
     assert not verdict(idle, one)[0]
-    assert verdict(unscored, one)[0]  # nothing to compare on: the newer run, on more paint
+    assert not verdict(unscored, one)[0]  # nothing to compare on, no sign of new paint
+
+
+def test_a_killed_run_is_listed_as_unfinished_and_never_made_current(tmp_path):
+    from engine_helpers import tiny_config, tiny_scan
+    from napari_asymseg.train.loop import fit
+    from napari_asymseg.train.runs import (
+        RUNNING,
+        current_model,
+        list_runs,
+        read_summary,
+        write_summary,
+    )
+
+    scan = tiny_scan(tmp_path / "case.zarr")
+    out = new_model_dir(scan.path)
+    gen = fit(scan, tiny_config(steps=1000, val_every=2), out)
+    for event in gen:  # the first validation saved a model: then the process is "killed"
+        if type(event).__name__ == "EpochEnd":
+            break
+    summary = read_summary(out)  # what a kill leaves: no finally runs after this point
+    assert summary["status"] == RUNNING and summary["steps_done"] == 2
+    gen.close()  # (a cancel: it writes "cancelled"; a kill would not)
+    write_summary(out, summary)
+    killed = list_runs(scan.path)[0]
+    assert killed.line() == "run 1 · new · DSC " + f"{killed.best_dsc:.2f} · unfinished at step 2"
+    assert current_model(scan.path) is None  # not a finished model: never current by itself
+
+
+def test_runs_that_cannot_be_compared_keep_the_current_model_unless_they_saw_new_paint(
+    tmp_path,
+):
+    from napari_asymseg.train.runs import list_runs, verdict
+
+    scan_path = tmp_path / "case.zarr"
+    _run(scan_path, "run-1", status="finished", kind="new", annotations_hash="a")
+    _run(scan_path, "run-2", status="finished", kind="new", annotations_hash="a")
+    _run(scan_path, "run-3", status="finished", kind="new", annotations_hash="b")
+    _run(scan_path, "run-4", status="finished", kind="new")  # from before the hash was kept
+    one, same, more, unknown = list_runs(scan_path)
+    adopt, line = verdict(same, one)
+    assert not adopt and line.startswith("run 2 could not be compared with run 1")
+    adopt, line = verdict(more, one)
+    assert adopt and "learned from annotations run 1 never saw" in line
+    assert not verdict(unknown, one)[0]

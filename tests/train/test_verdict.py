@@ -17,6 +17,10 @@ def rows(*dscs, margin=1.0, shift=-0.2):
 def test_each_rule_in_order():
     assert training_verdict([]) == ""
     assert training_verdict(rows(0.8, 0.8, margin=-0.5)).startswith("Not learned yet")
+    # early in a running run a negative margin is usual: not "not learned" (seen for ~100 s)
+    early = training_verdict(rows(0.8, 0.8, margin=-0.5), done=0.2)
+    assert early.startswith("Still learning the painted lesion (20% of the run)")
+    assert training_verdict(rows(0.8, 0.8, margin=-0.5), done=0.6).startswith("Not learned yet")
     assert training_verdict(rows(NAN, NAN)).startswith("Nothing was held out")
     over = training_verdict(rows(0.4, 0.82, 0.6))
     assert over.startswith("Overfitting: the held-out DSC fell from 0.82 (step 40) to 0.60")

@@ -1,30 +1,32 @@
 """The asymseg dock widget: scan, annotate, train and predict, review, lesions sections.
 
-Each section is a small widget of its own (training lives in ``train.py``, the heatmap and
-flags in ``review.py``, the lesion table in ``lesion_table.py``, masks and model bundles in
-``export.py``), so this file stays a table of contents. The sections sit in a scroll area:
-the dock fits a laptop screen.
+Each section is a small widget of its own (the brush in ``annotate.py``, training in
+``train.py``, the heatmap and flags in ``review.py``, the lesion table in ``lesion_table.py``,
+masks and model bundles in ``export.py``), so this file keeps what spans them: one scan open at
+a time, saved and released before another opens or napari closes. The sections sit in a
+scroll area: the dock fits a laptop screen.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QTimer
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QThreadPool, QTimer
 from qtpy.QtWidgets import (
+    QApplication,
     QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
+    QMainWindow,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_asymseg._qt import heap
+from napari_asymseg._qt.annotate import AnnotateSection
 from napari_asymseg._qt.autosave import AnnotationAutosave
 from napari_asymseg._qt.export import ExportSection
 from napari_asymseg._qt.layers import prediction_layer, probability_layer, risk_layer
@@ -35,7 +37,7 @@ from napari_asymseg._qt.scan_section import ScanSection
 from napari_asymseg._qt.sections import Section
 from napari_asymseg._qt.train import TrainSection
 from napari_asymseg.errors import ClearError, ScanError, error_message
-from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
+from napari_asymseg.store.annotations import BACKGROUND
 from napari_asymseg.store.lock import ScanLock
 from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import runs
@@ -46,73 +48,12 @@ def _role(layer) -> tuple[str | None, str | None]:
     return meta.get("scan"), meta.get("role")
 
 
-REST_KEY = "Shift-B"
-"""The viewer's key for "rest of slice is background" (B alone is napari's preserve labels)."""
+def _among(layer, layers) -> bool:
+    return any(layer is other for other in layers)
 
 
-class AnnotateSection(QWidget):
-    """Pick the class to paint; declare the rest of the current slice background."""
-
-    def __init__(self, dock: AsymsegDock) -> None:
-        super().__init__()
-        self.dock = dock
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        layout = QHBoxLayout()
-        outer.addLayout(layout)
-        self.label = QComboBox()
-        self.label.setToolTip("the class the brush paints (annotation value in brackets)")
-        self.label.currentIndexChanged.connect(self._pick)
-        self.rest_button = QPushButton("Rest of slice is background")
-        self.rest_button.setToolTip(
-            "mark every unannotated voxel of the current slice as background "
-            "(Shift+B; undo: Ctrl+Z)"
-        )
-        self.rest_button.clicked.connect(self.rest_of_slice_background)
-        layout.addWidget(self.label)
-        layout.addWidget(self.rest_button)
-        keys = QLabel(
-            "Keys: P paint · E erase · [ ] brush size · Shift+B rest of slice is background · "
-            "Ctrl+Z undo"
-        )
-        keys.setWordWrap(True)
-        keys.setToolTip("napari's labels keys and the dock's (the canvas must have the focus)")
-        outer.addWidget(keys)
-        dock.viewer.bind_key(
-            REST_KEY, lambda _viewer: self.rest_of_slice_background(), overwrite=True
-        )
-
-    def refresh(self) -> None:
-        scan = self.dock.scan
-        self.label.blockSignals(True)
-        self.label.clear()
-        if scan is not None:
-            self.label.addItem(f"background [{BACKGROUND}]", BACKGROUND)
-            for k, name in enumerate(scan.classes, start=1):
-                self.label.addItem(f"{name} [{code_of_class(k)}]", code_of_class(k))
-            self.label.setCurrentIndex(1)
-        self.label.blockSignals(False)
-        self._pick()
-
-    def _pick(self, *_args) -> None:
-        layer = self.dock.annotations_layer
-        value = self.label.currentData()
-        if layer is not None and value is not None:
-            layer.selected_label = int(value)
-
-    def rest_of_slice_background(self) -> int:
-        """Fill the unannotated voxels of the displayed slice with background (undoable)."""
-        layer = self.dock.annotations_layer
-        if layer is None:
-            show_error("open a scan first")
-            return 0
-        z = int(self.dock.viewer.dims.current_step[0])
-        idx = np.nonzero(np.asarray(layer.data[z]) == NOT_ANNOTATED)
-        if idx[0].size == 0:
-            return 0
-        coords = (np.full(idx[0].shape, z), *idx)
-        layer.data_setitem(coords, BACKGROUND)  # through napari's history, so Ctrl+Z undoes it
-        return int(idx[0].size)
+WORKERS_WAIT_MS = 30_000
+"""How long quitting waits for the dock's threads (a ranking, a lesion count, an import)."""
 
 
 class AsymsegDock(QWidget):
@@ -122,10 +63,12 @@ class AsymsegDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.scan: Scan | None = None
-        self.annotations_layer = None
+        self.annotations_layer: Any = None
         self.autosave: AnnotationAutosave | None = None
         self.lock: ScanLock | None = None  # held while a scan is open here: one writer per scan
         self.read_only_reason = ""
+        self.scan_layers: list = []  # the open scan's layers, taken out when another opens
+        self.closed = False  # napari closed this dock's window: nothing opens here any more
         content = QWidget()
         layout = QVBoxLayout(content)
         self.scan_section = ScanSection(self)
@@ -165,6 +108,9 @@ class AsymsegDock(QWidget):
         self.viewer.layers.events.removed.connect(self._on_removed)
         for layer in list(self.viewer.layers):
             self._attach(layer)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
     def _fit_width(self) -> None:
         """As wide as the widest section needs, so that nothing is cut off (napari's dock area
@@ -178,11 +124,15 @@ class AsymsegDock(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
+        self._hear_window_close()
         QTimer.singleShot(0, self._fit_width)  # napari's style sheet applies on showing
 
     # -- scans ---------------------------------------------------------------------------------
     def open_scan(self, path: str | Path) -> None:
-        """Open a scan in the viewer (through the plugin's reader)."""
+        """Open a scan in the viewer (through the plugin's reader); the scan open before is
+        saved and its layers leave the viewer."""
+        if self.closed:  # an import that ended as napari closed
+            return
         try:
             Scan.open(path, mode="r")  # validate first: a clear message instead of a traceback
             self.viewer.open(str(path), plugin="napari-asymseg")
@@ -197,24 +147,53 @@ class AsymsegDock(QWidget):
         return self.scan_section.import_image(path, out, series)
 
     def _on_inserted(self, event) -> None:
-        self._attach(event.value)
+        layer = event.value
+        self._attach(layer)
+        scan, known = self.scan, self.scan_layers
+        if scan is not None and _role(layer)[0] == str(scan.path) and not _among(layer, known):
+            known.append(layer)  # its results, previews, review points
         self.overlays.refresh()
 
     def _attach(self, layer) -> None:
         path, role = _role(layer)
-        if role != "annotations" or path is None:
+        if role != "annotations" or path is None or self.closed:
             return
         try:
             scan = Scan.open(path)
         except ScanError as exc:
             show_error(str(exc))
             return
-        self.save_now()
-        if self.autosave is not None:
-            self.autosave.stop()
-        self._release()
+        again = self.scan is not None and self.scan.path == scan.path
+        closed = self._close_scan(f"{scan.path.name} was opened")
+        if again:  # the reader read the scan before the closed layer's last save
+            self._reread(layer, scan)
         self.scan, self.annotations_layer = scan, layer
-        lock = ScanLock(path, f"napari (asymseg dock, pid {os.getpid()})")
+        # the reader's layers so far (image, annotations); the same scan opened again has
+        # the same path: its old layers are told apart by being the closed scan's
+        self.scan_layers = [
+            lay for lay in self.viewer.layers if _role(lay)[0] == path and not _among(lay, closed)
+        ]
+        self._take_lock(scan, layer)
+        self._hear_window_close()
+        self.scan_section.refresh()
+        self.annotate_section.refresh()
+        self.train_section.runs_row.refresh()
+        # the scan's texts and class names may widen a section; measured once laid out
+        QTimer.singleShot(0, self._fit_width)
+        # after the reader has added all its layers (this runs inside napari's insert event,
+        # where removing layers would upset napari's own handlers)
+        QTimer.singleShot(0, lambda: self._take_out(closed))
+        QTimer.singleShot(0, lambda: self._ensure_prediction_layer(scan))
+
+    @staticmethod
+    def _reread(layer, scan: Scan) -> None:
+        saved = scan.read_annotations()
+        if not np.array_equal(saved, np.asarray(layer.data)):
+            layer.data = saved
+
+    def _take_lock(self, scan: Scan, layer) -> None:
+        """Write this scan, autosaving ``layer``, or, if another program writes it, only show it."""
+        lock = ScanLock(scan.path, f"napari (asymseg dock, pid {os.getpid()})")
         try:
             self.lock = lock.acquire()
         except ScanError as exc:  # ScanBusy, or a read-only folder
@@ -226,13 +205,47 @@ class AsymsegDock(QWidget):
             self.autosave = AnnotationAutosave(layer, scan)
             self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
             self.autosave.failed.connect(show_error)
-        self.scan_section.refresh()
-        self.annotate_section.refresh()
-        self.train_section.runs_row.refresh()
-        # the scan's texts and class names may widen a section; measured once laid out
-        QTimer.singleShot(0, self._fit_width)
-        # after the reader has added all its layers (this runs inside napari's insert event)
-        QTimer.singleShot(0, lambda: self._ensure_prediction_layer(scan))
+            self.autosave.recovered.connect(show_info)
+
+    def _close_scan(self, why: str) -> list:
+        """Done with the open scan (another opens, its annotations layer goes, napari quits):
+        its run stopped, its last painting saved, and only then its lock freed.
+
+        Returns its layers, for the caller to take out of the viewer. An annotations layer
+        whose last save failed stays there, read-only, and a notification says where.
+        """
+        self.train_section.stop(why)
+        layer, unsaved = self.annotations_layer, ""
+        if self.autosave is not None:
+            try:
+                self.autosave.flush(force=True)
+            except Exception as exc:  # noqa: BLE001 - said below, the painting kept
+                unsaved = error_message(exc)
+            self.autosave.stop()
+        self.autosave, self.annotations_layer = None, None
+        self._release()
+        layers = [lay for lay in self.scan_layers if lay in self.viewer.layers]
+        self.scan_layers = []
+        if layer is not None:
+            layer.editable = False  # no longer saved: painting on it would be lost
+            if unsaved and layer in self.viewer.layers:
+                layer.name = f"{layer.name} (not saved)"
+                layers = [lay for lay in layers if lay is not layer]
+                show_error(
+                    f"annotations not saved: {unsaved}; they stay in the read-only layer "
+                    f"'{layer.name}' (File > Save Selected Layers writes them to a file)"
+                )
+            elif unsaved:  # the layer was deleted, or the viewer closed: nothing holds them
+                show_error(f"annotations not saved: {unsaved}; the last painting is lost")
+        return layers
+
+    def _take_out(self, layers: list) -> None:
+        """Remove a closed scan's layers from the viewer (their painting is saved)."""
+        for layer in layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        if layers:
+            heap.release()  # what the closed scan held is collected before the next freeze
 
     def _ensure_prediction_layer(self, scan: Scan) -> None:
         if self.scan is scan:
@@ -263,11 +276,8 @@ class AsymsegDock(QWidget):
     def _on_removed(self, event) -> None:
         self.overlays.refresh()
         if event.value is self.annotations_layer:
-            self.save_now()
-            if self.autosave is not None:
-                self.autosave.stop()
-            self.autosave, self.annotations_layer = None, None
-            self._release()
+            # the scan is closed (its layer deleted, or the viewer closing): its run stops
+            self._close_scan(f"{event.value.name} was closed")
             heap.release()
 
     def _release(self) -> None:
@@ -298,24 +308,51 @@ class AsymsegDock(QWidget):
         return runs.new_model_dir(self.scan.path)
 
     def save_now(self) -> int:
-        """Write pending annotation edits immediately; returns the number of slices saved."""
+        """Write pending annotation edits immediately; returns the number of slices saved.
+
+        A failure is a notification; the edits stay pending and the autosave retries them.
+        """
         if self.autosave is None:
             return 0
-        try:
-            return self.autosave.flush(force=True)
-        except (ClearError, OSError) as exc:
-            show_error(f"could not save annotations: {error_message(exc)}")
-            return 0
+        return self.autosave.save(force=True, tell=True) or 0
+
+    # -- quitting ------------------------------------------------------------------------------
+    def _hear_window_close(self) -> None:
+        """napari never calls this widget's ``closeEvent``: hear its window close instead (and
+        the application quit, connected at the start), so that the runs stop and the painting
+        is saved. Installed once docked (a scan opens, the dock shows): the window is the
+        nearest main window above, whether the dock is docked or floating."""
+        window = self._main_window()
+        if window is not None:
+            window.installEventFilter(self)  # installed again: still once
+
+    def _main_window(self) -> QMainWindow | None:
+        # looked up, not kept: a reference would keep the closed window alive with this widget
+        widget = self.parentWidget()
+        while widget is not None and not isinstance(widget, QMainWindow):
+            widget = widget.parentWidget()
+        return widget
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        window = self._main_window() if event.type() == QEvent.Type.Close else None
+        if window is not None and watched is window and not self.closed:
+            window.event(event)  # napari's closeEvent first: it may ask, and the user say no
+            if event.isAccepted():
+                self.shutdown()
+            return True
+        return super().eventFilter(watched, event)
+
+    def shutdown(self) -> None:
+        """napari closes: the run cancelled and awaited, the painting saved, the lock freed,
+        and the dock's other threads (ranking, lesion count, import, export) awaited."""
+        if self.closed:
+            return
+        self.closed = True
+        self._close_scan("napari was closed")
+        pool = QThreadPool.globalInstance()
+        if pool is not None:
+            pool.waitForDone(WORKERS_WAIT_MS)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self.train_section.cancel()
-        # ranking takes seconds, counting the lesions a second or two: let them end
-        if any(w is not None for w in (self.review_section.worker, self.lesion_table.worker)):
-            from qtpy.QtCore import QThreadPool
-
-            pool = QThreadPool.globalInstance()
-            if pool is not None:
-                pool.waitForDone(10_000)
-        self.save_now()
-        self._release()
+        self.shutdown()
         super().closeEvent(event)

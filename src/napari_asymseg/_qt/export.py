@@ -16,6 +16,7 @@ _MASK_FILTER = (
     "NIfTI (*.nii.gz *.nii);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr);;DICOM SEG (*.dcm)"
 )
 _SUFFIXES = {"NIfTI": ".nii.gz", "TIFF": ".tif", "OME-Zarr": ".ome.zarr", "DICOM SEG": ".dcm"}
+_NO_QUESTION = QFileDialog.Option.DontConfirmOverwrite
 
 
 class ExportSection(QWidget):
@@ -67,7 +68,11 @@ class ExportSection(QWidget):
             return
         stem = scan.path.name.removesuffix(".zarr")
         default = str(scan.path.with_name(f"{stem}-{self.what.currentText()}.nii.gz"))
-        path, chosen = QFileDialog.getSaveFileName(self, "Export mask", default, _MASK_FILTER)
+        # the dialog's own question would be about the name typed, before the suffix is added:
+        # export_mask asks about the file it will actually write
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export mask", default, _MASK_FILTER, options=_NO_QUESTION
+        )
         if path:
             kind = chosen.split(" (")[0]
             if not path.endswith((".nii", ".nii.gz", ".tif", ".tiff", ".ome.zarr", ".dcm")):
@@ -80,7 +85,10 @@ class ExportSection(QWidget):
             show_error("no model yet: train one first")
             return
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export model bundle (a folder; .zip for one file)", str(model) + "-bundle"
+            self,
+            "Export model bundle (a folder; .zip for one file)",
+            str(model) + "-bundle",
+            options=_NO_QUESTION,  # export_bundle asks about what it will write
         )
         if path:
             self.export_bundle(path)
@@ -97,12 +105,23 @@ class ExportSection(QWidget):
     # -- actions (the tests call these) --------------------------------------------------------
     def export_mask(self, path: str | Path, modality: str | None = None) -> None:
         """Export the chosen mask; a DICOM SEG of a scan not from DICOM asks for the modality
-        of the image series written beside it (:mod:`napari_asymseg.io.dicom_seg`)."""
-        from napari_asymseg.io.exporters import export_mask
+        of the image series written beside it (:mod:`napari_asymseg.io.dicom_seg`).
+
+        Whatever the export would replace (the file, a SEG's image series folder) is replaced
+        only once the user confirmed it (:meth:`confirm_replace`).
+        """
+        from napari_asymseg.io.exporters import export_mask, export_replaces
 
         scan = self.dock.scan
         if scan is None:
             show_error("open a scan first")
+            return
+        try:
+            existing = export_replaces(scan, path)
+        except ScanError as exc:  # a folder in the way that an export never replaces
+            show_error(str(exc))
+            return
+        if existing and not self.confirm_replace(existing):
             return
         if str(path).endswith(".dcm") and not scan.dicom and modality is None:
             modality = self.ask_modality(scan.path.name)
@@ -119,6 +138,18 @@ class ExportSection(QWidget):
             modality=modality,
             done=f"{what} exported to {{}}",
         )
+
+    def confirm_replace(self, paths: list[Path]) -> bool:
+        """Ask whether to replace ``paths`` (files or folders that exist); False: keep them."""
+        from qtpy.QtWidgets import QMessageBox
+
+        names = " and ".join(p.name + ("/" if p.is_dir() else "") for p in paths)
+        text = (
+            f"{names} already exist{'s' if len(paths) == 1 else ''} in {paths[0].parent}. "
+            f"Replace {'it' if len(paths) == 1 else 'them'}?"
+        )
+        no, yes = QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes
+        return QMessageBox.question(self, "Replace?", text, yes | no, no) == yes
 
     def ask_modality(self, name: str) -> str | None:
         """CT or MR for the image series a SEG of a non-DICOM scan references (None: cancel)."""
@@ -141,6 +172,9 @@ class ExportSection(QWidget):
         path = Path(path)
         zipped = path.suffix == ".zip"
         out = path.with_suffix("") if zipped else path
+        target = out.with_suffix(".zip") if zipped else out  # what export_bundle writes
+        if target.exists() and not self.confirm_replace([target]):
+            return
         self._run(
             export_bundle, model, out, zip=zipped, overwrite=True, done="model bundle written to {}"
         )

@@ -5,25 +5,31 @@ top item -> one click (or key) answers it: **Lesion** (A) or **Not lesion** (R);
 suspected miss, paint what is missed and press Lesion to mark it painted -> after a few
 answers the model is fine-tuned from where it was (a warm start, a few steps) -> the new
 prediction re-ranks the queue. Every answer is written through napari's history (Ctrl+Z undoes
-it in the layer) and can be taken back with **Undo answer** (U); the queue and its answers are
-stored in the scan. See :mod:`napari_asymseg.review.queue` for what the items are.
+it in the layer) and can be taken back with **Undo answer** (U), which keeps what was painted
+since (``review_answers.py``); the keys work on the canvas and in the section
+(``review_keys.py``). The queue and its answers are stored in the scan; a stored queue older
+than the stored prediction is not shown (its answers would land where the new prediction may
+say the opposite): the section says so and offers to rank again. See
+:mod:`napari_asymseg.review.queue` for what the items are.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from napari.qt.threading import create_worker
-from napari.utils.colormaps.standardize_color import transform_color
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import (
+    Notification,
+    NotificationSeverity,
+    notification_manager,
+    show_error,
+    show_info,
+)
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
-    QListWidgetItem,
     QPushButton,
     QSlider,
     QSpinBox,
@@ -33,13 +39,16 @@ from qtpy.QtWidgets import (
 
 from napari_asymseg._qt import heap
 from napari_asymseg._qt.layers import go_to, layer_for, risk_layer
+from napari_asymseg._qt.review_answers import Written, take_back, write_answer
 from napari_asymseg._qt.review_items import (
-    COLORS,
-    DONE_COLOR,
-    item_text,
-    item_tooltip,
+    fill_list,
+    recolor_point,
+    show_entry,
     show_points,
+    summary_text,
 )
+from napari_asymseg._qt.review_keys import KEYS as KEYS
+from napari_asymseg._qt.review_keys import KEYS_LINE, bind_keys
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.review import queue as rq
 
@@ -50,9 +59,15 @@ FINE_TUNE_LR = 1e-3
 (validation DSC 0.70 -> 0.10 at step 20 in benchmarks/active_learning.py's pilot)."""
 FINE_TUNE_AFTER = 5
 """Answers after which the fine-tune starts by itself (0: only by its button)."""
-KEYS = {"accept": "a", "reject": "r", "next": "n", "previous": "Shift-N", "undo": "u"}
-"""The viewer's shortcuts (none is taken by napari's labels layer)."""
-KEYS_LINE = "Keys: A lesion · R not lesion · N / Shift+N next / previous item · U undo answer"
+STALE_FIX = "rank it again (Rank what to review); the answers you gave stay"
+"""The dock's fix for a stored queue older than the prediction (the CLI's: review again)."""
+
+
+def offer(message: str, action: str, callback) -> None:
+    """A notification with a button that does ``callback``: the one-line refusal and its fix."""
+    notification_manager.dispatch(
+        Notification(message, NotificationSeverity.INFO, actions=[(action, lambda _: callback())])
+    )
 
 
 class ReviewSection(QWidget):
@@ -65,8 +80,8 @@ class ReviewSection(QWidget):
         self.ranked = False  # a queue was ranked for this scan (stored or just now)
         self.worker: Any = None
         self.answers_since_tune, self.top_pending = 0, False
-        self.undo_stack: list[tuple[int, tuple[np.ndarray, ...], np.ndarray]] = []
-        """(item id, the voxels its answer wrote, their codes before): Undo answer's memory."""
+        self.undo_stack: list[Written] = []
+        """What each answer wrote, and what was there before: Undo answer's memory."""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._heatmap_row())
@@ -91,9 +106,19 @@ class ReviewSection(QWidget):
         layout.addLayout(self._tune_buttons())
         keys = QLabel(KEYS_LINE)
         keys.setWordWrap(True)
-        keys.setToolTip("the viewer's keys for the review (the canvas must have the focus)")
+        keys.setToolTip("the review's keys: on the canvas, the review list or its buttons")
         layout.addWidget(keys)
-        self._bind_keys()
+        self.shortcuts = bind_keys(
+            dock.viewer,
+            self,
+            {
+                "accept": lambda: self.answer(rq.LESION),
+                "reject": lambda: self.answer(rq.NOT_LESION),
+                "next": self.next_item,
+                "previous": self.previous_item,
+                "undo": self.undo_answer,
+            },
+        )
 
     def _heatmap_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -151,33 +176,29 @@ class ReviewSection(QWidget):
         box.addLayout(auto)
         return box
 
-    def _bind_keys(self) -> None:
-        actions = {
-            "accept": lambda: self.answer(rq.LESION),
-            "reject": lambda: self.answer(rq.NOT_LESION),
-            "next": self.next_item,
-            "previous": self.previous_item,
-            "undo": self.undo_answer,
-        }
-        for name, key in KEYS.items():
-            act = actions[name]
-            self.dock.viewer.bind_key(key, lambda _viewer, act=act: act(), overwrite=True)
-
     # -- the queue -----------------------------------------------------------------------------
     def load(self) -> None:
-        """Show the queue stored in the scan (when a scan opens)."""
+        """Show the queue stored in the scan (when a scan opens), unless it was ranked on
+        another prediction than the stored one: then say so and offer to rank again."""
         scan = self.dock.scan
         self.items, self.undo_stack, self.answers_since_tune = [], [], 0
-        self.ranked = False
+        self.ranked, stale = False, None
         if scan is not None:
             try:
                 queue = rq.stored_queue(scan)
+                if queue is not None:
+                    rq.check_current(scan, queue, fix=STALE_FIX)  # as the CLI's answers do
+            except rq.StaleQueue as exc:
+                stale = str(exc)
             except ScanError as exc:
                 show_error(str(exc))
             else:
                 self.items = list(queue.items) if queue is not None else []
                 self.ranked = queue is not None
         self._show()
+        if stale is not None:
+            self.summary.setText(stale)
+            offer(stale, "Rank again", self.find_items)
 
     def find_items(self) -> None:
         """Rank the queue again in a thread (reading the results may take a while)."""
@@ -189,13 +210,20 @@ class ReviewSection(QWidget):
             return
         self.dock.save_now()  # the queue sees the annotations as painted
         worker: Any = create_worker(rq.build_queue, scan, _ignore_errors=True)  # shown below
-        worker.returned.connect(self._on_queue)
-        worker.errored.connect(lambda exc: show_error(error_message(exc)))
+        # only while the scan it ranked is still the open one (another may be opened meanwhile)
+        worker.returned.connect(
+            lambda queue: self._on_queue(queue) if self.dock.scan is scan else None
+        )
+        worker.errored.connect(self._on_rank_error)
         worker.finished.connect(self._on_worker_done)
         self.worker = worker
         self._set_busy(True)
         self.summary.setText("ranking what to review…")
         worker.start()
+
+    def _on_rank_error(self, exc: Exception) -> None:
+        show_error(error_message(exc))
+        self.load()  # the list shown may describe an older prediction: checked again
 
     def _on_worker_done(self) -> None:
         self.worker = None
@@ -227,42 +255,14 @@ class ReviewSection(QWidget):
 
     def _refresh_item(self, row: int) -> None:
         """Show one item's new status: its line, the summary, its point (not a full rebuild)."""
-        item, entry = self.items[row], self.list.item(row)
-        if entry is not None:
-            entry.setText(item_text(item))
-            entry.setToolTip(item_tooltip(item))
-            entry.setForeground(QColor(DONE_COLOR if item.answered else COLORS[item.kind]))
-        self._summarise()
-        scan = self.dock.scan
-        layer = layer_for(self.dock.viewer, scan.path, "flags") if scan is not None else None
-        if layer is not None and len(layer.data) == len(self.items):
-            colors = np.array(layer.border_color, copy=True)
-            colors[row] = transform_color(DONE_COLOR if item.answered else COLORS[item.kind])[0]
-            layer.border_color = colors
-
-    def _summarise(self) -> None:
-        open_items = [i for i in self.items if not i.answered]
-        misses = sum(i.kind == rq.MISS for i in open_items)
-        self.summary.setText(
-            f"{len(open_items)} to review ({misses} suspected miss(es), "
-            f"{len(open_items) - misses} suspected false alarm(s)), "
-            f"{len(self.items) - len(open_items)} answered. Answer with A / R, N for next."
-        )
+        show_entry(self.list.item(row), self.items[row])
+        self.summary.setText(summary_text(self.items))
+        recolor_point(self.dock.viewer, self.dock.scan, self.items, row)
 
     def _show(self) -> None:
-        current = self.list.currentRow()
-        self.list.blockSignals(True)
-        self.list.clear()
-        for item in self.items:
-            entry = QListWidgetItem(item_text(item))
-            entry.setToolTip(item_tooltip(item))
-            entry.setForeground(QColor(DONE_COLOR if item.answered else COLORS[item.kind]))
-            self.list.addItem(entry)
-        if 0 <= current < len(self.items):
-            self.list.setCurrentRow(current)
-        self.list.blockSignals(False)
+        fill_list(self.list, self.items)
         if self.items:
-            self._summarise()
+            self.summary.setText(summary_text(self.items))
         elif self.dock.scan is not None and "risk" in self.dock.scan.results():
             self.summary.setText(
                 "Nothing to review: no suspected miss or false alarm."
@@ -338,20 +338,14 @@ class ReviewSection(QWidget):
         if "prediction" not in results or "risk" not in results:
             show_error("the prediction is gone: predict the scan again")
             return
-        indices, codes = rq.answer_writes(
-            item, verdict, results["prediction"], layer.data, results["risk"]
-        )
-        before = np.array(layer.data[indices], copy=True)
-        if indices[0].size:
-            layer.data_setitem(indices, codes)  # through napari's history: Ctrl+Z undoes it
+        written = write_answer(layer, item, verdict, results["prediction"], results["risk"])
         try:
             queue = rq.set_answered(scan, item, verdict)
         except ScanError as exc:
-            if indices[0].size:
-                layer.data_setitem(indices, before)
+            take_back(layer, written)
             show_error(str(exc))
             return
-        self.undo_stack.append((item.id, indices, before))
+        self.undo_stack.append(written)
         self.items = list(queue.items)  # the same order: only the status changed
         self._refresh_item(next(k for k, i in enumerate(self.items) if i.id == item.id))
         self.answers_since_tune += 1
@@ -362,16 +356,20 @@ class ReviewSection(QWidget):
             self.next_item()
 
     def undo_answer(self) -> None:
-        """Take the last answer back: its voxels get their codes from before, the item reopens."""
+        """Take the last answer back: the voxels that still hold what it wrote get their codes
+        from before (the ones painted since are kept, and counted), the item reopens."""
         scan, layer = self.dock.scan, self.dock.annotations_layer
         if not self.undo_stack or scan is None or layer is None:
             show_info("no answer to undo")
             return
         if self.worker is not None or not self.dock.writable():
             return
-        item_id, indices, before = self.undo_stack.pop()
-        if indices[0].size:
-            layer.data_setitem(indices, before)
+        written = self.undo_stack.pop()
+        item_id, kept = written.item_id, take_back(layer, written)
+        if kept:
+            show_info(
+                f"answer taken back; {kept:,} voxel(s) you painted since were kept as painted"
+            )
         item = next((i for i in self.items if i.id == item_id), None)
         if item is not None:
             try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from napari.utils.colormaps.standardize_color import transform_color
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import QListWidget, QListWidgetItem
 
 from napari_asymseg._qt.layers import layer_for
 from napari_asymseg.io import palette
@@ -54,6 +57,50 @@ def item_tooltip(item: rq.Item) -> str:
         ]
     lines.append(f"box: z {z0}-{z1 - 1}, y {y0}-{y1 - 1}, x {x0}-{x1 - 1}")
     return "\n".join(lines)
+
+
+def summary_text(items: list[rq.Item]) -> str:
+    """The section's line over the list: how many to review, of each kind, and answered."""
+    open_items = [i for i in items if not i.answered]
+    misses = sum(i.kind == rq.MISS for i in open_items)
+    return (
+        f"{len(open_items)} to review ({misses} suspected miss(es), "
+        f"{len(open_items) - misses} suspected false alarm(s)), "
+        f"{len(items) - len(open_items)} answered. Answer with A / R, N for next."
+    )
+
+
+def show_entry(entry: QListWidgetItem | None, item: rq.Item) -> None:
+    """One list entry as ``item`` is now: its line, tooltip and colour."""
+    if entry is not None:
+        entry.setText(item_text(item))
+        entry.setToolTip(item_tooltip(item))
+        entry.setForeground(QColor(DONE_COLOR if item.answered else COLORS[item.kind]))
+
+
+def fill_list(widget: QListWidget, items: list[rq.Item]) -> None:
+    """The list anew, one entry per item, on the same row as before (without signals: the
+    viewer does not jump)."""
+    current = widget.currentRow()
+    widget.blockSignals(True)
+    widget.clear()
+    for item in items:
+        entry = QListWidgetItem()
+        show_entry(entry, item)
+        widget.addItem(entry)
+    if 0 <= current < len(items):
+        widget.setCurrentRow(current)
+    widget.blockSignals(False)
+
+
+def recolor_point(viewer, scan, items: list[rq.Item], row: int) -> None:
+    """Item ``row``'s ring in its new colour (grey once answered), not a full rebuild."""
+    layer = layer_for(viewer, scan.path, "flags") if scan is not None else None
+    if layer is not None and len(layer.data) == len(items):
+        item = items[row]
+        colors = np.array(layer.border_color, copy=True)
+        colors[row] = transform_color(DONE_COLOR if item.answered else COLORS[item.kind])[0]
+        layer.border_color = colors
 
 
 def show_points(viewer, scan, items: list[rq.Item], annotations_layer) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
 
@@ -70,8 +70,9 @@ class RunsRow(QWidget):
             show_error(str(exc))
             return
         self.refresh()
-        show_info(f"{self.combo.currentText().removesuffix(' ✓')} is current: predicting")
         train.predict()
+        chosen = self.combo.currentText().removesuffix(" ✓")
+        train.status.setText(f"{chosen} is current: predicting the scan with it")
 
 
 def _short(info: runs.RunInfo) -> str:
@@ -103,9 +104,8 @@ def conclude(dock, out: Path, before: Path | None) -> bool:
         adopt, line = runs.verdict(new, old)
     # the notification short enough for napari's toast (it cuts long ones); the whole line
     # goes to the status line
-    if adopt:
+    if adopt:  # said in the status line only: a toast would cover the slice slider
         runs.set_current(scan.path, out)
-        show_info(f"run {new.number} is now the current model" if new is not None else line)
     else:
         if old is not None:  # pinned: without a choice stored the newest run would be current
             runs.set_current(scan.path, old.path)

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -91,6 +92,14 @@ class ScanSection(QWidget):
         src = Path(path)
         stem = src.name[: -len(suffix(src))] if suffix(src) else src.name
         out = Path(out) if out else src.with_name(stem + ".zarr")
+        if out.exists():  # never replaced from the dock: it may hold the user's annotations
+            choice = self.ask_existing(out)
+            if choice == "open":
+                self.dock.open_scan(out)
+                return out
+            if choice != "new":
+                return None
+            out = free_sibling(out)
         try:
             if series is None and src.is_dir():
                 series = self.pick_series(src)
@@ -115,6 +124,26 @@ class ScanSection(QWidget):
     def _import_done(self) -> None:
         self.worker = None
         self.pbar.finish()
+
+    def ask_existing(self, out: Path) -> str:
+        """What to do when the import's scan exists already: ``"open"`` it, import into a
+        ``"new"`` sibling (``NAME-2.zarr``), or ``""`` (cancel). It is never replaced here: it
+        may hold annotations (the CLI replaces it with ``--overwrite``)."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("The scan exists")
+        box.setText(
+            f"{out.name} exists already, with any annotations painted on it. Open it, or "
+            f"import again as {free_sibling(out).name}?"
+        )
+        opened = box.addButton("Open it", QMessageBox.ButtonRole.AcceptRole)
+        again = box.addButton(
+            f"Import as {free_sibling(out).name}", QMessageBox.ButtonRole.ActionRole
+        )
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(opened)
+        box.exec()
+        return {id(opened): "open", id(again): "new"}.get(id(box.clickedButton()), "")
 
     def pick_series(self, folder: Path) -> str | None:
         """The series to import from ``folder``: None when there is one or none (the importer
@@ -149,6 +178,14 @@ class ScanSection(QWidget):
             f"foreground fraction {stats['fg_fraction']:.2%}, imbalance {imbalance}"
             + _dicom_line(scan.dicom)
         )
+
+
+def free_sibling(path: Path) -> Path:
+    """``NAME-2.zarr`` (or -3, ...): the first sibling of ``path`` that does not exist."""
+    stem, n = path.name.removesuffix(".zarr"), 2
+    while (path.with_name(f"{stem}-{n}.zarr")).exists():
+        n += 1
+    return path.with_name(f"{stem}-{n}.zarr")
 
 
 def _dicom_line(dicom: dict | None) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -45,6 +46,9 @@ from napari_asymseg.train.estimate import (
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
 from napari_asymseg.train.verdict import training_verdict
+
+STOP_WAIT_MS = 60_000
+"""How long closing a scan waits for its run to stop (one step, one validation)."""
 
 
 class TrainSection(QWidget):
@@ -92,8 +96,8 @@ class TrainSection(QWidget):
             )
         ):
             self.plots.setTabToolTip(tab, tip)
-        layout.addWidget(self.plots)
         self.history: list[dict[str, float]] = []  # this run's validations, for the verdict
+        self.steps_planned = 0  # the run's steps (a budget plans them): how far it is
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
         self.verdict.setToolTip(
@@ -107,6 +111,9 @@ class TrainSection(QWidget):
             "by cross-validation over the painted slices (docs/training.md)"
         )
         layout.addWidget(self.quality)
+        # the curves last: the verdict and the quality line stay in view under the buttons of
+        # a 1000-pixel window; the curves are there to scroll to
+        layout.addWidget(self.plots)
 
     def _model_form(self) -> QFormLayout:
         """The runs (which model is current) and whether to train a new one or fine-tune."""
@@ -236,6 +243,29 @@ class TrainSection(QWidget):
             self.status.setText("cancelling…")
             self.worker.quit()
 
+    def stop(self, why: str) -> None:
+        """Cancel the run and wait for its thread: its scan closes (another opens, napari
+        quits). The engine's clean-up runs here, a training is concluded as after Cancel, and
+        nothing follows it (no prediction, no estimate: the scan is no longer open)."""
+        worker, gen, what = self.worker, self.engine_gen, self.pbar.what
+        if worker is None:
+            return
+        worker.yielded.disconnect(self._on_event)
+        worker.finished.disconnect(self._on_finished)
+        self.pending_estimate = None
+        worker.quit()  # acted on at the next step (training) or window (prediction)
+        self.engine_gen, self.worker = None, None
+        self.pbar.finish()
+        self._set_running(False)
+        show_warning(f"{what} stopped: {why}")
+        pool = QThreadPool.globalInstance()
+        if pool is not None and not pool.waitForDone(STOP_WAIT_MS):
+            worker.finished.connect(gen.close)  # its clean-up once it ends
+            return
+        gen.close()
+        if gen.__name__ == "fit" and self.run_out is not None:
+            conclude(self.dock, self.run_out, self.run_before)
+
     def _set_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running)
         self.predict_button.setEnabled(not running)
@@ -252,17 +282,15 @@ class TrainSection(QWidget):
             if self.pbar.what == "training" and self.pbar.total != event.steps:
                 self.pbar.retotal(event.steps)  # a time budget planned the run
             self.pbar.step(f"loss {event.loss:.3f}")  # the estimate's folds add up
+            self.steps_planned = event.steps
         elif isinstance(event, EpochEnd):
             self.curves.add(event.step, {k: getattr(event, k) for k in SERIES})
             keys = ("step", "dsc", "train_margin", "logit_shift")
             self.history.append({k: getattr(event, k) for k in keys})
-            self.verdict.setText(training_verdict(self.history))
+            done = event.step / self.steps_planned if self.steps_planned else None
+            self.verdict.setText(training_verdict(self.history, done))
             self.diagnostics.set(event.step, event.train_hist, event.val_hist, event.logit_shift)
-            self.status.setText(
-                f"step {event.step}: DSC {event.dsc:.3f}, sensitivity {event.sensitivity:.3f}, "
-                f"precision {event.precision:.3f}, logit shift {event.logit_shift:+.2f}"
-                + ("  (best)" if event.best else "")
-            )
+            self.status.setText(event.line())
             if event.preview is not None and scan is not None:
                 show_preview(self.dock.viewer, scan, event.preview, event.preview_z0)
                 if self.first_overlay_s is None:

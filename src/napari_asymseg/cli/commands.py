@@ -87,7 +87,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     launch = launch_from_env()  # under torchrun: one process per rank, rank 0 reports
     # the estimate repeats the recipe in this process: not under torchrun
     train = fit if launch is not None else train_and_estimate
-    events = train(args.scan, cfg, args.out, init=args.init, resume=args.resume)
+    events = train(
+        args.scan, cfg, args.out, init=args.init, resume=args.resume, overwrite=args.overwrite
+    )
     if launch is not None and not launch.is_main:
         for _ in events:
             pass
@@ -125,16 +127,8 @@ def _report_training(events: Iterable[object], ranks: str) -> None:
                 bar.total = event.steps
             bar.update(1)
             bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
-        elif isinstance(event, EpochEnd) and event.dsc != event.dsc:  # nothing held out
-            line = f"step {event.step}: training loss {event.train_loss:.4f}"
-            (bar.write if bar is not None else print)(line)
         elif isinstance(event, EpochEnd):
-            line = (
-                f"step {event.step}: val DSC {event.dsc:.3f}, sensitivity "
-                f"{event.sensitivity:.3f}, precision {event.precision:.3f}, logit shift "
-                f"{event.logit_shift:+.2f}{'  (best)' if event.best else ''}"
-            )
-            (bar.write if bar is not None else print)(line)
+            (bar.write if bar is not None else print)(event.line())
         elif isinstance(event, Notice):
             (bar.write if bar is not None else print)(f"note: {event.message}", file=sys.stderr)
         elif isinstance(event, Finished):

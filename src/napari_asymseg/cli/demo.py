@@ -11,52 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
+from napari_asymseg.cli.picture import save_picture
 from napari_asymseg.samples.sample_data import sample_scan
-from napari_asymseg.store.annotations import BACKGROUND, is_annotated, is_foreground
-from napari_asymseg.store.atomic import write_text, write_with
+from napari_asymseg.store.atomic import write_text
 from napari_asymseg.store.scan import Scan
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
-    inner = np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
-    return mask & ~inner
-
-
-def montage(scan: Scan, n: int = 4) -> np.ndarray:
-    """RGB picture of ``n`` slices: image in grey, annotated background tinted blue,
-    annotated foreground red, the reference outline yellow, the prediction outline cyan.
-
-    With a prediction, the slices are the ones with the most reference foreground that were
-    not annotated (what the model had to find on its own); otherwise annotated slices.
-    """
-    ann = scan.read_annotations()
-    gt = scan.ground_truth
-    pred = scan.result("prediction")
-    annotated = is_annotated(ann).any(axis=(1, 2))
-    if pred is not None and gt is not None:
-        area = (np.asarray(gt[...]) > 0).sum(axis=(1, 2)) * ~annotated
-        candidates = np.sort(np.argsort(area)[::-1][:n])
-    else:
-        candidates = np.flatnonzero(annotated) if annotated.any() else np.arange(scan.shape[0])
-    picks = candidates[np.linspace(0, candidates.size - 1, min(n, candidates.size)).astype(int)]
-    tiles = []
-    for z in picks:
-        img = np.asarray(scan.image[z], dtype=np.float32)
-        lo, hi = np.percentile(img, [1, 99.5])
-        grey = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
-        rgb = np.repeat(grey[..., None], 3, axis=2)
-        a = ann[z]
-        bg, fg = a == BACKGROUND, is_foreground(a)
-        rgb[bg] = 0.75 * rgb[bg] + 0.25 * np.array([0.3, 0.5, 1.0])
-        rgb[fg] = 0.4 * rgb[fg] + 0.6 * np.array([1.0, 0.15, 0.15])
-        if gt is not None:
-            rgb[_outline(np.asarray(gt[z]) > 0)] = (1.0, 0.9, 0.1)
-        if pred is not None:
-            rgb[_outline(np.asarray(pred[z]) > 0)] = (0.1, 1.0, 1.0)
-        tiles.append(rgb)
-    return (np.concatenate(tiles, axis=1) * 255).astype(np.uint8)
 
 
 def run_headless(out: Path, steps: int | None = None) -> dict:
@@ -87,7 +45,7 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     for what in ("prediction", "annotations", "ground_truth"):
         export_mask(scan, out / f"{what}.nii.gz", what=what, overwrite=True)
     picture = out / "sample-slices.png"
-    _save_picture(scan, picture)
+    summary["picture"] = save_picture(scan, picture)
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     scores = summary["whole-scan evaluation"][scan.classes[0]]
     print(
@@ -101,6 +59,13 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     return summary
 
 
+def run_length(cfg) -> str:
+    """``300 steps``, or for a planned run ``about 2 min (steps planned for this machine)``."""
+    if cfg.train.steps:
+        return f"{cfg.train.steps} steps"
+    return f"about {cfg.train.minutes:g} min (steps planned for this machine)"
+
+
 def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
     """Train with the default config (``steps`` steps); the best score and the curves."""
     from napari_asymseg.config import Config
@@ -111,9 +76,10 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
     if steps is not None:
         cfg.train.steps = steps
         cfg.train.val_every = max(1, min(cfg.train.val_every, steps))
-    print(f"training {cfg.loss.name} for {cfg.train.steps} steps on the annotated slices ...")
+    print(f"training {cfg.loss.name} for {run_length(cfg)} on the annotated slices ...")
     curves, training = [], None
-    for event in train_and_estimate(scan, cfg, model_dir):
+    # the demo's own results folder: each run of the demo replaces its model (documented)
+    for event in train_and_estimate(scan, cfg, model_dir, overwrite=True):
         if isinstance(event, EpochEnd):
             curves.append(
                 {
@@ -126,6 +92,7 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
             )
             print(f"  step {event.step}: training loss {event.train_loss:.4f}")
         elif isinstance(event, Finished):
+            print(f"  trained {event.steps_done} steps in {event.seconds:.0f} s")
             training = {
                 "best_dsc": event.best_dsc,
                 "best_step": event.best_step,
@@ -142,12 +109,3 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
             }
             print(f"  {event.line()}")
     return training
-
-
-def _save_picture(scan: Scan, path: Path) -> None:
-    """The montage as a PNG, 3x nearest neighbour: thin outlines stay visible, voxels honest."""
-    from PIL import Image
-
-    tiles = Image.fromarray(montage(scan))
-    big = tiles.resize((tiles.width * 3, tiles.height * 3), Image.Resampling.NEAREST)
-    write_with(path, lambda f: big.save(f, format="PNG"))

@@ -156,7 +156,8 @@ def _add_export(sub: _Subparsers) -> None:
         help="for a DICOM SEG of a scan not imported from DICOM: the kind of image series "
         "written beside it for the SEG to reference",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file at OUT")
+    overwrite = "replace an existing OUT (and the OUT_image/ series an earlier SEG export wrote)"
+    p.add_argument("--overwrite", action="store_true", help=overwrite)
     p.set_defaults(func=commands.cmd_export)
 
 
@@ -198,6 +199,9 @@ def _add_train(sub: _Subparsers, full: bool) -> None:
     p.add_argument("--init", help="model folder, checkpoint or bundle to fine-tune from")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     p.add_argument(
+        "--overwrite", action="store_true", help="replace the model OUT holds (refused without)"
+    )
+    p.add_argument(
         "--config",
         metavar="FILE",
         help="start from this JSON config (a bundle's configs/asymseg.json repeats its run); "
@@ -235,10 +239,11 @@ def _add_flag(sub: _Subparsers, full: bool) -> None:
 
     p = sub.add_parser(
         "flag",
-        help="write the false-negative heatmap and the ranked under-segmentation flags",
-        description="Rank the regions where the model probably misses foreground. With "
-        "--model the scan is predicted first (with test-time flips); otherwise the stored "
-        "risk map of the last prediction is used, made exact on the current annotations.",
+        help="the review queue's suspected misses (flags), with the false-negative heatmap",
+        description="Rank the review queue and list its suspected misses: the regions where "
+        "the model probably misses foreground. With --model the scan is predicted first (with "
+        "test-time flips); otherwise the stored risk map of the last prediction is used, made "
+        "exact on the current annotations. One review state with asymseg review and the dock.",
     )
     p.add_argument("scan", help="scan directory (.zarr)")
     p.add_argument("--model", help="predict with this model first (folder, checkpoint or bundle)")
@@ -265,7 +270,7 @@ def _add_flag(sub: _Subparsers, full: bool) -> None:
         type=int,
         action="append",
         metavar="ID",
-        help="mark the stored flag ID as dealt with before ranking again (repeatable)",
+        help="flag ID (an id of the review queue) is painted: as review --accept ID (repeatable)",
     )
     p.add_argument("--json", help="flags file (default: SCAN-flags.json beside the scan)")
     _prediction_options(p, full)  # --tta defaults to on here: flips sharpen the risk map

@@ -4,6 +4,11 @@ scan.
 Both hold the scan's lock for their whole run (one writer per scan). ``flag`` checks what
 would fail after the prediction (an unknown ``--done`` id, an unwritable ``--json`` path)
 before spending minutes on it.
+
+``flag`` is a thin alias over the review queue, kept because scripts, the README and the dask
+path (``--dask``) use it: its flags are the queue's suspected misses, with the queue's ids,
+and ``--done ID`` answers miss ID Lesion (you painted there), as ``review --accept ID`` does.
+So a flag marked done is an answered queue item, and an answered item is a done flag.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from napari_asymseg.cli.commands import finish, progress
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store.atomic import temporary_name, write_json
 from napari_asymseg.store.lock import ScanLock
+
+QUEUE_ITEMS = 100
+"""Open items of the queue ``flag`` ranks (``review``'s default), or ``--max-flags`` if more."""
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -61,31 +69,37 @@ def cmd_flag(args: argparse.Namespace) -> None:
 
 
 def _flag(args: argparse.Namespace) -> None:
-    from napari_asymseg.review import flags as review_flags
+    """``asymseg flag``: the review queue's suspected misses, listed as flags (one review state:
+    ``--done ID`` answers miss ID Lesion, as ``asymseg review --accept ID`` does)."""
+    from napari_asymseg.review import queue as review_queue
     from napari_asymseg.store.scan import Scan
 
     scan = Scan.open(args.scan)
     out = _json_out(args, scan, "flags")
-    _check_flag_args(args, scan, out)
+    done = _check_flag_args(args, scan, out)
+    for item_id in done:  # the ids of the stored queue: answered before predicting anew
+        review_queue.answer(scan, item_id, review_queue.LESION)
     if args.model:
         _predict_with_flips(args)
-    if args.done:
-        for flag_id in args.done:
-            review_flags.set_status(scan, flag_id, "done")
+    misses = None
     if args.dask:
         from napari_asymseg.infer.scaleout import flag_dask
 
-        flags = flag_dask(
+        misses = flag_dask(
             scan,
             address=args.dask,
             threshold=args.threshold,
             min_expected=args.min_voxels,
             max_flags=args.max_flags,
         )
-    else:
-        flags = review_flags.flag_scan(
-            scan, threshold=args.threshold, min_expected=args.min_voxels, max_flags=args.max_flags
-        )
+    queue = review_queue.build_queue(
+        scan,
+        threshold=args.threshold,
+        min_expected=args.min_voxels,
+        max_items=max(args.max_flags, QUEUE_ITEMS),
+        misses=misses,
+    )
+    flags = review_queue.as_flags(queue, scan.spacing)[: args.max_flags]
     report = {
         "scan": str(scan.path),
         "spacing": list(scan.spacing),
@@ -98,7 +112,7 @@ def _flag(args: argparse.Namespace) -> None:
     for f in flags[:10]:
         z, y, x = f.center
         print(
-            f"  #{f.rank:<3} z={z:<4} y={y:<4} x={x:<4} expected missed "
+            f"  #{f.id:<3} z={z:<4} y={y:<4} x={x:<4} expected missed "
             f"{f.expected_missed:8.1f} voxels ({f.expected_mm3:8.1f} mm3)  max risk "
             f"{f.max_risk:.2f}" + ("  [done]" if f.done else "")
         )
@@ -179,18 +193,28 @@ def _check_review_args(args: argparse.Namespace, scan, out: Path, answers) -> No
     _check_prediction_options(args)
 
 
-def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> None:
-    """Refuse what would fail after the prediction, before spending minutes on it."""
-    from napari_asymseg.review import flags as review_flags
+def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> list[int]:
+    """Refuse what would fail after the prediction, before spending minutes on it; returns the
+    ``--done`` ids still open (one marked done already stays so)."""
+    from napari_asymseg.review import queue as review_queue
 
-    known = {f.id for f in review_flags.stored_flags(scan)}
-    unknown = sorted(set(args.done or ()) - known)
+    ids = list(dict.fromkeys(args.done or ()))
+    queue = review_queue.stored_queue(scan) if ids else None
+    items = {i.id: i for i in queue.items} if queue is not None else {}
+    unknown = [i for i in ids if i not in items]
     if unknown:
         raise ScanError(
             f"{scan.path.name} has no flag {unknown[0]}: see the ids with asymseg flag SCAN"
         )
+    alarm = next((i for i in ids if items[i].kind != review_queue.MISS), None)
+    if alarm is not None:
+        raise ScanError(
+            f"item {alarm} of {scan.path.name} is a suspected false alarm, not a flag: answer "
+            f"it with asymseg review SCAN --accept {alarm} (lesion) or --reject {alarm}"
+        )
     _check_writable(out)
     _check_prediction_options(args)
+    return [i for i in ids if not items[i].answered]
 
 
 def _check_prediction_options(args: argparse.Namespace) -> None:

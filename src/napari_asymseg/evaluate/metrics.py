@@ -105,14 +105,17 @@ def foreground_margins(
 
 
 def logit_shift(train_margins: np.ndarray, val_margins: np.ndarray) -> float:
-    """Δ = |mean margin on held-out foreground| - |mean margin on training foreground|.
+    """Δ = mean margin on held-out foreground - mean margin on training foreground.
 
-    Negative and falling Δ: held-out foreground sits closer to the boundary than the training
-    foreground does.
+    Both means are signed: a foreground voxel on the background side of the decision boundary
+    has a negative margin. Negative Δ: the held-out foreground sits closer to the boundary, or
+    further across it, than the training foreground (Li et al.'s logit shift). The magnitudes
+    of the means must not be compared: a held-out mean of -0.7 against a training mean of
+    +0.1 is unseen foreground on the wrong side, not further from the boundary.
     """
     if train_margins.size == 0 or val_margins.size == 0:
         return float("nan")
-    return float(abs(val_margins.mean()) - abs(train_margins.mean()))
+    return float(val_margins.mean() - train_margins.mean())
 
 
 def histogram(values: np.ndarray, bins: int = 40, lim: float = 20.0) -> list[int]:

@@ -269,10 +269,10 @@ def flag_dask(
     threshold: float = THRESHOLD,
     min_expected: float = 1.0,
     max_flags: int = 100,
-    save: bool = True,
 ) -> list[Flag]:
     """:func:`napari_asymseg.review.flags.flag_scan` as a dask graph: the regions are labelled
-    across blocks by ``dask_image``, their statistics computed per block and merged."""
+    across blocks by ``dask_image``, their statistics computed per block and merged. Nothing is
+    stored (``asymseg flag --dask`` ranks them into the review queue)."""
     import dask.array as da
     from dask import delayed
     from dask_image.ndmeasure import label
@@ -305,7 +305,7 @@ def flag_dask(
     with dask_client(address) as client:
         block_stats = client.gather(client.compute(parts))
     stats = functools.reduce(RegionStats.merged, block_stats)
-    return flags_from_stats(scan, stats, min_expected=min_expected, max_flags=max_flags, save=save)
+    return flags_from_stats(scan, stats, min_expected=min_expected, max_flags=max_flags)
 
 
 def _block_stats(

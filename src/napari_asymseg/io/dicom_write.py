@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,18 @@ import numpy as np
 
 from napari_asymseg import __version__
 from napari_asymseg.errors import ScanError
+from napari_asymseg.store.atomic import make_folder, open_atomic
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SOP_CLASS = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
+MANUFACTURER = "napari-asymseg"
+IMAGE_NAME = re.compile(r"IM\d{5}\.dcm")
+"""The names :func:`write_series` gives its files."""
+
+
+def image_name(z: int) -> str:
+    """The file name of slice ``z`` (0-based) in a written series: ``IM00001.dcm``, …"""
+    return f"IM{z + 1:05d}.dcm"
 
 
 @dataclass
@@ -102,8 +112,7 @@ def write_series(
     common.Rows, common.Columns = pixels.shape[1:]
     common.RescaleIntercept = _ds(intercept)
     common.RescaleSlope = _ds(slope)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     files = []
     for z in range(pixels.shape[0]):
         ds = copy.deepcopy(common)
@@ -116,8 +125,10 @@ def write_series(
         ds.InstanceNumber = z + 1
         ds.ImagePositionPatient = [_ds(v) for v in origin + z * step]
         ds.PixelData = np.ascontiguousarray(pixels[z]).tobytes()
-        path = folder / f"IM{z + 1:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        path = folder / image_name(z)
+        # whole or not at all, even after a power loss: a temporary sibling, synced, renamed
+        with open_atomic(path) as f:
+            ds.save_as(f, enforce_file_format=True)
         files.append(path)
     return files
 
@@ -136,7 +147,7 @@ def _series_header(ident: Identity, modality: str) -> Any:
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
     ds.AccessionNumber = ""
     ds.Modality = modality
-    ds.Manufacturer = "napari-asymseg"
+    ds.Manufacturer = MANUFACTURER
     ds.SoftwareVersions = __version__
     ds.ReferringPhysicianName = ""
     ds.PatientName = ident.patient_name

@@ -92,6 +92,23 @@ def export_mask(
     return out
 
 
+def export_replaces(scan: Scan, out: str | os.PathLike) -> list[Path]:
+    """What :func:`export_mask` with ``overwrite`` would replace: ``out`` if it exists, and for
+    a DICOM SEG of a scan not from DICOM its image folder (``NAME_image/``) if that exists.
+
+    The dock asks about these before it exports. Raises ScanError when something in the way
+    is never replaced: a ``NAME_image/`` folder holding files that no export wrote.
+    """
+    out = Path(out)
+    found = [out] if out.exists() else []
+    if suffix(out) == ".dcm" and not scan.dicom:
+        from napari_asymseg.io.dicom_seg import existing_image_folder
+
+        folder = existing_image_folder(out)
+        found += [folder] if folder is not None else []
+    return found
+
+
 def _write_nifti(scan: Scan, mask: np.ndarray, f: IO[bytes], *, gz: bool) -> None:
     """NIfTI-1 with the scan's affine as both qform and sform (gzip level 1, as nibabel)."""
     import nibabel as nib

@@ -2,8 +2,10 @@
 
 Flags are connected regions of risk (:mod:`napari_asymseg.review.risk_map`) at or above a
 threshold, ranked by their expected missed foreground volume (the sum of the risk over the
-region). The user deals with a flag (annotates there, marks it done); done flags are
-remembered in the scan store and stay done when the flags are recomputed. The single-process
+region). The flags keep no state of their own: they are the suspected misses of the review
+queue (:mod:`napari_asymseg.review.queue`), which stores their answers
+(:mod:`napari_asymseg.review.state`). A flag whose centre lies in the box of a miss the user
+answered Lesion (painted there; ``asymseg flag --done``) is ``done``. The single-process
 path (:func:`find_flags`, :func:`flag_scan`) and the dask path
 (:func:`napari_asymseg.infer.scaleout.flag_dask`) share :class:`RegionStats` and
 :func:`rank_regions`. The design choices were made by ``benchmarks/risk_quality.py``; see
@@ -21,6 +23,7 @@ import numpy as np
 from napari_asymseg.errors import ScanError
 from napari_asymseg.review.items import BoxRecord
 from napari_asymseg.review.risk_map import THRESHOLD, with_annotations
+from napari_asymseg.review.state import painted
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
 from napari_asymseg.store.scan import Scan, read
 
@@ -49,11 +52,6 @@ class Flag(BoxRecord):
     def from_dict(cls, d: dict[str, Any]) -> Flag:
         return cls(**cls.fields_of(d))
 
-    def contains(self, point: Sequence[int]) -> bool:
-        z0, y0, x0, z1, y1, x1 = self.bbox
-        z, y, x = point
-        return z0 <= z < z1 and y0 <= y < y1 and x0 <= x < x1
-
 
 def find_flags(
     risk: np.ndarray,
@@ -65,7 +63,7 @@ def find_flags(
     min_expected: float = 1.0,
     min_known: int = 10,
     max_flags: int = 100,
-    done: Iterable[Flag] = (),
+    done: Iterable[BoxRecord] = (),
 ) -> list[Flag]:
     """Group voxels of risk >= ``threshold`` into 26-connected regions, ranked by expected
     missed volume; open flags first, then the ones a stored ``done`` flag covers.
@@ -239,7 +237,7 @@ def rank_regions(
     min_expected: float = 1.0,
     min_known: int = 10,
     max_flags: int = 100,
-    done: Iterable[Flag] = (),
+    done: Iterable[BoxRecord] = (),
 ) -> list[Flag]:
     """Flags from region statistics: ranked by expected missed volume, then known misses;
     open flags first, then the ones a ``done`` flag covers (see :func:`find_flags`)."""
@@ -273,36 +271,6 @@ def rank_regions(
 
 
 # ----------------------------------------------------------------------------- the store
-FLAGS_KEY = "flags"
-
-
-def stored_flags(scan: Scan) -> list[Flag]:
-    """The flags last written to the scan's store (with their done/open status)."""
-    raw = scan.read_attr(FLAGS_KEY) or []
-    try:
-        return [Flag.from_dict(d) for d in raw]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ScanError(
-            f"the flags stored in {scan.path.name} are damaged ({exc}): run asymseg flag again"
-        ) from None
-
-
-def save_flags(scan: Scan, flags: Sequence[Flag]) -> None:
-    scan.write_attr(FLAGS_KEY, [f.as_dict() for f in flags])
-
-
-def set_status(scan: Scan, flag_id: int, status: str) -> list[Flag]:
-    """Mark a stored flag ``done`` or ``open`` again; returns the updated list."""
-    if status not in ("open", "done"):
-        raise ScanError(f"unknown flag status {status!r}: use open or done")
-    flags = stored_flags(scan)
-    if not any(f.id == flag_id for f in flags):
-        raise ScanError(f"{scan.path.name} has no flag {flag_id}: run asymseg flag first")
-    flags = [replace(f, status=status) if f.id == flag_id else f for f in flags]
-    save_flags(scan, flags)
-    return flags
-
-
 def stored_risk_arrays(scan: Scan) -> tuple[Any, Any]:
     """The stored risk map and prediction (zarr arrays); a clear error before any prediction."""
     results = scan.results()
@@ -332,18 +300,18 @@ def flag_scan(
     threshold: float = THRESHOLD,
     min_expected: float = 1.0,
     max_flags: int = 100,
-    save: bool = True,
 ) -> list[Flag]:
-    """Recompute the scan's flags from its stored risk and current annotations.
+    """The scan's flags from its stored risk, made exact on its current annotations.
 
-    Flags the user marked done stay done (a new flag whose peak lies inside a done flag's box).
+    Nothing is stored: the review queue holds the state. The misses answered Lesion in it are
+    ``done`` here (a flag whose peak lies inside one's box).
     """
     risk, prediction = _stored_risk(scan)
     annotations = scan.read_annotations()
     stats = labelled_stats(
         with_annotations(risk, annotations, prediction), threshold, annotations, prediction
     )
-    return flags_from_stats(scan, stats, min_expected=min_expected, max_flags=max_flags, save=save)
+    return flags_from_stats(scan, stats, min_expected=min_expected, max_flags=max_flags)
 
 
 def flags_from_stats(
@@ -352,17 +320,13 @@ def flags_from_stats(
     *,
     min_expected: float = 1.0,
     max_flags: int = 100,
-    save: bool = True,
 ) -> list[Flag]:
     """The scan's ranked flags from its regions' statistics (from one process or merged from
-    blocks); the flags marked done stay done; stored in the scan with ``save``."""
-    flags = rank_regions(
+    blocks); the misses answered Lesion in its review queue are ``done``."""
+    return rank_regions(
         stats,
         spacing=scan.spacing,
         min_expected=min_expected,
         max_flags=max_flags,
-        done=[f for f in stored_flags(scan) if f.done],
+        done=painted(scan),
     )
-    if save:
-        save_flags(scan, flags)
-    return flags

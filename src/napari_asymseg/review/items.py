@@ -14,8 +14,21 @@ ANSWERS = (LESION, NOT_LESION)
 
 
 class BoxRecord:
-    """``as_dict`` / ``from_dict`` (JSON: lists for the tuples) of a region's dataclass with a
-    ``center`` and a ``bbox``: a flag (:mod:`napari_asymseg.review.flags`) or a queue item."""
+    """``as_dict`` / ``from_dict`` (JSON: lists for the tuples) and the box of a region's
+    dataclass with a ``center`` and a ``bbox``: a flag (:mod:`napari_asymseg.review.flags`) or a
+    queue item."""
+
+    bbox: tuple[int, int, int, int, int, int]  # z0, y0, x0, z1, y1, x1 (end exclusive)
+
+    def contains(self, point: Sequence[int]) -> bool:
+        z0, y0, x0, z1, y1, x1 = self.bbox
+        z, y, x = point
+        return z0 <= z < z1 and y0 <= y < y1 and x0 <= x < x1
+
+    @property
+    def box(self) -> tuple[slice, slice, slice]:
+        z0, y0, x0, z1, y1, x1 = self.bbox
+        return slice(z0, z1), slice(y0, y1), slice(x0, x1)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)  # type: ignore[call-overload]
@@ -58,13 +71,3 @@ class Item(BoxRecord):
         if item.kind not in KINDS or item.status not in (OPEN, *ANSWERS):
             raise ValueError(f"unknown kind {item.kind!r} or status {item.status!r}")
         return item
-
-    def contains(self, point: Sequence[int]) -> bool:
-        z0, y0, x0, z1, y1, x1 = self.bbox
-        z, y, x = point
-        return z0 <= z < z1 and y0 <= y < y1 and x0 <= x < x1
-
-    @property
-    def box(self) -> tuple[slice, slice, slice]:
-        z0, y0, x0, z1, y1, x1 = self.bbox
-        return slice(z0, z1), slice(y0, y1), slice(x0, x1)

@@ -4,8 +4,10 @@ A clinician's few minutes go furthest where an answer corrects the most voxels. 
 item compete for them:
 
 * a **suspected miss** is a flag of :mod:`napari_asymseg.review.flags`: a region where the
-  calibrated risk map says lesion is probably missed. Its worth is the expected number of
-  missed lesion voxels in it (the sum of the risk over its unannotated voxels).
+  calibrated risk map says lesion is probably missed (the flags have no state of their own:
+  ``asymseg flag`` lists the queue's misses, and ``--done`` answers one). Its worth is the
+  expected number of missed lesion voxels in it (the sum of the risk over its unannotated
+  voxels).
 * a **suspected false alarm** is a region the model calls lesion on voxels nobody annotated: a
   connected component of the prediction, cut into slabs at most :data:`SLAB_MM` thick, so
   that one item can be judged on one screen (one slice of a 6.5 mm MR, a few of a 1 mm one)
@@ -19,20 +21,21 @@ How it was chosen, and what was measured against it: docs/benchmarks.md (the rev
 
 Answers (:func:`answer`): "not lesion" writes the item's region as background annotation;
 "lesion" writes a false-alarm region as the predicted class, and on a suspected miss records
-that the user painted there (it stays done when the queue is recomputed, as flags do). The
-queue and every answer are stored in the scan; answered items stay in the list, after the open
-ones, with their ids: an id names one item of a scan for good (new items get new ids), so an
-answer given twice is refused instead of landing on another item. An answer whose annotation
-was undone (its region is unannotated again) is forgotten when the queue is recomputed, so
-the queue never claims an answer the annotations do not hold.
+that the user painted there (it stays answered when the queue is recomputed: a region at risk
+whose centre lies in its box is not asked about again). The queue and every answer are
+stored in the scan (:mod:`napari_asymseg.review.state`); answered items stay in the list,
+after the open ones, with their ids: an id names one item of a scan for good (new items get
+new ids), so an answer given twice is refused instead of landing on another item, and so is
+an answer to a queue older than the stored prediction
+(:func:`~napari_asymseg.review.state.check_current`, shared with the dock). An answer whose
+annotation was undone (its region is unannotated again) is forgotten when the queue is
+recomputed, so the queue never claims an answer the annotations do not hold.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
@@ -52,32 +55,29 @@ from napari_asymseg.review.items import (
     KINDS as KINDS,
 )
 from napari_asymseg.review.risk_map import THRESHOLD, with_annotations
+from napari_asymseg.review.state import (
+    LEGACY_FLAGS_KEY,
+    Queue,
+    check_current,
+    is_painted,
+    legacy_done,
+    prediction_digest,
+    save_queue,
+    stored_queue,
+)
+from napari_asymseg.review.state import (  # the stored state, named here for the queue's users
+    QUEUE_KEY as QUEUE_KEY,
+)
+from napari_asymseg.review.state import (
+    StaleQueue as StaleQueue,
+)
+from napari_asymseg.review.state import (
+    set_answered as set_answered,
+)
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
 from napari_asymseg.store.scan import Scan, read
 
-QUEUE_KEY = "queue"
 _STRUCTURE = np.ones((3, 3, 3), bool)
-
-
-@dataclass(frozen=True)
-class Queue:
-    """The ranked items of a scan, and the prediction they were made from."""
-
-    items: tuple[Item, ...]
-    prediction: str  # digest of the prediction the items describe
-
-    @property
-    def open(self) -> list[Item]:
-        return [i for i in self.items if not i.answered]
-
-    def item(self, item_id: int) -> Item:
-        for i in self.items:
-            if i.id == item_id:
-                return i
-        raise ScanError(f"the review queue has no item {item_id}: see the ids with asymseg review")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"prediction": self.prediction, "items": [i.as_dict() for i in self.items]}
 
 
 # ----------------------------------------------------------------------------- building
@@ -100,6 +100,29 @@ def miss_items(flags: Sequence[review_flags.Flag]) -> list[Item]:
     ]
 
 
+def as_flags(queue: Queue, spacing: Sequence[float]) -> list[review_flags.Flag]:
+    """The queue's suspected misses as flags (``asymseg flag``): open ones first, in the queue's
+    order, then the answered ones as ``done``; a flag's id is its item's id, its rank its place
+    among the flags."""
+    voxel_mm3 = float(np.prod(spacing))
+    misses = [i for i in queue.items if i.kind == MISS]
+    return [
+        review_flags.Flag(
+            id=i.id,
+            rank=k + 1,
+            center=i.center,
+            bbox=i.bbox,
+            voxels=i.voxels,
+            expected_missed=i.gain,
+            expected_mm3=i.gain * voxel_mm3,
+            max_risk=i.doubt,
+            known_misses=i.known_misses,
+            status="done" if i.answered else "open",
+        )
+        for k, i in enumerate(misses)
+    ]
+
+
 def rank(items: Sequence[Item], max_items: int = 100, first_id: int = 1) -> list[Item]:
     """The ``max_items`` open items of most expected gain (misses first on a tie), then every
     answered one, ranked from 1. Items without an id (0) get new ones from ``first_id`` on, in
@@ -112,30 +135,6 @@ def rank(items: Sequence[Item], max_items: int = 100, first_id: int = 1) -> list
             i, next_id = replace(i, id=next_id), next_id + 1
         out.append(replace(i, rank=k + 1))
     return out
-
-
-def prediction_digest(prediction: np.ndarray) -> str:
-    """A short fingerprint of a prediction: the queue refuses answers on a newer one."""
-    return hashlib.blake2b(np.ascontiguousarray(prediction).tobytes(), digest_size=8).hexdigest()
-
-
-# ----------------------------------------------------------------------------- the store
-def stored_queue(scan: Scan) -> Queue | None:
-    """The queue last written to the scan, or None."""
-    raw = scan.read_attr(QUEUE_KEY)
-    if raw is None:
-        return None
-    try:
-        return Queue(tuple(Item.from_dict(d) for d in raw["items"]), str(raw["prediction"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ScanError(
-            f"the review queue stored in {scan.path.name} is damaged ({exc}): run asymseg "
-            "review again"
-        ) from None
-
-
-def save_queue(scan: Scan, queue: Queue) -> None:
-    scan.write_attr(QUEUE_KEY, queue.as_dict())
 
 
 def _results(scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,56 +150,54 @@ def build_queue(
     scan: Scan,
     *,
     threshold: float = THRESHOLD,
+    min_expected: float = 1.0,
     max_items: int = 100,
     slab_mm: float = SLAB_MM,
+    misses: Sequence[review_flags.Flag] | None = None,
     save: bool = True,
 ) -> Queue:
     """The scan's queue from its stored prediction and current annotations.
 
     Answers stored in an earlier queue stay, unless the annotation they wrote was undone;
-    suspected misses inside a miss the user said was painted stay answered.
+    suspected misses inside a miss the user said was painted stay answered. ``misses``: the
+    flags, if already found (``asymseg flag --dask``); ``min_expected``: the least expected
+    missed voxels of one.
     """
     prediction, probability, risk = _results(scan)
     annotations = scan.read_annotations()
     old = stored_queue(scan)
     kept = [i for i in (old.items if old else ()) if i.answered and _still_holds(i, annotations)]
-    painted = [  # only their boxes matter: a flag inside one stays done
-        review_flags.Flag(
-            id=0,
-            rank=0,
-            center=i.center,
-            bbox=i.bbox,
-            voxels=i.voxels,
-            expected_missed=i.gain,
-            expected_mm3=0.0,
-            max_risk=i.doubt,
-            known_misses=i.known_misses,
-            status="done",
-        )  # fmt: skip
-        for i in kept
-        if i.kind == MISS and i.status == LESION
+    kept += [  # the old flags' done marks, unless the queue holds them already
+        i for i in legacy_done(scan) if not any(k.contains(i.center) for k in kept if is_painted(k))
     ]
-    stats = review_flags.labelled_stats(
-        with_annotations(risk, annotations, prediction), threshold, annotations, prediction
-    )
-    flags = review_flags.rank_regions(
-        stats, spacing=scan.spacing, max_flags=max_items, done=painted
-    )
-    misses = [i for i in miss_items(flags) if not i.answered]  # the painted ones are in kept
+    if misses is None:
+        stats = review_flags.labelled_stats(
+            with_annotations(risk, annotations, prediction), threshold, annotations, prediction
+        )
+        misses = review_flags.rank_regions(
+            stats,
+            spacing=scan.spacing,
+            min_expected=min_expected,
+            max_flags=max_items,
+            done=[i for i in kept if is_painted(i)],
+        )
+    fresh = [i for i in miss_items(misses) if not i.answered]  # the painted ones are in kept
     alarms = false_alarm_items(prediction, probability, annotations, scan.spacing, slab_mm=slab_mm)
     first_id = max((i.id for i in old.items), default=0) + 1 if old else 1
     queue = Queue(
-        tuple(rank([*misses, *alarms, *kept], max_items=max_items, first_id=first_id)),
+        tuple(rank([*fresh, *alarms, *kept], max_items=max_items, first_id=first_id)),
         prediction_digest(prediction),
     )
     if save:
         save_queue(scan, queue)
+        if scan.read_attr(LEGACY_FLAGS_KEY) is not None:
+            scan.write_attr(LEGACY_FLAGS_KEY, None)  # its done marks are in the queue now
     return queue
 
 
 def _still_holds(item: Item, annotations: np.ndarray) -> bool:
     """Whether the annotations still hold what answering ``item`` wrote (not undone)."""
-    if item.kind == MISS and item.status == LESION:
+    if is_painted(item):
         return True  # nothing was written: the user painted, and may paint on
     return bool(annotations[item.center] != NOT_ANNOTATED)
 
@@ -276,11 +273,7 @@ def answer(scan: Scan, item_id: int, verdict: str, *, threshold: float = THRESHO
             f"({item.status.replace('_', ' ')}): see the open ones with asymseg review SCAN"
         )
     prediction, _probability, risk = _results(scan)
-    if prediction_digest(prediction) != queue.prediction:
-        raise ScanError(
-            f"the review queue of {scan.path.name} is older than its prediction: run asymseg "
-            "review SCAN again, then answer"
-        )
+    check_current(scan, queue, prediction)
     annotations = scan.read_annotations()
     (z, y, x), codes = answer_writes(item, verdict, prediction, annotations, risk, threshold)
     if z.size:
@@ -292,18 +285,3 @@ def answer(scan: Scan, item_id: int, verdict: str, *, threshold: float = THRESHO
         scan, replace(queue, items=tuple(done if i.id == item_id else i for i in queue.items))
     )
     return done
-
-
-def set_answered(scan: Scan, item: Item, status: str) -> Queue:
-    """Store ``item``'s status (the dock writes the annotation itself, undoably); returns the
-    queue. ``status`` OPEN takes an answer back."""
-    queue = stored_queue(scan)
-    if queue is None:
-        raise ScanError(f"{scan.path.name} has no review queue yet: compute it first")
-    queue.item(item.id)
-    queue = replace(
-        queue,
-        items=tuple(replace(i, status=status) if i.id == item.id else i for i in queue.items),
-    )
-    save_queue(scan, queue)
-    return queue

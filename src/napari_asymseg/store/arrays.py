@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from napari_asymseg.errors import ClearError, ScanError
+from napari_asymseg.errors import ClearError, ScanError, read_error_message
 from napari_asymseg.store import atomic
 
 
@@ -36,10 +36,13 @@ def replace_array(
 
 
 def read(array: zarr.Array, region: Any = Ellipsis) -> np.ndarray:
-    """``array[region]`` as numpy; a chunk that cannot be decoded becomes a clear ScanError.
+    """``array[region]`` as numpy; a chunk that cannot be read becomes a clear ScanError.
 
-    The codecs raise what they like (RuntimeError from zstd, ValueError from blosc, ...), so
-    anything but our own errors and memory exhaustion is taken for damage on disk here.
+    The codecs raise what they like (RuntimeError from zstd, ValueError from blosc, an
+    ``OSError`` without an error number from gzip, ...), so anything but our own errors, memory
+    exhaustion and the operating system's errors is taken for damage on disk here. An
+    operating-system error (permission denied, EIO, ESTALE, ...) says the file could not be
+    read, not that it is damaged: restoring a backup would not help.
     """
     try:
         return np.asarray(array[region])
@@ -47,6 +50,8 @@ def read(array: zarr.Array, region: Any = Ellipsis) -> np.ndarray:
         raise
     except Exception as exc:
         where = Path(str(getattr(array.store, "root", ""))) / array.path
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise ScanError(read_error_message(exc, exc.filename or where)) from None
         raise ScanError(
             f"{where} is damaged: a chunk cannot be read ({type(exc).__name__}); restore the "
             "scan from a backup or import the image again"

@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
-from napari_asymseg.errors import ScanError, cause
+from napari_asymseg.errors import ScanError, cause, read_error_message
 from napari_asymseg.store.geometry import multiscale_meta, validate_volume
 
 FORMAT_VERSION = 1
@@ -56,6 +56,28 @@ def check_labels(
 def check_result_name(name: str) -> None:
     if name not in RESULT_NAMES:
         raise ScanError(f"unknown result {name!r}: use one of {', '.join(RESULT_NAMES)}")
+
+
+def scan_meta(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The ``asymseg`` attributes among a group's ``attrs``, checked: a scan of a format this
+    version reads, with spacing, affine and class names as :meth:`Scan.create` writes them."""
+    meta = attrs.get(ATTRS_KEY)
+    if not isinstance(meta, dict):
+        what = "an OME-Zarr image" if multiscale_meta(attrs) else "a zarr group"
+        raise ScanError(
+            f"{path} is {what} but not an asymseg scan (no '{ATTRS_KEY}' attributes): "
+            f"import it with `asymseg import {path} NEW_SCAN.zarr`"
+        )
+    if int(meta.get("version", 0)) > FORMAT_VERSION:
+        raise ScanError(
+            f"{path} was written by a newer napari-asymseg (scan format "
+            f"{meta.get('version')}): upgrade napari-asymseg to open it"
+        )
+    for key in ("spacing", "affine", "classes"):
+        if key not in meta:
+            raise ScanError(f"{path} is missing the '{key}' scan attribute: re-import the image")
+    check_scan_attrs(path, meta)
+    return meta
 
 
 def check_scan_attrs(path: Path, meta: dict[str, Any]) -> None:
@@ -129,11 +151,19 @@ def open_group(path: Path, mode: str) -> zarr.Group:
         )
     try:
         return zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]
+    except OSError as exc:
+        if exc.errno is None:  # gzip's and others' decode errors are OSErrors without a number
+            raise ScanError(_unreadable(path, exc)) from None
+        raise ScanError(read_error_message(exc, exc.filename or path)) from None
     except Exception as exc:  # zarr raises many types for a damaged store
-        raise ScanError(
-            f"{path} is not a readable zarr group ({cause(exc)}): restore it from "
-            "a backup or import the original image again"
-        ) from None
+        raise ScanError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    return (
+        f"{path} is not a readable zarr group ({cause(exc)}): restore it from "
+        "a backup or import the original image again"
+    )
 
 
 def _scan_name(path: Path) -> str:

@@ -9,7 +9,10 @@ The lock is an OS file lock on ``SCAN/.asymseg.lock``, taken with :mod:`filelock
 ``msvcrt.locking`` on Windows). The operating system releases it when the holding process ends,
 however it ends (SIGKILL and power loss included), so there is no stale lock to clean up. The
 file itself only carries who holds it, for the message. Two docks in one process conflict too:
-the lock belongs to an open file, not to a process.
+the lock belongs to an open file, not to a process. :func:`held_here` tells whether this
+process holds a scan's lock, so that a short write from another of its threads (the dock's
+predict worker saving an attribute, :mod:`napari_asymseg.store.attrs`) does not try to take it
+a second time.
 
 Some network filesystems (NFS without its lock service, some SMB and FUSE mounts) cannot lock
 files at all (ENOLCK, ENOSYS, EOPNOTSUPP). That is not "busy": :meth:`ScanLock.acquire` says
@@ -28,6 +31,8 @@ import errno
 import json
 import os
 import socket
+import threading
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -74,10 +79,29 @@ def soft_locking() -> bool:
     return value == "soft"
 
 
-def _os_lock(path: Path) -> filelock.BaseFileLock:
+def _os_lock(path: Path, wait: float = 0.0) -> filelock.BaseFileLock:
     """filelock's OS lock, without its silent switch to a marker file where flock is missing
     (a crash would leave that behind): that is asked for with ``ASYMSEG_LOCK=soft``."""
-    return filelock.FileLock(str(path), timeout=0, thread_local=False, fallback_to_soft=False)
+    return filelock.FileLock(str(path), timeout=wait, thread_local=False, fallback_to_soft=False)
+
+
+_held: Counter[str] = Counter()
+_held_guard = threading.Lock()
+
+
+def held_here(scan_path: str | os.PathLike) -> bool:
+    """Whether a :class:`ScanLock` of this process holds the scan's lock now (the dock's, while
+    its predict worker writes into the same scan from another thread)."""
+    with _held_guard:
+        return _held[os.path.realpath(scan_path)] > 0
+
+
+def _note_held(scan_path: Path, change: int) -> None:
+    key = os.path.realpath(scan_path)
+    with _held_guard:
+        _held[key] += change
+        if _held[key] <= 0:
+            del _held[key]
 
 
 class ScanLock:
@@ -85,13 +109,16 @@ class ScanLock:
 
     Use as a context manager, or :meth:`acquire` and :meth:`release` for a lock held across
     events (a dock). :meth:`acquire` raises :class:`ScanBusy` when another holder has it, and
-    :class:`LocksUnsupported` when the scan's filesystem cannot lock files.
+    :class:`LocksUnsupported` when the scan's filesystem cannot lock files. ``wait`` is how
+    many seconds a busy lock is waited for before that (none by default).
     """
 
-    def __init__(self, scan_path: str | os.PathLike, owner: str) -> None:
+    def __init__(self, scan_path: str | os.PathLike, owner: str, wait: float = 0.0) -> None:
         self.path = Path(scan_path)
         self.owner = owner
+        self.wait = wait
         self._locks: list[filelock.BaseFileLock] = []
+        self._noted = False  # counted in held_here
 
     @property
     def held(self) -> bool:
@@ -104,12 +131,14 @@ class ScanLock:
         try:
             if soft:
                 marker = str(self.path / SOFT_FILE)
-                self._take(filelock.SoftFileLock(marker, timeout=0, thread_local=False))
+                self._take(filelock.SoftFileLock(marker, timeout=self.wait, thread_local=False))
             fd = self._take_os_lock(soft)
             self._write_holder(fd)
         except BaseException:
             self.release()
             raise
+        _note_held(self.path, +1)
+        self._noted = True
         return self
 
     def _take(self, lock: filelock.BaseFileLock) -> None:
@@ -122,7 +151,7 @@ class ScanLock:
 
     def _take_os_lock(self, soft: bool) -> int | None:
         """Take the OS lock; its descriptor, or None where only the soft marker locks."""
-        lock = _os_lock(self.path / LOCK_FILE)
+        lock = _os_lock(self.path / LOCK_FILE, self.wait)
         try:
             self._take(lock)
         except OSError as exc:
@@ -160,6 +189,9 @@ class ScanLock:
 
     def release(self) -> None:
         locks, self._locks = self._locks, []
+        if self._noted:
+            self._noted = False
+            _note_held(self.path, -1)
         for lock in reversed(locks):  # the OS lock first, then the soft marker
             lock.release(force=True)
 

@@ -21,10 +21,11 @@ the old one under a ``.tmp-`` name, synced, and swapped in by renames
 (:mod:`napari_asymseg.store.atomic`, used by :mod:`~napari_asymseg.store.create`,
 :mod:`~napari_asymseg.store.arrays` and :mod:`~napari_asymseg.store.results`);
 :meth:`Scan.open` finishes or rolls back a swap that a crash interrupted, so a reader only ever
-sees the old or the new content. Partial updates (painting a region) and attributes are zarr's
-own writes: its local store writes each chunk or metadata file to a temporary file and renames
-it into place, so a crash never leaves a torn chunk (zarr does not ``fsync`` them: a power loss
-may lose the last strokes, but does not tear them).
+sees the old or the new content. The review state is rewritten whole, synced and under a lock
+(:mod:`napari_asymseg.store.attrs`), so two writers never drop each other's keys. Partial
+updates (painting a region) are zarr's own writes: its local store writes each chunk to a
+temporary file and renames it into place, so a crash never leaves a torn chunk (zarr does not
+``fsync`` them: a power loss may lose the last strokes).
 """
 
 from __future__ import annotations
@@ -38,16 +39,16 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
-from napari_asymseg.errors import ClearError, ScanError, cause
+from napari_asymseg.errors import ClearError, ScanError, cause, read_error_message
 from napari_asymseg.store import atomic, create
+from napari_asymseg.store import attrs as scan_attrs
 from napari_asymseg.store import results as result_arrays
 from napari_asymseg.store.annotations import code_of_class
 from napari_asymseg.store.arrays import read, replace_array
-from napari_asymseg.store.geometry import default_chunks, multiscale_meta
+from napari_asymseg.store.geometry import default_chunks
 from napari_asymseg.store.layout import (
     ANNOTATIONS,
     ATTRS_KEY,
-    FORMAT_VERSION,
     GROUND_TRUTH,
     IMAGE,
     RESULT_NAMES,
@@ -55,10 +56,10 @@ from napari_asymseg.store.layout import (
     STATE_KEY,
     check_labels,
     check_result_name,
-    check_scan_attrs,
     check_values,
     image_levels,
     open_group,
+    scan_meta,
 )
 from napari_asymseg.store.lock import ScanLock
 
@@ -157,34 +158,18 @@ class Scan:
             scan = cls._checked(path, group)
         except ClearError:
             raise
+        except OSError as exc:
+            if exc.errno is None:  # a codec's decode error (gzip's BadGzipFile): damage
+                raise ScanError(_damaged(path, exc)) from None
+            raise ScanError(read_error_message(exc, exc.filename or path)) from None
         except Exception as exc:  # zarr reads array metadata lazily; damage shows up here
-            raise ScanError(
-                f"{path} has damaged zarr metadata ({cause(exc)}): restore it from a backup or "
-                "import the original image again"
-            ) from None
+            raise ScanError(_damaged(path, exc)) from None
         return scan
 
     @classmethod
     def _checked(cls, path: Path, group: zarr.Group) -> Scan:
         """The scan in ``group`` once its attributes and every array's metadata are sound."""
-        meta = group.attrs.get(ATTRS_KEY)
-        if not isinstance(meta, dict):
-            what = "an OME-Zarr image" if multiscale_meta(dict(group.attrs)) else "a zarr group"
-            raise ScanError(
-                f"{path} is {what} but not an asymseg scan (no '{ATTRS_KEY}' attributes): "
-                f"import it with `asymseg import {path} NEW_SCAN.zarr`"
-            )
-        if int(meta.get("version", 0)) > FORMAT_VERSION:
-            raise ScanError(
-                f"{path} was written by a newer napari-asymseg (scan format "
-                f"{meta.get('version')}): upgrade napari-asymseg to open it"
-            )
-        for key in ("spacing", "affine", "classes"):
-            if key not in meta:
-                raise ScanError(
-                    f"{path} is missing the '{key}' scan attribute: re-import the image"
-                )
-        check_scan_attrs(path, meta)
+        scan_meta(path, dict(group.attrs))  # the asymseg attributes, checked
         scan = cls(path, group)
         if ANNOTATIONS not in group:
             raise ScanError(
@@ -272,20 +257,35 @@ class Scan:
 
     # ------------------------------------------------------------------ review state
     def read_attr(self, key: str) -> Any:
-        """A piece of review state stored with the scan (e.g. ``"flags"``), or None."""
-        return dict(cast(dict, self.group.attrs.get(STATE_KEY) or {})).get(key)
+        """A piece of review state stored with the scan (e.g. ``"flags"``), or None.
+
+        Read from disk, not from the attributes zarr cached when the scan was opened: another
+        :class:`Scan` of the same folder (or another thread's write) may have changed them.
+        """
+        state = scan_attrs.read(self.path).get(STATE_KEY)
+        return state.get(key) if isinstance(state, dict) else None
 
     def write_attr(self, key: str, value: Any) -> None:
-        """Store JSON-able review state under ``key`` (one atomic metadata write)."""
-        state = dict(cast(dict, self.group.attrs.get(STATE_KEY) or {}))
-        state[key] = value
-        try:
-            self.group.attrs[STATE_KEY] = state
-        except (OSError, ValueError) as exc:
+        """Store JSON-able review state under ``key``: whole, synced and locked.
+
+        The attributes are read from disk and rewritten with only ``key`` changed, under a lock
+        that two threads of this process and other programs respect, and through the atomic
+        writer (a crash or power loss leaves the old file or the new one):
+        :mod:`napari_asymseg.store.attrs`.
+        """
+        if self.group.read_only:
             raise ScanError(
-                f"cannot save the review state in {self.path.name} ({exc}): open the scan "
-                "writable, on a disk with free space"
-            ) from None
+                f"cannot save the review state in {self.path.name}: it is open read-only; "
+                "open the scan writable"
+            )
+
+        def changed(state: Any) -> dict[str, Any]:
+            return {**(state if isinstance(state, dict) else {}), key: value}
+
+        scan_attrs.update(self.path, STATE_KEY, changed, what=repr(key))
+        # zarr's group caches the attributes it read at open: refresh it, so that a write
+        # through zarr (none today) could not put back the old review state
+        self.group = open_group(self.path, "r+")
 
     # ------------------------------------------------------------------ annotations
     @property
@@ -364,6 +364,13 @@ class Scan:
 
     def __repr__(self) -> str:
         return f"Scan({str(self.path)!r}, shape={self.shape}, spacing={self.spacing})"
+
+
+def _damaged(path: Path, exc: BaseException) -> str:
+    return (
+        f"{path} has damaged zarr metadata ({cause(exc)}): restore it from a backup or "
+        "import the original image again"
+    )
 
 
 def _recover_unless_busy(path: Path) -> None:

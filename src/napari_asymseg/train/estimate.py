@@ -36,10 +36,10 @@ from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.data import normalise
 from napari_asymseg.train.events import Finished, StepEnd
 from napari_asymseg.train.loop import Event, fit
+from napari_asymseg.train.runs import QUALITY
 
 NAN = float("nan")
 MAX_FOLDS = 3
-QUALITY = "quality.json"
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,14 @@ def train_and_estimate(
     *,
     init: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Generator[Event | FoldDone | QualityEstimate, None, QualityEstimate | None]:
     """:func:`~napari_asymseg.train.loop.fit`, then (``train.estimate``) the estimate of the
     model's quality on unpainted slices, yielded and written to ``model_dir/quality.json``."""
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
-    done: Finished = yield from fit(scan, config, model_dir, init=init, resume=resume)
+    done: Finished = yield from fit(
+        scan, config, model_dir, init=init, resume=resume, overwrite=overwrite
+    )
     if config is not None and not config.train.estimate:
         return None
     return (yield from estimate_quality(scan, config, init=init, model_dir=done.model_dir))

@@ -11,7 +11,6 @@ Finished.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import os
@@ -34,7 +33,13 @@ from napari_asymseg.train.device import autocast_dtype, release, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.state import Run, checkpoint_state, prepare
 from napari_asymseg.train.step import _fall_back, _lr_at
-from napari_asymseg.train.validate import _best_index, _history_row, _validate, _with_best
+from napari_asymseg.train.validate import (
+    _best_index,
+    _history_row,
+    _validate,
+    _with_best,
+    score_other,
+)
 
 Event = Started | StepEnd | EpochEnd | Notice | Finished
 
@@ -48,6 +53,7 @@ def fit(
     resume: bool = False,
     annotations: np.ndarray | None = None,
     compare: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Generator[Event, None, Finished]:
     """Train from scratch, fine-tune (``init``) or resume (``resume``) on a scan's annotations.
 
@@ -63,6 +69,8 @@ def fit(
         A checkpoint or model folder to start from (fine-tuning, warm start).
     resume
         Continue from ``model_dir/checkpoint.pt`` when it belongs to the same annotations.
+        Without it (or ``overwrite``) a ``model_dir`` that holds a model is refused
+        (ScanError): an earlier model is never replaced unasked.
     annotations
         Train on these annotation codes instead of the scan's (cross-validation folds).
     compare
@@ -92,6 +100,7 @@ def fit(
                 world=world,
                 annotations=annotations,
                 compare=compare,
+                overwrite=overwrite,
             )
         )
 
@@ -106,12 +115,16 @@ def _fit(
     world: distributed.Group | None,
     annotations: np.ndarray | None = None,
     compare: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Generator[Event, None, Finished]:
     """:func:`fit` in this process; ``world`` is the torchrun process group (or None)."""
     run = prepare(
-        scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations
-    )
+        scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations,
+        overwrite=overwrite,
+    )  # fmt: skip
     _repair_best(run)
+    run.meta["init"] = str(init) if init is not None else None
+    _write_summary(run, runs.RUNNING)  # a kill leaves it so: the run is listed as unfinished
     clock = Clock.for_run(run)  # a planned run (steps 0) aims at the floor until its plan
     yield _started(run)
     stopped_early, status = False, runs.FAILED
@@ -130,8 +143,7 @@ def _fit(
         ) from None
     finally:  # also when the caller closes the generator (a cancel)
         _release(run)
-        if run.writes:
-            runs.write_summary(run.out, _summary(run, status, init, stopped_early))
+        _write_summary(run, status, stopped_early)
     if world is not None:  # the others wait until rank 0 has written the last checkpoint
         world.barrier()
     unlearned = _unlearned(run)
@@ -194,32 +206,19 @@ def _baseline(run: Run, compare: str | os.PathLike | None) -> EpochEnd | None:
     return None
 
 
-def score_other(run: Run, model: str | os.PathLike) -> float:
-    """The DSC of another model (the scan's current one) on this run's held-out slices; NaN
-    without held-out slices, or when that model reads the image otherwise (normalisation)."""
-    from napari_asymseg.train.state import network_for
-
-    if run.data.val is None:
-        return math.nan
-    ckpt = load_checkpoint(model)
-    theirs = ckpt.get("config", {}).get("data", {})
-    ours = dataclasses.asdict(run.cfg.data)
-    if any(theirs.get(k, ours[k]) != ours[k] for k in ("normalisation", "window")):
-        return math.nan
-    cfg = copy.deepcopy(run.cfg)
-    other, plan = network_for(ckpt, cfg, run.data, run.device)
-    event = _validate(other.to(run.device), run.data, plan, cfg, run.device, run.amp_dtype,
-                      run.loss_fn, step=0, epoch=0, train_losses=[], train_margins=[])  # fmt: skip
-    del other
-    return float(event.dsc)
+def _write_summary(run: Run, status: str, stopped_early: bool = False) -> None:
+    """Write ``run.json`` (rank 0 only): what :mod:`napari_asymseg.train.runs` reads."""
+    if run.writes:
+        runs.write_summary(run.out, _summary(run, status, stopped_early))
 
 
-def _summary(run: Run, status: str, init, stopped_early: bool) -> dict:
+def _summary(run: Run, status: str, stopped_early: bool) -> dict:
     """What ``run.json`` holds (see :mod:`napari_asymseg.train.runs`)."""
     return {
         "status": status,
         "kind": "fine-tune" if run.fine_tune else "new",
-        "init": str(init) if init is not None else None,
+        "init": run.meta.get("init"),
+        "annotations_hash": run.data.annotations_hash,
         "steps": run.cfg.train.steps,
         "steps_done": run.step,
         "best_dsc": run.best_dsc if run.best_step >= 0 else math.nan,
@@ -338,6 +337,7 @@ def validate(run: Run) -> EpochEnd:
     save(run, CHECKPOINT, optimizer=True)
     if improved:
         save(run, BEST)
+    _write_summary(run, runs.RUNNING)  # its steps so far, should it be killed now
     return event
 
 

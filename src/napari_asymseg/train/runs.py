@@ -5,10 +5,13 @@ one is current.
 folder, so training again (or loading a bundle) never overwrites an earlier model. Each run's
 ``run.json`` (written by :func:`napari_asymseg.train.loop.fit`) says how it ended: finished or
 cancelled, its steps, its best validation DSC, and the DSC of the model that was current when
-it started on the same held-out slices (its baseline). ``case-models/current.json`` names the
-current run: the model that predicts, is fine-tuned from and is exported. A run becomes current
-only when :func:`verdict` says it is better than the current one, or when the user chooses it
-(:func:`set_current`); without ``current.json`` (models from before it) the newest run is.
+it started on the same held-out slices (its baseline). A run writes it when it starts and at
+every validation with the status ``running``: a run killed or crashed (no ``finally`` ran) stays
+``running`` on disk and is listed as unfinished, never as a finished model.
+``case-models/current.json`` names the current run: the model that predicts, is fine-tuned from
+and is exported. A run becomes current only when :func:`verdict` says so, or when the user
+chooses it (:func:`set_current`); without ``current.json`` (models from before it) the newest
+finished run is.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ from napari_asymseg.store.scan import Scan
 RUN_PREFIX = "run-"
 SUMMARY = "run.json"
 """A run's summary, in its folder."""
+QUALITY = "quality.json"
+"""The estimate of a run's quality on unpainted slices, in its folder (train/estimate.py)."""
 CURRENT = "current.json"
 """Which run is current, in the scan's model folder."""
 FINISHED, CANCELLED, FAILED = "finished", "cancelled", "failed"
+RUNNING = "running"
+"""On disk while a run trains; left so by a kill or a crash: the run did not finish."""
 
 
 def model_root(scan_path: str | os.PathLike) -> Path:
@@ -65,6 +72,12 @@ class RunInfo:
         return str(self.summary.get("status", FINISHED))
 
     @property
+    def ended(self) -> str:
+        """How the run ended in the user's words: ``finished``, ``cancelled``, ``failed``,
+        or ``unfinished`` (still training, or killed: its ``run.json`` says running)."""
+        return "unfinished" if self.status == RUNNING else self.status
+
+    @property
     def best_dsc(self) -> float:
         return _number(self.summary.get("best_dsc"))
 
@@ -78,8 +91,8 @@ class RunInfo:
         parts = [f"run {self.number}", str(s.get("kind", "model"))]
         if math.isfinite(self.best_dsc):
             parts.append(f"DSC {self.best_dsc:.2f}")
-        if self.status == CANCELLED:
-            parts.append(f"cancelled at step {s.get('steps_done', '?')}")
+        if self.status != FINISHED:
+            parts.append(f"{self.ended} at step {s.get('steps_done', '?')}")
         elif "steps_done" in s:
             parts.append(f"{s['steps_done']} steps")
         return " · ".join(parts)
@@ -111,8 +124,8 @@ def list_runs(scan_path: str | os.PathLike) -> list[RunInfo]:
 
 
 def current_model(scan_path: str | os.PathLike) -> Path | None:
-    """The current run's folder: the one ``current.json`` names, else the newest that was not
-    cancelled (or, failing that, the newest)."""
+    """The current run's folder: the one ``current.json`` names, else the newest that finished
+    (a cancelled, failed or killed run is never current unless the user chose it)."""
     try:
         name = json.loads((model_root(scan_path) / CURRENT).read_text()).get("run")
     except (OSError, ValueError, AttributeError):
@@ -123,8 +136,7 @@ def current_model(scan_path: str | os.PathLike) -> Path | None:
             return folder
     folders = _run_folders(scan_path)
     whole = [p for p in folders if read_summary(p).get("status", FINISHED) == FINISHED]
-    pick = whole or folders
-    return pick[-1] if pick else None
+    return whole[-1] if whole else None
 
 
 def set_current(scan_path: str | os.PathLike, folder: str | os.PathLike) -> None:
@@ -138,19 +150,18 @@ def set_current(scan_path: str | os.PathLike, folder: str | os.PathLike) -> None
 def verdict(new: RunInfo, current: RunInfo | None) -> tuple[bool, str]:
     """Whether a run that just ended should become current, and the line that says why.
 
-    A cancelled run does only when no run is current (nothing better to lose; said so). A
-    finished run does when there is no current run,
-    when it beat the current model on its own held-out slices (its baseline: the same voxels,
-    scored before training), or when neither could be scored (nothing held out: the newer
-    run, trained on more paint, wins). A fine-tune whose best model is the one it started from
-    changes nothing.
+    A run that did not finish (cancelled, failed, killed) never does: its best model so far is
+    kept among the runs, for the user to choose. A finished run does when no run is current,
+    or when it beat the current model on its own held-out slices (its baseline: the same
+    voxels, scored before training). When the two cannot be compared (nothing held out), the
+    new run becomes current only if it learned from annotations the current model never saw
+    (the user painted since: the old model cannot know that paint); otherwise the current
+    model stays. A fine-tune whose best model is the one it started from changes nothing.
     """
     kept = f"kept run {current.number} as current" if current is not None else "no model is current"
-    stop = f"run {new.number} {new.status} at step {new.summary.get('steps_done', '?')}"
-    if new.status != FINISHED and current is None:
-        return True, f"{stop}: its best model so far is current, as no other model was"
     if new.status != FINISHED:
-        return False, f"{stop}: {kept}"
+        stop = f"run {new.number} {new.ended} at step {new.summary.get('steps_done', '?')}"
+        return False, f"{stop}: {kept}; Use makes its model so far current"
     if current is None:
         return True, f"run {new.number} is the current model ({new.line()})"
     best, base = new.best_dsc, new.baseline_dsc
@@ -167,7 +178,19 @@ def verdict(new: RunInfo, current: RunInfo | None) -> tuple[bool, str]:
             f"({base:.2f} on the same held-out slices): {kept}; choose it in the runs list "
             "to use it anyway"
         )
-    return True, f"run {new.number} is now current (no held-out slices to compare runs on)"
+    return _uncompared(new, current, kept)
+
+
+def _uncompared(new: RunInfo, current: RunInfo, kept: str) -> tuple[bool, str]:
+    """:func:`verdict` for two runs without held-out slices to compare them on."""
+    mine, theirs = new.summary.get("annotations_hash"), current.summary.get("annotations_hash")
+    why = f"run {new.number} could not be compared with run {current.number} (nothing held out)"
+    if isinstance(mine, str) and isinstance(theirs, str) and mine != theirs:
+        return True, (
+            f"{why}; it is now current, as it learned from annotations run {current.number} "
+            f"never saw (Use run {current.number} to go back)"
+        )
+    return False, f"{why}, and learned from the same annotations: {kept}; Use to choose it"
 
 
 def new_model_dir(scan_path: str | os.PathLike) -> Path:

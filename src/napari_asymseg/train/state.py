@@ -17,13 +17,19 @@ import torch
 
 from napari_asymseg.config import Config, check_config, config_to_dict
 from napari_asymseg.errors import ScanError
-from napari_asymseg.model.checkpoint import CHECKPOINT, model_from_checkpoint, plan_dict, versions
+from napari_asymseg.model.checkpoint import (
+    BEST,
+    CHECKPOINT,
+    model_from_checkpoint,
+    plan_dict,
+    versions,
+)
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.model.losses import build_loss
 from napari_asymseg.model.networks import NetworkPlan, build_model, plan_network
 from napari_asymseg.store.atomic import make_folder
 from napari_asymseg.store.scan import Scan
-from napari_asymseg.train import distributed
+from napari_asymseg.train import distributed, runs
 from napari_asymseg.train.data import PatchSampler, ScanData
 from napari_asymseg.train.device import autocast_dtype, memory_format, select_device
 from napari_asymseg.train.plan import CANDIDATES, plan_voxels
@@ -93,6 +99,7 @@ def prepare(
     resume: bool,
     world: distributed.Group | None,
     annotations: np.ndarray | None = None,
+    overwrite: bool = False,
 ) -> Run:
     """Set up a run: data, the network (new, or the one of ``init``), optimizer, resume."""
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
@@ -102,7 +109,7 @@ def prepare(
     torch.manual_seed(cfg.train.seed)
     data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed, annotations=annotations)
     start = load_checkpoint(init) if init else None
-    out = make_folder(model_dir)  # only once the inputs are known to be good
+    out = model_folder(model_dir, resume=resume, overwrite=overwrite, world=world)  # inputs good
     amp_dtype = autocast_dtype(device, cfg.train.amp)
     if resume:  # the steps and the patch the run planned, not a new plan
         _restore_plan(cfg, out / CHECKPOINT)
@@ -143,6 +150,30 @@ def prepare(
         fine_tune=start is not None,
         **resumed,
     )
+
+
+def model_folder(
+    model_dir: str | os.PathLike,
+    *,
+    resume: bool,
+    overwrite: bool,
+    world: distributed.Group | None = None,
+) -> Path:
+    """The run's folder, made. One that holds a model is the run's to continue (``resume``)
+    or, when the user said so (``overwrite``), emptied of the earlier run's files; otherwise
+    refused: training never replaces a model unasked."""
+    out = Path(model_dir)
+    held = [name for name in (BEST, CHECKPOINT) if (out / name).is_file()]
+    if held and not resume:
+        if not overwrite:
+            raise ScanError(
+                f"{out} already holds a model ({held[0]}): train into another folder (--out), "
+                "continue it (--resume) or replace it (--overwrite)"
+            )
+        if world is None or world.is_main:  # under torchrun rank 0 writes the folder
+            for name in (BEST, CHECKPOINT, runs.SUMMARY, runs.QUALITY):
+                (out / name).unlink(missing_ok=True)
+    return make_folder(out)
 
 
 def network_for(

@@ -3,9 +3,11 @@ that the checkpoints keep."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +28,9 @@ from napari_asymseg.review.calibration import (
 )
 from napari_asymseg.train.data import ScanData
 from napari_asymseg.train.events import NAN, EpochEnd
+
+if TYPE_CHECKING:
+    from napari_asymseg.train.state import Run
 
 
 def _with_best(event: EpochEnd) -> EpochEnd:
@@ -178,3 +183,24 @@ def volume_logits(
     n = len(FLIPS)
     spread.append(((m_sq / n - (m_sum / n) ** 2).clamp(min=0) * n / (n - 1)).sqrt())
     return (total / n)[None]
+
+
+def score_other(run: Run, model: str | os.PathLike) -> float:
+    """The DSC of another model (the scan's current one) on this run's held-out slices; NaN
+    without held-out slices, or when that model reads the image otherwise (normalisation)."""
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.train.state import network_for
+
+    if run.data.val is None:
+        return math.nan
+    ckpt = load_checkpoint(model)
+    theirs = ckpt.get("config", {}).get("data", {})
+    ours = dataclasses.asdict(run.cfg.data)
+    if any(theirs.get(k, ours[k]) != ours[k] for k in ("normalisation", "window")):
+        return math.nan
+    cfg = copy.deepcopy(run.cfg)
+    other, plan = network_for(ckpt, cfg, run.data, run.device)
+    event = _validate(other.to(run.device), run.data, plan, cfg, run.device, run.amp_dtype,
+                      run.loss_fn, step=0, epoch=0, train_losses=[], train_margins=[])  # fmt: skip
+    del other
+    return float(event.dsc)

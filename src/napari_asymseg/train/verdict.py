@@ -5,7 +5,9 @@ the first rule that holds decides the line. The rules and their thresholds are d
 the user guide ("What the curves say"); they read the same numbers the curves show:
 
 1. the mean foreground margin on the training patches negative at the last two validations:
-   the painted lesion is not learned yet (the training Notice says the same);
+   the painted lesion is not learned yet (the training Notice says the same). In the first
+   :data:`EARLY` of a run that is still training this is usual (the model starts by calling
+   everything background), and the line says the run is still learning instead;
 2. nothing held out (every DSC is NaN): the curves cannot judge the model;
 3. the held-out DSC fell by more than :data:`DROP` after its best: overfitting (the best
    model is kept);
@@ -27,6 +29,8 @@ DROP = 0.1
 """A fall of the held-out DSC after its best that rule 3 calls overfitting."""
 SHIFT = 1.0
 """Logit shift Δ below minus this is rule 4's overfitting."""
+EARLY = 0.5
+"""The fraction of a running run's steps before which rule 1 says "still learning"."""
 WEAK, GOOD = 0.5, 0.7
 """Best held-out DSC below WEAK is weak, at least GOOD is good."""
 
@@ -36,13 +40,19 @@ def _value(row: Mapping[str, Any], key: str) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
-def training_verdict(history: Sequence[Mapping[str, Any]]) -> str:
-    """One line on a run's validations (``step``, ``dsc``, ``train_margin``, ``logit_shift``)."""
+def training_verdict(history: Sequence[Mapping[str, Any]], done: float | None = None) -> str:
+    """One line on a run's validations (``step``, ``dsc``, ``train_margin``, ``logit_shift``);
+    ``done``: the fraction of its steps a run still training has done (None: it ended)."""
     if not history:
         return ""
     scored = [h for h in history if math.isfinite(_value(h, "dsc"))]
     margins = [_value(h, "train_margin") for h in history[-2:]]
     if len(margins) == 2 and all(m < 0 for m in margins):  # NaN < 0 is False
+        if done is not None and done < EARLY:
+            return (
+                f"Still learning the painted lesion ({done:.0%} of the run): the model calls most "
+                "of it background so far, as usual early in a run."
+            )
         return (
             "Not learned yet: the model still calls most of the painted lesion background. "
             "Train longer or with another seed, or paint the lesion on one more slice."
