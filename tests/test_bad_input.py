@@ -185,6 +185,25 @@ def other_annotations_resume(w: Path) -> str:
     return str(w / "scan.zarr")
 
 
+def one_painted_lesion_slice(w: Path) -> str:
+    """Only slice 4 painted (a lesion, the rest background): nothing to fill between."""
+    scan = Scan.open(w / "scan.zarr")
+    ann = np.zeros(scan.shape, np.uint8)
+    ann[4] = 1
+    ann[4, 10:14, 10:14] = 2
+    scan.write_annotations(ann)
+    return str(w / "scan.zarr")
+
+
+def painted_on_two_axes(w: Path) -> str:
+    """Whole Z slices (the workspace's) and a whole Y plane painted."""
+    scan = Scan.open(w / "scan.zarr")
+    ann = scan.read_annotations()
+    ann[:, 5, :] = 1
+    scan.write_annotations(ann)
+    return str(w / "scan.zarr")
+
+
 S, M, OUT = "SCAN", "MODEL", "OUT"  # placeholders for the workspace's scan, model and out/
 
 
@@ -545,6 +564,17 @@ TABLE: dict[str, Row] = {
     "review list into read-only folder": (
         lambda w: ["review", S, "--model", M, "--json", "OUT/q.json"],
         "read-only",
+    ),
+    # ---- fill between painted slices
+    "fill missing scan": (lambda w: ["fill", str(w / "missing.zarr")], "no scan at"),
+    "fill unknown class": (lambda w: ["fill", S, "--class", "nope"], "is not a class of"),
+    "fill nothing to fill": (
+        lambda w: ["fill", one_painted_lesion_slice(w)],
+        "paint the lesion on two slices with unpainted slices between them",
+    ),
+    "fill painted on two axes": (
+        lambda w: ["fill", painted_on_two_axes(w), "--dry-run"],
+        "whole planes of two axes (Z and Y)",
     ),
     # ---- bundle, evaluate, sample
     "bundle missing model": (lambda w: ["bundle", str(w / "none"), "OUT/b"], "no model at"),

@@ -52,6 +52,8 @@ def test_a_planned_run_plans_its_steps_at_the_first_validation(tmp_path, monkeyp
     first_val = next(i for i, e in enumerate(events) if isinstance(e, EpochEnd))
     note = events[first_val + 1]
     assert isinstance(note, Notice) and note.message.startswith("0.05-minute budget: ")
+    # popped up in the dock only when the run will take longer than its button says
+    assert note.warn == ("more than the budget" in note.message)
     done = events[-1]
     assert isinstance(done, Finished) and done.steps_done >= 30
     steps = [e for e in events if isinstance(e, StepEnd)]

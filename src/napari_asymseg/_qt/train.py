@@ -296,7 +296,8 @@ class TrainSection(QWidget):
                 if self.first_overlay_s is None:
                     self.first_overlay_s = time.perf_counter() - self.started_at
         elif isinstance(event, Notice):
-            show_warning(event.message)
+            if event.warn:  # a toast covers the canvas's corner: only what changes the run
+                show_warning(event.message)
             self.status.setText(event.message)
         elif isinstance(event, Finished):
             held_out = event.best_dsc == event.best_dsc  # NaN: nothing was held out

@@ -14,7 +14,7 @@ import sys
 from typing import Any, NoReturn
 
 from napari_asymseg import __version__
-from napari_asymseg.cli import commands, predict
+from napari_asymseg.cli import commands, parser_annotate, predict
 
 EXIT_BAD_INPUT = 2
 
@@ -79,6 +79,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_predict(sub, full)
     _add_flag(sub, full)
     _add_review(sub, full)
+    parser_annotate.add_fill(sub)
     _add_bundle(sub)
     _add_evaluate(sub)
     _add_demo(sub)

@@ -40,7 +40,7 @@ import numpy as np
 import zarr
 
 from napari_asymseg.errors import ClearError, ScanError, cause, read_error_message
-from napari_asymseg.store import atomic, create
+from napari_asymseg.store import atomic, create, provenance
 from napari_asymseg.store import attrs as scan_attrs
 from napari_asymseg.store import results as result_arrays
 from napari_asymseg.store.annotations import code_of_class
@@ -296,7 +296,9 @@ class Scan:
     def read_annotations(self) -> np.ndarray:
         return read(self.annotations)
 
-    def write_annotations(self, data: Any, region: tuple[slice, ...] | None = None) -> None:
+    def write_annotations(
+        self, data: Any, region: tuple[slice, ...] | None = None, source: int = provenance.PAINTED
+    ) -> None:
         """Save annotations: the whole array (atomic swap) or one region (atomic per chunk).
 
         Parameters
@@ -306,22 +308,25 @@ class Scan:
         region
             Slices into the scan; ``data`` must have the region's shape. Only the chunks the
             region touches are rewritten, which keeps autosave after a brush stroke cheap.
+        source
+            Who wrote the voxels this changes: painted by hand (default) or a tool (provenance.py).
         """
         data, n = np.asarray(data), len(self.classes)
         top = code_of_class(n)
         if region is None:
             check_labels(data, ANNOTATIONS, self.shape, max_value=top, n_classes=n)
-            self._replace(ANNOTATIONS, data.astype(np.uint8))
-            return
-        check_values(data, ANNOTATIONS, max_value=top, n_classes=n)
-        self.annotations[region] = data.astype(np.uint8)
+        else:
+            check_values(data, ANNOTATIONS, max_value=top, n_classes=n)
+        with provenance.recording(self.group, data, region, source):
+            if region is None:
+                self._replace(ANNOTATIONS, data.astype(np.uint8))
+            else:
+                self.annotations[region] = data.astype(np.uint8)
 
     def annotation_counts(self) -> dict[int, int]:
         """Number of voxels per annotation value, read slab by slab."""
-        counts = np.zeros(256, dtype=np.int64)
-        ann = self.annotations
-        step = ann.chunks[0]
-        for z in range(0, self.shape[0], step):
+        counts, ann = np.zeros(256, dtype=np.int64), self.annotations
+        for z in range(0, self.shape[0], step := ann.chunks[0]):
             counts += np.bincount(np.asarray(ann[z : z + step]).ravel(), minlength=256)
         return {int(v): int(c) for v, c in enumerate(counts) if c}
 

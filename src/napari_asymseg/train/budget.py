@@ -93,7 +93,8 @@ class Clock:
             over = " (the most a planned run trains: more fitted the paint too closely)"
         return Notice(
             f"{train.minutes:g}-minute budget: {steps} steps at {step_s:.2f} s each, a validation "
-            f"every {every} ({val_s:.1f} s each); done in about {end / 60:.1f} min{over}"
+            f"every {every} ({val_s:.1f} s each); done in about {end / 60:.1f} min{over}",
+            warn=end > 1.05 * self.budget_s,  # a run longer than the button says
         )
 
 

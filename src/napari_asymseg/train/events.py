@@ -77,6 +77,9 @@ class Notice:
     """Something the user should know that does not stop the run (e.g. a memory fallback)."""
 
     message: str
+    warn: bool = True
+    """A change of course the user must see (the dock pops it up); False: news for the
+    status line only (a plan that keeps to its budget)."""
 
 
 @dataclass(frozen=True)
