@@ -23,6 +23,11 @@ Peer, side by side on the same painted voxels: an ilastik-style pixel classifier
 random forest (100 trees, balanced classes) on per-slice
 ``skimage.feature.multiscale_basic_features`` (intensity, edges, texture; sigma 1-16).
 
+Second peer (``--methods fill``): the image-blind interpolation of the painted slices, as
+Slicer's "Fill between slices" gives in one click: the product's own ``asymseg fill``
+(:func:`napari_asymseg.annotate.interpolate.fill_between`), which predicts lesion only on the
+slices between two painted lesion slices. It is deterministic: its seeds repeat one number.
+
 Ours is scored by :func:`napari_asymseg.infer.predict.predict` (the product's prediction) and
 the quality figure the dock shows is recorded beside the truth. Records are written per
 (case, method, seed) as soon as they are scored; a second invocation skips them (resumable).
@@ -289,7 +294,7 @@ def run_forest(image: np.ndarray, ann: np.ndarray, seed: int) -> tuple[np.ndarra
 @dataclass
 class Job:
     case: str
-    method: str  # "ours" or "forest"
+    method: str  # "ours", "forest" or "fill"
     seed: int
 
 
@@ -307,6 +312,22 @@ def config_for(args: argparse.Namespace, seed: int) -> Config:
     return cfg
 
 
+def run_fill(ann: np.ndarray, spacing) -> tuple[np.ndarray, dict[str, Any]]:
+    """The fill-between peer: the painted lesion interpolated between its painted slices."""
+    from napari_asymseg.annotate.interpolate import fill_between
+    from napari_asymseg.errors import ScanError
+
+    t0 = time.perf_counter()
+    try:
+        fill = fill_between(ann, spacing)
+    except ScanError as exc:  # one painted lesion slice: nothing between to fill
+        pred = ann >= code_of_class(1)
+        return pred.astype(np.uint8), {"wall_s": time.perf_counter() - t0, "skipped": [str(exc)]}
+    pred = (fill.codes >= code_of_class(1)) | (ann >= code_of_class(1))
+    skipped = [f"{s.first}-{s.last}: {s.reason}" for s in fill.skipped]
+    return pred.astype(np.uint8), {"wall_s": time.perf_counter() - t0, "skipped": skipped}
+
+
 def run_job(job: Job, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work)
     source = build_case(job.case, work, args.quick)
@@ -322,6 +343,8 @@ def run_job(job: Job, args: argparse.Namespace) -> dict[str, Any]:
         cfg = config_for(args, job.seed)
         pred, info = run_ours(scan, cfg, copy.with_suffix(".model"))
         info["config"] = config_to_dict(cfg)
+    elif job.method == "fill":
+        pred, info = run_fill(ann, scan.spacing)
     else:
         pred, info = run_forest(np.asarray(scan.image[...]), ann, job.seed)
     record = {
@@ -344,11 +367,11 @@ def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
 def summarise(records: dict[str, dict[str, Any]], cases: list[str], tag: str) -> list[list[Any]]:
     rows = []
     for case in cases:
-        for method in ("ours", "forest"):
+        for method in ("ours", "forest", "fill"):
             runs = [r for k, r in records.items() if k.startswith(f"{case}/{method}/")]
             if not runs:
                 continue
-            cells: list[Any] = [case, tag if method == "ours" else "forest", len(runs)]
+            cells: list[Any] = [case, tag if method == "ours" else method, len(runs)]
             for key in ("dsc", "sensitivity", "precision"):
                 # a record read back holds None where the value was NaN (nothing predicted)
                 m, s, _ = mean_std(r[key] for r in runs)
@@ -397,7 +420,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=["ours", "forest"], choices=["ours", "forest"])
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["ours", "forest", "fill"],
+        choices=["ours", "forest", "fill"],
+    )
     p.add_argument("--set", action="append", default=[], help="SECTION.FIELD=VALUE (JSON)")
     p.add_argument("--tag", default="defaults", help="name of this variant (records, table)")
     p.add_argument("--work", default=str(HERE / "results" / "real_scans-work"))
@@ -420,14 +448,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(args.work)
     records_dir = work / "records" / args.tag
     records_dir.mkdir(parents=True, exist_ok=True)
-    forest_dir = work / "records" / "forest"
-    forest_dir.mkdir(parents=True, exist_ok=True)
+    peers = {m: work / "records" / m for m in ("forest", "fill")}
+    for folder in peers.values():
+        folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
     for case in args.cases:
         for seed in args.seeds:
             for method in args.methods:  # side by side: ours, then the peer, per seed
-                folder = records_dir if method == "ours" else forest_dir
+                folder = records_dir if method == "ours" else peers[method]
                 path = folder / f"{case}{'-quick' if args.quick else ''}-{method}-{seed}.json"
                 if path.is_file():
                     records[f"{case}/{method}/{seed}"] = json.loads(path.read_text())

@@ -312,12 +312,14 @@ def test_real_scans_quick(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["table"]["header"] == real_scans.HEADER
     records = data["records"]
-    assert set(records) == {"synthetic/ours/0", "synthetic/forest/0"}
+    assert set(records) == {"synthetic/ours/0", "synthetic/forest/0", "synthetic/fill/0"}
     for rec in records.values():
         assert 0 <= rec["dsc"] <= 1 and rec["lesions_found"] + rec["lesions_missed"] > 0
         assert rec["painted"]["lesion"] and rec["painted"]["empty"]
     ours = records["synthetic/ours/0"]
     assert math.isfinite(ours["shown"]) and ours["train_s"] > 0  # the estimate is recorded
+    fill = records["synthetic/fill/0"]  # the image-blind peer: lesion only between the slices
+    assert fill["dsc_beyond"] == 0 and (fill["dsc_between"] > 0 or fill["skipped"])
     # resumable: a second run reads the records instead of training again
     again = real_scans.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(out)])
     assert again["records"]["synthetic/ours/0"]["wall_s"] == ours["wall_s"]
