@@ -304,7 +304,10 @@ def config_for(args: argparse.Namespace, seed: int) -> Config:
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, field = key.partition(".")
-        data[section][field] = json.loads(value) if value[:1] in "[{0123456789-tf" else value
+        try:  # numbers, lists, true/false as JSON; anything else (forest, shape) as text
+            data[section][field] = json.loads(value)
+        except ValueError:
+            data[section][field] = value
     cfg = config_from_dict(data)
     cfg.train.seed = seed
     if args.quick:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
+UNPAINTED = ("forest", "shape", "background", "ignore")
 
 
 def opt(default: Any, help: str) -> Any:
@@ -44,7 +45,8 @@ class DataConfig:
     )
     unpainted: str = opt(
         "forest",
-        "what unpainted voxels teach: forest (a random forest's labels), background, ignore",
+        "what unpainted voxels teach: forest (a random forest's labels), shape (the forest's "
+        "and the shape filled between painted slices), background, ignore",
     )
     unpainted_share: float = opt(0.5, "share of a patch's unpainted voxels that are labelled")
     p_anywhere: float = opt(
@@ -304,9 +306,7 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("data", "normalisation"): Rule("zscore or window", "choice", choices=("zscore", "window")),
     ("data", "window"): Rule("LOW HIGH with LOW < HIGH", items=(2, 2), check=lambda v: v[0] < v[1]),
     ("data", "val_fraction"): Rule("a share between 0 and 0.9", low=0, high=0.9),
-    ("data", "unpainted"): Rule(
-        "forest, background or ignore", "choice", choices=("forest", "background", "ignore")
-    ),
+    ("data", "unpainted"): Rule("forest, shape, background or ignore", "choice", choices=UNPAINTED),
     ("data", "unpainted_share"): Rule("a share between 0 and 1", low=0, high=1),
     ("data", "p_anywhere"): Rule("a share between 0 and 1", low=0, high=1),
     ("data", "asym_augment_p"): Rule("a probability between 0 and 1", low=0, high=1),

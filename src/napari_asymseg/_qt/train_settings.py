@@ -71,7 +71,8 @@ class TrainSettings(QWidget):
         self.unpainted = choice_box("data", "unpainted")
         self.unpainted.setToolTip(
             "what the voxels nobody painted teach: forest (labels of a random forest trained "
-            "on the painted voxels), background, or ignore (docs/training.md)"
+            "on the painted voxels), shape (the forest's, and the lesion filled between two "
+            "painted slices), background, or ignore (docs/training.md)"
         )
         self.estimate_box = QCheckBox("estimate the quality on unpainted slices")
         self.estimate_box.setChecked(bool(schema_default("train", "estimate")))

@@ -174,15 +174,21 @@ class ScanData:
             num_classes=scan.num_classes,
             spacing=scan.spacing,
             annotations_hash=annotation_hash(annotations),
-            unpainted=unpainted_labels(image, train, annotations, cfg, seed),
+            unpainted=unpainted_labels(image, train, annotations, cfg, seed, scan.spacing),
         )
 
 
 def unpainted_labels(
-    image: np.ndarray, train: np.ndarray, annotations: np.ndarray, cfg: DataConfig, seed: int
+    image: np.ndarray,
+    train: np.ndarray,
+    annotations: np.ndarray,
+    cfg: DataConfig,
+    seed: int,
+    spacing: tuple[float, float, float] | None = None,
 ) -> np.ndarray | None:
-    """What the unpainted voxels teach (``cfg.unpainted``): the forest's classes, background,
-    or nothing (None). Painted voxels, held-out ones included, are ``IGNORE``."""
+    """What the unpainted voxels teach (``cfg.unpainted``): the forest's classes (``shape``:
+    overruled between painted lesion slices by the interpolated shape, train/shape_teacher.py),
+    background, or nothing (None). Painted voxels, held-out ones included, are ``IGNORE``."""
     if cfg.unpainted == "ignore":
         return None
     unpainted = np.asarray(annotations) == codes.NOT_ANNOTATED
@@ -190,7 +196,12 @@ def unpainted_labels(
         return np.where(unpainted, 0, IGNORE).astype(np.int16)
     from napari_asymseg.train.forest import forest_labels
 
-    return np.where(unpainted, forest_labels(image, train, seed=seed), IGNORE).astype(np.int16)
+    labels = forest_labels(image, train, seed=seed)
+    if cfg.unpainted == "shape":
+        from napari_asymseg.train.shape_teacher import shape_labels
+
+        labels = shape_labels(labels, train, spacing)
+    return np.where(unpainted, labels, IGNORE).astype(np.int16)
 
 
 class PatchSampler:
