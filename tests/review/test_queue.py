@@ -100,6 +100,10 @@ def test_not_lesion_writes_the_region_as_background_and_is_remembered(tmp_path):
     assert changed.sum() == 200 and (after[changed] == BACKGROUND).all()
     assert changed[4:6, 20:30, 20:30].all()
     assert done.status == rq.NOT_LESION
+    from napari_asymseg.store.provenance import PAINTED, REVIEWED, read_provenance
+
+    source = read_provenance(Scan.open(scan.path).group)  # told apart from painting
+    assert (source[changed] == REVIEWED).all() and (source[~changed] == PAINTED).all()
     again = rq.build_queue(Scan.open(scan.path))
     assert len(again.items) == len(queue.items)  # the answered item stays, listed last
     assert again.items[-1].status == rq.NOT_LESION and again.items[-1].center == done.center

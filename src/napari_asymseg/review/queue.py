@@ -75,6 +75,7 @@ from napari_asymseg.review.state import (
     set_answered as set_answered,
 )
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, code_of_class
+from napari_asymseg.store.provenance import REVIEWED
 from napari_asymseg.store.scan import Scan, read
 
 _STRUCTURE = np.ones((3, 3, 3), bool)
@@ -279,7 +280,8 @@ def answer(scan: Scan, item_id: int, verdict: str, *, threshold: float = THRESHO
     if z.size:
         annotations[z, y, x] = codes
         z0, z1 = int(z.min()), int(z.max()) + 1
-        scan.write_annotations(annotations[z0:z1], region=(slice(z0, z1),))
+        # kept apart from painting (store/provenance.py): a review answer wrote these voxels
+        scan.write_annotations(annotations[z0:z1], region=(slice(z0, z1),), source=REVIEWED)
     done = replace(item, status=verdict)
     save_queue(
         scan, replace(queue, items=tuple(done if i.id == item_id else i for i in queue.items))

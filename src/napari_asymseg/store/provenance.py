@@ -12,7 +12,7 @@ value  the annotation code there was written by
 0      the user's hand (:data:`PAINTED`; also every unannotated voxel)
 1      fill between painted slices (:data:`FILLED`, ``asymseg fill``)
 2      grow from a click (:data:`GROWN`; reserved)
-3      a review answer (:data:`REVIEWED`; reserved)
+3      a review answer (:data:`REVIEWED`, ``asymseg review``)
 =====  ==============================================================
 
 The array is created by the first write from a tool; a scan without it (every scan written
