@@ -129,17 +129,16 @@ class ScanSection(QWidget):
         """What to do when the import's scan exists already: ``"open"`` it, import into a
         ``"new"`` sibling (``NAME-2.zarr``), or ``""`` (cancel). It is never replaced here: it
         may hold annotations (the CLI replaces it with ``--overwrite``)."""
+        sibling = free_sibling(out).name
         box = QMessageBox(self)
         box.setIcon(QMessageBox.Icon.Question)
         box.setWindowTitle("The scan exists")
         box.setText(
             f"{out.name} exists already, with any annotations painted on it. Open it, or "
-            f"import again as {free_sibling(out).name}?"
+            f"import again as {sibling}?"
         )
         opened = box.addButton("Open it", QMessageBox.ButtonRole.AcceptRole)
-        again = box.addButton(
-            f"Import as {free_sibling(out).name}", QMessageBox.ButtonRole.ActionRole
-        )
+        again = box.addButton(f"Import as {sibling}", QMessageBox.ButtonRole.ActionRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(opened)
         box.exec()

@@ -123,7 +123,6 @@ def _fit(
         overwrite=overwrite,
     )  # fmt: skip
     _repair_best(run)
-    run.meta["init"] = str(init) if init is not None else None
     _write_summary(run, runs.RUNNING)  # a kill leaves it so: the run is listed as unfinished
     clock = Clock.for_run(run)  # a planned run (steps 0) aims at the floor until its plan
     yield _started(run)

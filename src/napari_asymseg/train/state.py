@@ -145,7 +145,7 @@ def prepare(
         device=device,
         amp_dtype=amp_dtype,
         out=out,
-        meta=_meta(scan, cfg, plan, data),
+        meta=_meta(scan, cfg, plan, data, init),
         world=world,
         fine_tune=start is not None,
         **resumed,
@@ -244,8 +244,11 @@ def _resumed(
     return {k: ckpt[k] for k in ("step", "best_dsc", "best_step", "history")}
 
 
-def _meta(scan: Scan, cfg: Config, plan: NetworkPlan, data: ScanData) -> dict[str, Any]:
+def _meta(
+    scan: Scan, cfg: Config, plan: NetworkPlan, data: ScanData, init: str | os.PathLike | None
+) -> dict[str, Any]:
     return {
+        "init": str(init) if init is not None else None,
         "config": config_to_dict(cfg),
         "plan": plan_dict(plan),
         "num_classes": data.num_classes,
