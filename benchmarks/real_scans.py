@@ -36,6 +36,7 @@ the quality figure the dock shows is recorded beside the truth. Records are writ
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import subprocess
@@ -235,6 +236,14 @@ def run_ours(scan: Scan, cfg: Config, model_dir: Path) -> tuple[np.ndarray, dict
             done = event
     assert done is not None
     t1 = time.perf_counter()
+    alone = None
+    if cfg.predict.fill_between:  # the network alone too, to show what the fill adds
+        no_fill = copy.deepcopy(cfg)
+        no_fill.predict.fill_between = False
+        for _ in predict(scan, model_dir, config=no_fill):
+            pass
+        alone = np.asarray(scan.result("prediction")[...])
+        t1 = time.perf_counter()
     for _ in predict(scan, model_dir):
         pass
     t2 = time.perf_counter()
@@ -261,6 +270,8 @@ def run_ours(scan: Scan, cfg: Config, model_dir: Path) -> tuple[np.ndarray, dict
         "shown_precision": estimate.precision if estimate is not None else None,
         "estimate_s": estimate.seconds if estimate is not None else None,
     }
+    if alone is not None:
+        info["alone"] = alone
     return pred, info
 
 
@@ -350,11 +361,14 @@ def run_job(job: Job, args: argparse.Namespace) -> dict[str, Any]:
         pred, info = run_fill(ann, scan.spacing)
     else:
         pred, info = run_forest(np.asarray(scan.image[...]), ann, job.seed)
+    alone = info.pop("alone", None)
     record = {
         **info,
         **score(pred > 0, truth, ann == NOT_ANNOTATED, painted["lesion"]),
         "painted": painted,
     }
+    if alone is not None:  # the network without the fill between painted slices
+        record["network_alone"] = score(alone > 0, truth, ann == NOT_ANNOTATED, painted["lesion"])
     if not args.keep:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.rmtree(copy.with_suffix(".model"), ignore_errors=True)
@@ -370,11 +384,19 @@ def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
 def summarise(records: dict[str, dict[str, Any]], cases: list[str], tag: str) -> list[list[Any]]:
     rows = []
     for case in cases:
-        for method in ("ours", "forest", "fill"):
-            runs = [r for k, r in records.items() if k.startswith(f"{case}/{method}/")]
+        for method in ("ours", "alone", "forest", "fill"):
+            if method == "alone":  # ours without the fill between painted slices
+                runs = [
+                    {**r, **r["network_alone"], "wall_s": r["wall_s"]}
+                    for k, r in records.items()
+                    if k.startswith(f"{case}/ours/") and r.get("network_alone")
+                ]
+            else:
+                runs = [r for k, r in records.items() if k.startswith(f"{case}/{method}/")]
             if not runs:
                 continue
-            cells: list[Any] = [case, tag if method == "ours" else method, len(runs)]
+            name = {"ours": tag, "alone": f"{tag}, network alone"}.get(method, method)
+            cells: list[Any] = [case, name, len(runs)]
             for key in ("dsc", "sensitivity", "precision"):
                 # a record read back holds None where the value was NaN (nothing predicted)
                 m, s, _ = mean_std(r[key] for r in runs)

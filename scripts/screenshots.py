@@ -8,7 +8,9 @@ training, then after a click on Train (default settings) and the automatic predi
 follows, then the Review section with a suspected false alarm selected and after Not lesion,
 then the Lesions table with the largest missed lesion selected, then the quality estimate on
 the unpainted slices once its cross-validation has run (under the Overfitting check tab), then
-a second, shorter run and what the dock says of it (the runs list, the verdict).
+a second, shorter run and what the dock says of it (the runs list, the verdict). The shape
+tools' previews (fill between slices, grow from a click) are taken on the sample as it opens;
+``--tools`` takes only those two (a few seconds).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ def main() -> int:
         iio.imwrite(out, viewer.screenshot(canvas_only=False, flash=False))
         print(f"wrote {out}")
 
+    if "--tools" in sys.argv:  # only the shape tools' previews
+        tools_shots(viewer, dock, shot)
+        viewer.close()
+        return 0
     shot("viewer-sample.png")
+    tools_shots(viewer, dock, shot)
 
     section = dock.train_section
     loop = QEventLoop()
@@ -154,6 +161,42 @@ def main() -> int:
     shot("viewer-runs.png")
     viewer.close()
     return 0
+
+
+def tools_shots(viewer, dock, shot) -> None:
+    """The fill preview on the filled slice with the most voxels, then the grow preview of a
+    click on the largest reference lesion of an unpainted slice; both discarded after."""
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+    from scipy import ndimage as ndi
+
+    tools, spacing = dock.annotate_section.tools, dock.scan.spacing
+
+    def settle() -> None:
+        for _ in range(30):
+            QApplication.processEvents()
+
+    tools.fill()
+    if tools.proposal is not None:
+        per = (tools.proposal.codes != 0).sum(axis=(1, 2))
+        z = tools.proposal.box[0].start + int(per.argmax())
+        viewer.dims.set_point(0, z * spacing[0])
+        settle()
+        shot("viewer-fill.png")
+    tools.discard()
+    truth = np.asarray(dock.scan.ground_truth[...]) > 0
+    painted = (np.asarray(dock.annotations_layer.data) != 0).any(axis=(1, 2))
+    z = int((truth.sum(axis=(1, 2)) * ~painted).argmax())
+    depth = ndi.distance_transform_edt(truth[z])
+    y, x = np.unravel_index(int(depth.argmax()), depth.shape)
+    tools.grow.button.click()  # grow mode, as the user turns it on
+    tools.grow.click((z, int(y), int(x)))
+    viewer.dims.set_point(0, z * spacing[0])
+    settle()
+    shot("viewer-grow.png")
+    tools.discard()
+    tools.grow.button.click()
+    settle()
 
 
 if __name__ == "__main__":

@@ -204,6 +204,13 @@ def painted_on_two_axes(w: Path) -> str:
     return str(w / "scan.zarr")
 
 
+def every_voxel_painted(w: Path) -> str:
+    """Every voxel painted (the truth as annotation): a click grows nothing new."""
+    scan = Scan.open(w / "scan.zarr")
+    scan.write_annotations(np.asarray(scan.ground_truth[...]) + 1)
+    return str(w / "scan.zarr")
+
+
 S, M, OUT = "SCAN", "MODEL", "OUT"  # placeholders for the workspace's scan, model and out/
 
 
@@ -576,6 +583,20 @@ TABLE: dict[str, Row] = {
         lambda w: ["fill", painted_on_two_axes(w), "--dry-run"],
         "whole planes of two axes (Z and Y)",
     ),
+    # ---- grow from a click
+    "grow click outside the scan": (
+        lambda w: ["grow", S, "--at", "4,12,40"],
+        "is outside the scan (shape 16x40x40): click on the scan",
+    ),
+    "grow unknown class": (
+        lambda w: ["grow", S, "--at", "4,12,12", "--class", "nope"],
+        "is not a class of",
+    ),
+    "grow nothing grown": (
+        lambda w: ["grow", every_voxel_painted(w), "--at", "4,12,12"],
+        "click inside an unannotated part of the lesion",
+    ),
+    "grow click not a voxel": (lambda w: ["grow", S, "--at", "4,12"], "write Z,Y,X"),
     # ---- bundle, evaluate, sample
     "bundle missing model": (lambda w: ["bundle", str(w / "none"), "OUT/b"], "no model at"),
     "bundle onto existing folder": (lambda w: ["bundle", M, str(w / "scan.zarr")], "exists"),

@@ -320,6 +320,12 @@ def test_real_scans_quick(tmp_path):
     assert math.isfinite(ours["shown"]) and ours["train_s"] > 0  # the estimate is recorded
     fill = records["synthetic/fill/0"]  # the image-blind peer: lesion only between the slices
     assert fill["dsc_beyond"] == 0 and (fill["dsc_between"] > 0 or fill["skipped"])
+    # the network alone is scored beside the prediction that includes the fill: the same
+    # beyond the painted slices, never less sensitive between them
+    alone = ours["network_alone"]
+    assert alone["dsc_beyond"] == ours["dsc_beyond"]
+    assert ours["sensitivity"] >= alone["sensitivity"]
+    assert any(row[1] == "defaults, network alone" for row in saved["table"]["rows"])
     # resumable: a second run reads the records instead of training again
     again = real_scans.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(out)])
     assert again["records"]["synthetic/ours/0"]["wall_s"] == ours["wall_s"]
@@ -396,3 +402,74 @@ def test_cpu_variants_time_a_step_and_restrict_the_isa(tmp_path):
         assert all(r["s_per_step"] > 0 for r in rows.values())
         assert rows["threads1"]["threads"] == 1 and rows["eager"]["patch"] == [40, 40, 40]
     assert {r["cpu_capability"] for r in results["avx2"]} == {"AVX2"}
+
+
+def _sphere_case(radius: int = 6):
+    """A Case of one sphere lesion (13 slices) for the action benchmark's arms; no scan."""
+    import actions
+
+    zz, yy, xx = np.mgrid[:20, :24, :24]
+    truth = (zz - 10) ** 2 + (yy - 12) ** 2 + (xx - 12) ** 2 <= radius**2
+    spacing = (1.0, 1.0, 1.0)
+    return actions.Case(
+        "sphere", Path("."), None, truth, spacing, actions.lesions_of(truth, spacing)
+    )
+
+
+def test_actions_fill_is_one_action_after_a_pair_and_beats_painting():
+    import actions
+
+    case = _sphere_case()
+    (lesion,) = case.lesions
+    paint = actions.arm_paint(case, lesion, 20)
+    fill = actions.arm_fill(case, lesion, 20)
+    # painting: one slice per action, the largest (central) slice first
+    assert paint["actions"][0] == "paint z10" and len(paint["curve"]) == len(paint["actions"])
+    assert paint["curve"] == sorted(paint["curve"])
+    # fill: two paints give a pair, then fill + accept is the third action
+    assert fill["actions"][:3] == [fill["actions"][0], fill["actions"][1], "fill + accept"]
+    assert fill["dsc@3"] > paint["dsc@3"] and fill["noc"] < paint["noc"] <= 20
+    assert fill["reached"] and fill["curve"][fill["noc"] - 1] >= actions.LEVEL
+    assert actions.summary([0.1, 0.2], ["a", "b"], 2)["noc"] == 2  # never reached: the cap
+
+
+def test_actions_click_goes_to_the_centre_of_the_largest_error():
+    import actions
+
+    case = _sphere_case()
+    (lesion,) = case.lesions
+    seg = np.zeros(lesion.truth.shape, bool)
+    first = actions.next_click(lesion, seg, case.spacing)
+    centre = np.array([10, 12, 12]) - lesion.origin
+    assert first.inside and np.abs(np.array(first.at) - lesion.origin - centre).max() <= 1
+    seg = lesion.truth.copy()
+    seg[:, :3] = True  # a false positive slab larger than anything missed
+    click = actions.next_click(lesion, seg, case.spacing)
+    assert not click.inside and click.y - lesion.origin[1] < 3
+    assert actions.next_click(lesion, lesion.truth.copy(), case.spacing) is None
+
+
+def test_actions_quick(tmp_path):
+    import actions
+
+    out = tmp_path / "actions.json"
+    args = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
+    data = actions.main(args)
+    saved = json.loads(out.read_text())
+    assert {"machine", "settings", "note", "tables", "records", "goal"} <= set(saved)
+    assert "overstate" in saved["note"]
+    assert set(data["records"]) == {f"synthetic/{arm}" for arm in actions.ARMS}
+    for arm in actions.ARMS:
+        for les in data["records"][f"synthetic/{arm}"]["lesions"]:
+            assert 1 <= les["noc"] <= 6 and len(les["curve"]) == len(les["actions"]) <= 6
+            assert all(0 <= d <= 1 for d in les["curve"])
+    loop = data["records"]["synthetic/loop"]
+    for les in loop["lesions"]:  # paint 2 slices (fill when they have a gap), train, answers
+        assert les["actions"][0].startswith("paint z") and "train" in les["actions"][:4]
+    assert loop["seconds"]["train + predict (synthetic)"][0] > 0
+    kinds = {row[0] for row in saved["tables"]["seconds"]["rows"]}
+    assert {"paint", "train + predict (synthetic)"} <= kinds
+    assert any(k.startswith("grow") for k in kinds)
+    # resumable: the second run reads the records
+    again = actions.main(args)
+    assert again["records"]["synthetic/loop"]["wall_s"] == loop["wall_s"]

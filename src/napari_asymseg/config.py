@@ -49,9 +49,7 @@ class DataConfig:
         "and the shape filled between painted slices), background, ignore",
     )
     unpainted_share: float = opt(0.5, "share of a patch's unpainted voxels that are labelled")
-    p_anywhere: float = opt(
-        0.5, "share of the other patches centred anywhere, not only on painted slices"
-    )
+    p_anywhere: float = opt(0.5, "share of the other patches centred anywhere, not just painted")
     fg_every_batch: bool = opt(
         True, "every batch holds at least one patch centred on painted foreground"
     )
@@ -122,8 +120,8 @@ class TrainConfig:
     )
     estimate: bool = opt(
         True,
-        "after training, estimate the quality on unpainted slices by cross-validation over "
-        "the painted slices (2-3 more runs)",
+        "after training, estimate the quality on unpainted slices by cross-validation over the "
+        "painted slices (2-3 more runs)",
     )
     deterministic: bool = opt(False, "deterministic algorithms (slower)")
     threads: int = opt(0, "CPU threads for torch (0: all cores)")
@@ -136,6 +134,7 @@ class PredictConfig:
     overlap: float = opt(0.25, "sliding-window overlap")
     sw_batch_size: int = opt(2, "windows per forward pass")
     tta: bool = opt(False, "average over in-plane flips (test-time augmentation)")
+    fill_between: bool = opt(True, "add the fill between painted lesion slices (with_fill.py)")
 
 
 @dataclass

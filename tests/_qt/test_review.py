@@ -13,6 +13,7 @@ from napari_asymseg._qt.review import KEYS
 from napari_asymseg.review import queue as rq
 from napari_asymseg.samples.sample_data import sample_scan
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED
+from napari_asymseg.store.provenance import REVIEWED, read_provenance
 from napari_asymseg.store.scan import Scan
 
 pytestmark = pytest.mark.viewer
@@ -234,6 +235,9 @@ def test_undo_answer_keeps_what_was_painted_since(dock, qtbot, monkeypatch):
     before = np.array(layer.data, copy=True)
     review.not_lesion_button.click()
     assert (layer.data[z, 4:10, 4:10] == BACKGROUND).all()
+    stored = Scan.open(dock.scan.path)  # saved at once, recorded as a review answer
+    assert (stored.read_annotations()[z, 4:10, 4:10] == BACKGROUND).all()
+    assert (read_provenance(stored.group)[z, 4:10, 4:10] == REVIEWED).all()
     layer.data_setitem((np.full(6, z), np.full(6, 5), np.arange(4, 10)), 2)  # painted lesion
     review.undo_button.click()
     kept = np.zeros(layer.data.shape, bool)

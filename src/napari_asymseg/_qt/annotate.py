@@ -1,4 +1,5 @@
-"""The dock's Annotate section: the class on the brush, and "rest of slice is background"."""
+"""The dock's Annotate section: the class on the brush, "rest of slice is background", and the
+shape tools (fill between slices, grow from a click: ``tools.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_asymseg._qt.tools import KEYS_LINE, ToolsRow
 from napari_asymseg.errors import ClearError, error_message
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, class_of_code, code_of_class
 
@@ -49,9 +51,11 @@ class AnnotateSection(QWidget):
         layout.addWidget(self.label, 1)
         layout.addWidget(self.rename_button)
         layout.addWidget(self.rest_button)
+        self.tools = ToolsRow(dock)  # fill between slices, grow from a click
+        outer.addWidget(self.tools)
         keys = QLabel(
             "Keys: P paint · E erase · [ ] brush size · Shift+B rest of slice is background · "
-            "Ctrl+Z undo"
+            f"{KEYS_LINE} · Ctrl+Z undo"
         )
         keys.setWordWrap(True)
         keys.setToolTip("napari's labels keys and the dock's (the canvas must have the focus)")
@@ -71,6 +75,7 @@ class AnnotateSection(QWidget):
             self.label.setCurrentIndex(index)
         self.label.blockSignals(False)
         self._pick()
+        self.tools.follow()
 
     def ask_rename(self) -> None:
         """Ask for a new name of the class on the brush, then :meth:`rename`."""

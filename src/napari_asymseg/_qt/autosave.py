@@ -105,6 +105,27 @@ class AnnotationAutosave(QObject):
         self.saved.emit(int(changed.size))
         return int(changed.size)
 
+    def write_tool(self, indices: tuple[np.ndarray, ...], values: np.ndarray, source: int) -> int:
+        """A tool's edit (fill between slices, grow): saved with its ``source``, then put into
+        the layer as one undoable step.
+
+        The pending painting is saved first (as painted), then the tool's voxels are written to
+        the scan with ``source`` (:mod:`napari_asymseg.store.provenance`), and only then set in
+        the layer through napari's history (one ``data_setitem``: one Ctrl+Z undoes it all; the
+        undo is saved as painting, like any edit). A failure raises before the layer changes:
+        the store never holds a tool's voxels recorded as painted. Returns the voxels written.
+        """
+        self.flush(force=True)  # the painting before the tool: recorded as painted
+        if indices[0].size == 0:
+            return 0
+        box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in indices)
+        block = self._snapshot[box].copy()  # the saved state: equal to the layer after the flush
+        block[tuple(i - s.start for i, s in zip(indices, box, strict=True))] = values
+        self.scan.write_annotations(block, region=box, source=source)
+        self._snapshot[box] = block
+        self.layer.data_setitem(indices, np.asarray(values, np.uint8))
+        return int(indices[0].size)
+
     def stop(self) -> None:
         """Stop watching the layer (the caller saves the last edits first: :meth:`save`)."""
         self._timer.stop()

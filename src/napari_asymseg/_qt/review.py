@@ -338,7 +338,11 @@ class ReviewSection(QWidget):
         if "prediction" not in results or "risk" not in results:
             show_error("the prediction is gone: predict the scan again")
             return
-        written = write_answer(layer, item, verdict, results["prediction"], results["risk"])
+        try:  # recorded as a review answer (store/provenance.py), one undo step in the layer
+            written = write_answer(layer, item, verdict, results, self.dock.autosave)
+        except Exception as exc:  # noqa: BLE001 - a full disk: nothing written, one line
+            show_error(f"the answer was not saved: {error_message(exc)}")
+            return
         try:
             queue = rq.set_answered(scan, item, verdict)
         except ScanError as exc:

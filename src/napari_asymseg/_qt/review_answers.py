@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_asymseg.review import queue as rq
+from napari_asymseg.store.provenance import REVIEWED
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,22 @@ class Written:
     codes: np.ndarray
 
 
-def write_answer(layer, item: rq.Item, verdict: str, prediction, risk) -> Written:
-    """Write ``verdict`` on ``item`` into the labels ``layer`` (undoably); what was written."""
+def write_answer(layer, item: rq.Item, verdict: str, results, autosave=None) -> Written:
+    """Write ``verdict`` on ``item`` into the labels ``layer`` (undoably); what was written.
+
+    ``results`` holds the stored ``prediction`` and ``risk``. Through ``autosave`` (the dock's
+    :class:`~napari_asymseg._qt.autosave.AnnotationAutosave`) the voxels are stored recorded as
+    a review answer before they are set in the layer; a store that refuses raises before the
+    layer changes."""
+    prediction, risk = results["prediction"], results["risk"]
     indices, codes = rq.answer_writes(item, verdict, prediction, layer.data, risk)
     before = np.array(layer.data[indices], copy=True)
-    if indices[0].size:
+    codes = np.asarray(codes, np.uint8)
+    if indices[0].size and autosave is not None:
+        autosave.write_tool(indices, codes, REVIEWED)  # one data_setitem: one Ctrl+Z
+    elif indices[0].size:
         layer.data_setitem(indices, codes)  # through napari's history: Ctrl+Z undoes it
-    return Written(item.id, indices, before, np.asarray(codes, np.uint8))
+    return Written(item.id, indices, before, codes)
 
 
 def take_back(layer, written: Written) -> int:

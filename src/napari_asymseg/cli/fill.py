@@ -7,25 +7,33 @@ works on a scan that another program is writing, or one on a read-only disk.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store.lock import ScanLock
 
 
 def cmd_fill(args: argparse.Namespace) -> None:
+    on_scan(args, "asymseg fill", _fill)
+
+
+def on_scan(args: argparse.Namespace, command: str, work: Callable[[Any, Any], None]) -> None:
+    """``work(scan, args)`` on ``args.scan``: read-only with ``--dry-run``, else holding the
+    scan's lock (one writer per scan)."""
     from napari_asymseg.store.scan import Scan
 
     if args.dry_run:
-        _fill(Scan.open(args.scan, mode="r"), args)
+        work(Scan.open(args.scan, mode="r"), args)
         return
-    with ScanLock(args.scan, "asymseg fill"):  # one writer per scan
-        _fill(Scan.open(args.scan), args)
+    with ScanLock(args.scan, command):
+        work(Scan.open(args.scan), args)
 
 
 def _fill(scan, args: argparse.Namespace) -> None:
     from napari_asymseg.annotate.interpolate import fill_between, write_fill
 
-    classes = None if args.class_name is None else [_class_number(scan, args.class_name)]
+    classes = None if args.class_name is None else [class_number(scan, args.class_name)]
     fill = fill_between(scan.read_annotations(), scan.spacing, classes)
     for line in fill.lines(scan.classes):
         print(line)
@@ -38,7 +46,7 @@ def _fill(scan, args: argparse.Namespace) -> None:
         print(f"wrote {written} filled voxels into {scan.path} (asymseg info counts them apart)")
 
 
-def _class_number(scan, name: str) -> int:
+def class_number(scan, name: str) -> int:
     """The class (1..K) called ``name``."""
     if name not in scan.classes:
         raise ScanError(

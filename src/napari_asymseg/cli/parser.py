@@ -80,6 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_flag(sub, full)
     _add_review(sub, full)
     parser_annotate.add_fill(sub)
+    parser_annotate.add_grow(sub)
     _add_bundle(sub)
     _add_evaluate(sub)
     _add_demo(sub)

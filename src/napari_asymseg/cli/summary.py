@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from napari_asymseg.store.annotations import tally
-from napari_asymseg.store.provenance import FILLED, annotated_by_source
+from napari_asymseg.store.provenance import FILLED, GROWN, annotated_by_source
 
 
 def scan_summary(scan) -> dict:
     """Shape, spacing and annotation statistics of a scan, as shown by ``asymseg info``.
 
     Annotated voxels count every annotation; ``filled`` says how many of them ``asymseg fill``
-    wrote (the rest were painted by hand, or answered in review).
+    wrote, ``grown`` how many ``asymseg grow`` (or the dock's click) wrote (the rest were
+    painted by hand, or answered in review).
     """
     n = tally(scan.annotation_counts(), len(scan.classes))  # read slab by slab
     annotated, background, foreground = n["annotated"], n["background"], n["foreground"]
     per_class = {name: n["per_class"][k] for k, name in enumerate(scan.classes, 1)}
-    filled = tally(annotated_by_source(scan.group).get(FILLED, {}), len(scan.classes))
+    by_source = annotated_by_source(scan.group)
+    filled = tally(by_source.get(FILLED, {}), len(scan.classes))
+    grown = tally(by_source.get(GROWN, {}), len(scan.classes))
     dicom = scan.dicom or {}
     return {
         "path": str(scan.path),
@@ -32,6 +35,8 @@ def scan_summary(scan) -> dict:
         "filled per class": {
             name: filled["per_class"][k] for k, name in enumerate(scan.classes, 1)
         },
+        "grown voxels": grown["annotated"],
+        "grown per class": {name: grown["per_class"][k] for k, name in enumerate(scan.classes, 1)},
         "foreground fraction": round(foreground / annotated, 6) if annotated else None,
         "imbalance 1:N": round(background / foreground, 1) if foreground else None,
         "results": sorted(scan.results()),

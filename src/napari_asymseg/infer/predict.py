@@ -15,6 +15,7 @@ import numpy as np
 from napari_asymseg.config import Config
 from napari_asymseg.evaluate.lesions import components
 from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
+from napari_asymseg.infer.with_fill import add_fill
 from napari_asymseg.store.layout import PREDICTED_BY
 from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.device import release, release_freed_memory
@@ -81,6 +82,8 @@ def predict(
                 del res
                 release_freed_memory()
                 yield WindowDone(z1, depth)
+            if predictor.cfg.predict.fill_between:
+                fg_voxels += add_fill(out, scan.read_annotations(), scan.spacing)
     finally:
         del predictor
         release(device)

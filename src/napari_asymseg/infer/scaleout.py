@@ -30,6 +30,7 @@ from napari_asymseg.config import Config, config_from_dict, config_to_dict
 from napari_asymseg.errors import ScanError
 from napari_asymseg.infer.predict import PredictionDone, WindowDone
 from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
+from napari_asymseg.infer.with_fill import add_fill
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.review.flags import Flag, RegionStats, region_stats
 from napari_asymseg.review.risk_map import THRESHOLD
@@ -125,6 +126,8 @@ def predict_dask(
             for i, part in enumerate(results.to_delayed().ravel())
         ]
         fg_voxels = yield from _progress(client, client.compute(writes), scan.shape[0])
+        if job.config["predict"]["fill_between"]:  # on the client: the fill needs every slice
+            fg_voxels += add_fill(out, scan.read_annotations(), scan.spacing)
     finished = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels)
     yield finished
     return finished

@@ -11,8 +11,8 @@ value  the annotation code there was written by
 =====  ==============================================================
 0      the user's hand (:data:`PAINTED`; also every unannotated voxel)
 1      fill between painted slices (:data:`FILLED`, ``asymseg fill``)
-2      grow from a click (:data:`GROWN`; reserved)
-3      a review answer (:data:`REVIEWED`, ``asymseg review``)
+2      grow from a click (:data:`GROWN`, ``asymseg grow``)
+3      a review answer (:data:`REVIEWED`, ``asymseg review``, the dock's Review)
 =====  ==============================================================
 
 The array is created by the first write from a tool; a scan without it (every scan written
