@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidge
 from napari_asymseg._qt.grow_clicks import GrowClicks
 from napari_asymseg.errors import ScanError, error_message
 from napari_asymseg.store.annotations import NOT_ANNOTATED
+from napari_asymseg.store.arrays import bounding_box
 from napari_asymseg.store.provenance import FILLED, SOURCES
 
 FILL_KEY = "Shift-F"
@@ -42,15 +43,6 @@ class Proposal:
     codes: np.ndarray
     source: int
     tool: str  # "fill" or "grow": names the preview layer
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The smallest box holding every True voxel of ``mask`` (which has one)."""
-    out = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
 
 
 def fill_lines(fill, scan) -> list[str]:

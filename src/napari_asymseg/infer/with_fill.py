@@ -29,7 +29,7 @@ import numpy as np
 
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store.annotations import NOT_ANNOTATED
-from napari_asymseg.store.arrays import read
+from napari_asymseg.store.arrays import bounding_box, read
 
 
 def fill_box(
@@ -47,11 +47,8 @@ def fill_box(
     codes = np.where(np.asarray(annotations) == NOT_ANNOTATED, fill.codes, NOT_ANNOTATED)
     if not codes.any():
         return None
-    box = []
-    for axis in range(3):
-        hit = np.flatnonzero(codes.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box), codes[tuple(box)]
+    box = bounding_box(codes != NOT_ANNOTATED)
+    return box, codes[box]
 
 
 def add_fill(out: dict[str, Any], annotations: np.ndarray, spacing: Sequence[float]) -> int:

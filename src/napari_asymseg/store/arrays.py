@@ -56,3 +56,13 @@ def read(array: zarr.Array, region: Any = Ellipsis) -> np.ndarray:
             f"{where} is damaged: a chunk cannot be read ({type(exc).__name__}); restore the "
             "scan from a backup or import the image again"
         ) from None
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box (one slice per axis) holding every True voxel of ``mask``, which has
+    one."""
+    out = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)

@@ -37,6 +37,7 @@ import numpy as np
 import zarr
 
 from napari_asymseg.errors import ScanError
+from napari_asymseg.store.arrays import bounding_box
 from napari_asymseg.store.arrays import read as read_array
 from napari_asymseg.store.layout import ANNOTATIONS
 
@@ -128,13 +129,9 @@ def _mark(node: zarr.Array, box: Region, changed: np.ndarray, source: int) -> No
     """``source`` where ``changed``, rewriting only the chunks around the changed voxels."""
     if not changed.any():
         return
-    span = []
-    for axis in range(changed.ndim):
-        hit = np.flatnonzero(changed.any(axis=tuple(a for a in range(changed.ndim) if a != axis)))
-        span.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    local = tuple(span)
+    local = bounding_box(changed)
     where = tuple(
-        slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, span, strict=True)
+        slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, local, strict=True)
     )
     current = read_array(node, where)
     updated = np.where(changed[local], np.uint8(source), current)
