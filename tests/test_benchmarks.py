@@ -317,7 +317,13 @@ def test_real_scans_quick(tmp_path):
         assert 0 <= rec["dsc"] <= 1 and rec["lesions_found"] + rec["lesions_missed"] > 0
         assert rec["painted"]["lesion"] and rec["painted"]["empty"]
     ours = records["synthetic/ours/0"]
-    assert math.isfinite(ours["shown"]) and ours["train_s"] > 0  # the estimate is recorded
+    assert ours["shown"] is None and ours["train_s"] > 0  # cross-validation is opt-in
+    # the quality figure shown, its interval, the truth inside or not, the wait to it
+    assert ours["figure_low"] <= ours["figure"] <= ours["figure_high"]
+    assert ours["figure_error"] == pytest.approx(ours["figure"] - ours["dsc"], abs=1e-4)
+    assert ours["truth_inside"] == (ours["figure_low"] <= ours["dsc"] <= ours["figure_high"])
+    assert ours["to_figure_s"] >= ours["train_s"] > 0
+    assert saved["figure_table"]["rows"][0][:2] == ["synthetic", "0"]
     fill = records["synthetic/fill/0"]  # the image-blind peer: lesion only between the slices
     assert fill["dsc_beyond"] == 0 and (fill["dsc_between"] > 0 or fill["skipped"])
     # the network alone is scored beside the prediction that includes the fill: the same
@@ -329,6 +335,23 @@ def test_real_scans_quick(tmp_path):
     # resumable: a second run reads the records instead of training again
     again = real_scans.main(["--quick", "--work", str(tmp_path / "work"), "--out", str(out)])
     assert again["records"]["synthetic/ours/0"]["wall_s"] == ours["wall_s"]
+
+
+def test_quality_figure_quick_scores_the_figure_beside_the_others(tmp_path):
+    import quality_figure
+
+    out = tmp_path / "qf.json"
+    data = quality_figure.main(
+        ["--quick", "--cv", "--work", str(tmp_path / "w"), "--out", str(out)]
+    )
+    ((key, run),) = data["runs"].items()
+    assert key == "figure360/synthetic-0" and 0 <= run["true"] <= 1
+    assert run["low"] <= run["figure"] <= run["high"]
+    assert run["inside"] == (run["low"] <= run["true"] <= run["high"])
+    assert 0 <= run["naive"] <= 1 and 0 <= run["exact"] <= 1 and "cv" in run
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["runs"] == 1
+    assert summary["max_abs_error"] == pytest.approx(abs(run["figure"] - run["true"]), abs=1e-4)
 
 
 def test_protocol_slices_paint_two_lesion_slices_and_one_empty():
@@ -361,8 +384,8 @@ def test_summary_reads_back_records_where_nothing_was_predicted():
     rec = {"dsc": 0.0, "sensitivity": 0.0, "false_positive_voxels": 0, "lesions_found": 0}
     rec |= {"lesions_missed": 1, "wall_s": 1.0, "dsc_between": None, "dsc_beyond": 0.0}
     records = {
-        "brain2/ours/0": {**rec, "precision": None, "shown": None},  # NaN written as null
-        "brain2/ours/1": {**rec, "precision": 0.5, "shown": 0.2},
+        "brain2/ours/0": {**rec, "precision": None, "figure": None},  # NaN written as null
+        "brain2/ours/1": {**rec, "precision": 0.5, "figure": 0.2},
     }
     (row,) = real_scans.summarise(records, ["brain2"], "defaults")
     assert row[5].startswith("0.500") and row[8] == "- / 0.00" and row[9] == "0.20"

@@ -109,22 +109,36 @@ def test_the_first_overlay_is_the_committed_range():
 
 
 def test_the_real_scan_dscs_are_the_committed_ones():
-    data = result("real_scans-planned-fill")
-    mean = {(r[0], r[1]): r[3].split(" ")[0] for r in data["table"]["rows"]}  # "0.762 ± 0.004"
+    data = result("real_scans-planned-figure")
+    mean = {(r[0], r[1]): r[3].split(" ")[0] for r in data["table"]["rows"]}  # "0.753 ± 0.005"
     text = paragraph("real-scan benchmark")
     quoted = re.findall(r"\d\.\d{3}", text)
     cases = ("brain1", "colin27", "synthetic")
     expected = [
-        *(mean[(c, "planned-fill")] for c in cases),
+        *(mean[(c, "planned-figure")] for c in cases),
         *(mean[(c, "forest")] for c in cases),
         *(mean[(c, "fill")] for c in cases),
-        *(mean[(c, "planned-fill, network alone")] for c in cases),
-        mean[("brain2", "planned-fill")],
+        *(mean[(c, "planned-figure, network alone")] for c in cases),
+        mean[("brain2", "planned-figure")],
         mean[("brain2", "forest")],
     ]
     assert quoted == expected
     assert "neither finds the lesion" in text  # brain2's miss is said
     assert data["machine"]["cpu"] in text  # "Intel(R) Xeon(R) Processor"
+
+
+def test_the_quality_figure_and_the_wait_are_the_committed_ones():
+    import math
+
+    data = result("real_scans-planned-figure")
+    runs = [r for k, r in data["records"].items() if "/ours/" in k]
+    text = paragraph("quality figure shown after every prediction")
+    worst = max(abs(r["figure"] - r["dsc"]) for r in runs)
+    assert f"by {math.ceil(worst * 1000) / 1000:.3f} at most on all {len(runs)}" in text
+    inside = sum(bool(r["truth_inside"]) for r in runs)
+    assert f"inside its interval on {inside} of {len(runs)}" in text
+    waits = [r["to_figure_s"] for r in runs]
+    assert f"took {min(waits):.0f}-{max(waits):.0f} s from the click" in text
 
 
 def test_the_asymmetric_claims_are_the_committed_ones():

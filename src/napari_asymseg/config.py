@@ -119,9 +119,9 @@ class TrainConfig:
         "auto", "mixed precision: auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16), off, bf16, fp16"
     )
     estimate: bool = opt(
-        True,
-        "after training, estimate the quality on unpainted slices by cross-validation over the "
-        "painted slices (2-3 more runs)",
+        False,
+        "after training, also cross-validate over the painted slices (2-3 more runs; the "
+        "quality figure shown after each prediction needs none)",
     )
     deterministic: bool = opt(False, "deterministic algorithms (slower)")
     threads: int = opt(0, "CPU threads for torch (0: all cores)")

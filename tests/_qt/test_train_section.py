@@ -86,9 +86,9 @@ def test_train_then_prediction_appears(dock, qtbot):
     assert section.verdict.text() == training_verdict(section.history) != ""
     assert dock.current_model() is not None
     assert Scan.open(dock.scan.path).result("prediction") is not None
-    # then, with the prediction on screen, the quality on unpainted slices is estimated
-    qtbot.waitUntil(lambda: "estimated DSC on unpainted" in section.quality.text(), timeout=120_000)
-    qtbot.waitUntil(lambda: not section.running, timeout=120_000)
+    # with the prediction on screen, its quality figure (no more training) and the wait
+    assert "quality on unpainted voxels" in section.quality.text()
+    assert "Train to figure" in section.quality.text()
     assert (dock.current_model() / "quality.json").is_file()
 
 
@@ -188,3 +188,24 @@ def test_a_time_budget_and_the_time_left(dock, monkeypatch):
     bar.retotal(100)
     assert bar.maximum() == 100 and bar.time_left(now=150.0) == "about 2:30 left"
     bar.finish()
+
+
+def test_the_quality_figure_follows_the_paint(dock, qtbot):
+    """After a prediction, saved painting (or a review answer) brings the figure again for the
+    voxels still unpainted, in a thread, without a training."""
+    import numpy as np
+
+    scan = dock.scan
+    truth = np.asarray(scan.ground_truth[...])
+    scan.write_result("prediction", truth)  # a prediction as a Train would leave
+    section = dock.train_section
+    assert section.quality.text() == ""
+    layer = dock.annotations_layer
+    ann = scan.read_annotations()
+    z = next(z for z in range(truth.shape[0]) if truth[z].any() and not ann[z].any())
+    yy, xx = np.nonzero(np.ones(truth.shape[1:], bool))
+    layer.data_setitem((np.full(yy.size, z), yy, xx), (truth[z].ravel() > 0).astype(np.uint8) + 1)
+    dock.autosave.flush(force=True)  # what the autosave's timer does
+    qtbot.waitUntil(lambda: "quality on unpainted voxels" in section.quality.text(), timeout=30_000)
+    shown = Scan.open(scan.path).read_attr("quality_figure")
+    assert shown is not None and shown["note"] in section.quality.toolTip()

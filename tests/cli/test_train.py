@@ -89,7 +89,13 @@ def test_flag_writes_heatmap_and_ranked_json(tmp_path, capsys):
     # something to flag
     weak = ["--steps", "6", "--unpainted", "ignore", "--p-anywhere", "0", "--no-estimate"]
     assert main(["train", str(scan.path), "--out", model, *weak, *TINY]) == 0
-    assert main(["flag", str(scan.path)]) == 2  # no prediction yet: a clear error
+    # train predicts the scan, as the dock does, and prints the quality figure
+    assert Scan.open(scan.path).result("prediction") is not None
+    assert "quality on unpainted voxels" in capsys.readouterr().out
+    assert main(["info", str(scan.path)]) == 0  # which info shows as it was last shown
+    assert "quality figure" in capsys.readouterr().out
+    fresh = tiny_scan(tmp_path / "fresh.zarr")
+    assert main(["flag", str(fresh.path)]) == 2  # no prediction yet: a clear error
     assert "no risk map" in capsys.readouterr().err
     out = tmp_path / "flags.json"
     assert main(["flag", str(scan.path), "--model", model, "--json", str(out)]) == 0
@@ -138,7 +144,11 @@ def test_review_ranks_both_kinds_and_answers_by_id(tmp_path, capsys):
     alarm = next(i for i in items if i["kind"] == "false_alarm")
     assert alarm["voxels"] == 16 and alarm["center"][0] == z
     before = Scan.open(scan.path).read_annotations()
+    capsys.readouterr()
     assert main(["review", str(scan.path), "--reject", str(alarm["id"]), "--json", str(out)]) == 0
+    # the answered voxels are painted now: the quality figure of what is left, at once
+    assert "quality on unpainted voxels" in capsys.readouterr().out
+    assert Scan.open(scan.path).read_attr("quality_figure") is not None
     after = Scan.open(scan.path).read_annotations()
     changed = after != before
     assert changed.sum() == alarm["voxels"] and (after[changed] == 1).all()

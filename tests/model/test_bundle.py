@@ -215,3 +215,19 @@ def test_the_documented_example_runs(trained, tmp_path, monkeypatch):
     expected = Scan.open(scan.path).result("prediction")[...]
     assert np.mean(env["mask"] == expected) > 0.999  # same model, same window, same blending
     assert env["patch_logits"].shape[:2] == (1, 2)
+
+
+def test_the_bundle_carries_the_quality_figure_of_the_trained_scan(tmp_path):
+    from napari_asymseg.infer.predict import PredictionDone, predict
+
+    scan = tiny_scan(tmp_path / "s.zarr")
+    list(fit(scan, tiny_config(steps=4, val_every=2), tmp_path / "m"))
+    before = export_bundle(tmp_path / "m", tmp_path / "before", onnx=False, torchscript=False)
+    assert json.loads((before / "configs" / "asymseg.json").read_text())["quality"] is None
+    done = [e for e in predict(scan, tmp_path / "m") if isinstance(e, PredictionDone)][0]
+    other = tiny_scan(tmp_path / "other.zarr", seed=1)
+    list(predict(other, tmp_path / "m"))  # another scan: its figure stays with that scan
+    after = export_bundle(tmp_path / "m", tmp_path / "after", onnx=False, torchscript=False)
+    quality = json.loads((after / "configs" / "asymseg.json").read_text())["quality"]
+    assert done.figure is not None and quality["dsc"] == done.figure.dsc
+    assert quality["scan"] == str(scan.path) and quality["low"] <= quality["high"]

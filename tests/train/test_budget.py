@@ -1,7 +1,11 @@
 """A planned run (train.steps 0, the default): it times its first steps and validation, then
-plans its steps within train.minutes, never below the floor; the same rule on every device."""
+plans its steps so that the user's wait (reading, training, prediction, figure) is
+train.minutes, plans again at every validation and stops at the budget; the same rule on every
+device."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
@@ -10,7 +14,6 @@ from napari_asymseg.config import Config
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.train import budget
 from napari_asymseg.train.budget import FLOOR_STEPS, MAX_FACTOR, VALIDATIONS, plan_steps
-from napari_asymseg.train.estimate import as_planned
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.loop import fit
 from napari_asymseg.train.state import prepare
@@ -22,52 +25,100 @@ def test_the_default_run_is_planned_within_a_budget():
 
 
 @pytest.mark.parametrize(
-    ("budget_s", "elapsed_s", "step_s", "val_s", "done", "steps"),
+    ("budget_s", "elapsed_s", "step_s", "val_s", "done", "reserve_s", "steps"),
     [
-        # 2 CPU cores: 0.25 s a step, 1 s a validation: 90 s buy about 290 steps, the floor more
-        (90, 6, 0.25, 1.0, 20, FLOOR_STEPS),
-        # twice the budget on the same CPU: the steps it buys
-        (180, 6, 0.25, 1.0, 20, 20 + int((180 - 6 - 17) / 0.25)),
+        # 2 CPU cores: 0.25 s a step, 1 s a validation: 90 s buy about 290 steps, fewer than
+        # the floor: the budget wins (the run says so)
+        (90, 6, 0.25, 1.0, 5, 0, 5 + int((90 - 6 - 17) / 0.25)),
+        # the prediction and the figure after the run are paid for first
+        (180, 6, 0.25, 1.0, 5, 10, 5 + int((180 - 6 - 10 - 17) / 0.25)),
         # twice as fast: the steps the budget buys, under the cap
-        (120, 2, 0.12, 0.5, 20, 20 + int((120 - 2 - 8.5) / 0.12)),
+        (120, 2, 0.12, 0.5, 5, 3, 5 + int((120 - 2 - 3 - 8.5) / 0.12)),
         # a GPU 25 times faster: the cap, and the run ends before the budget
-        (90, 1, 0.01, 0.1, 20, MAX_FACTOR * FLOOR_STEPS),
-        # a budget spent before the first validation (a slow CPU): still the floor
-        (10, 30, 0.25, 1.0, 20, FLOOR_STEPS),
+        (90, 1, 0.01, 0.1, 5, 1, MAX_FACTOR * FLOOR_STEPS),
+        # a budget spent before the plan (a busy CPU): one more step, then the end
+        (10, 30, 0.25, 1.0, 5, 0, 6),
     ],
 )
-def test_plan_steps(budget_s, elapsed_s, step_s, val_s, done, steps):
-    planned, every = plan_steps(budget_s, elapsed_s, step_s, val_s, done)
+def test_plan_steps(budget_s, elapsed_s, step_s, val_s, done, reserve_s, steps):
+    planned, every = plan_steps(budget_s, elapsed_s, step_s, val_s, done, reserve_s=reserve_s)
     assert planned == steps and steps // every + 2 <= VALIDATIONS  # the first and last too
 
 
-def test_a_planned_run_plans_its_steps_at_the_first_validation(tmp_path, monkeypatch):
+def test_a_planned_run_plans_its_steps_after_its_first_few(tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "FLOOR_STEPS", 30)  # a tiny floor keeps the test short
     scan = tiny_scan(tmp_path / "s.zarr")
-    cfg = tiny_config(steps=0, val_every=5)
-    cfg.train.minutes = 0.05  # 3 s: fewer than 30 steps take here? the floor decides if so
+    cfg = tiny_config(steps=0, val_every=10)
+    cfg.train.minutes = 0.05  # 3 s
     events = list(fit(scan, cfg, tmp_path / "m"))
     started = events[0]
     assert isinstance(started, Started) and started.steps == 30  # the floor until the plan
     first_val = next(i for i, e in enumerate(events) if isinstance(e, EpochEnd))
+    assert events[first_val].step == budget.PLAN_AFTER  # planned early, not at step 10
     note = events[first_val + 1]
     assert isinstance(note, Notice) and note.message.startswith("0.05-minute budget: ")
-    # popped up in the dock only when the run will take longer than its button says
-    assert note.warn == ("more than the budget" in note.message)
+    # popped up in the dock only when the budget buys fewer steps than a good model takes
+    assert note.warn == ("fewer than the 30" in note.message)
     done = events[-1]
-    assert isinstance(done, Finished) and done.steps_done >= 30
+    assert isinstance(done, Finished)
     steps = [e for e in events if isinstance(e, StepEnd)]
     assert steps[0].steps == 30 and steps[-1].steps == done.steps_done  # the new total shown
     saved = load_checkpoint(tmp_path / "m")["config"]["train"]
     assert saved["steps"] == done.steps_done  # a resume trains these, no new plan
     assert cfg.train.minutes == 0.05 and cfg.train.steps == 0  # the caller's config as given
     assert len([e for e in events if isinstance(e, EpochEnd)]) <= VALIDATIONS
-    # the quality estimate's folds train the planned steps, not a budget each
-    folds = as_planned(cfg, tmp_path / "m")
-    assert folds is not None and folds.train.steps == done.steps_done
     # a resume trains the planned steps: no new plan
     resumed = prepare(scan, cfg, tmp_path / "m", init=None, resume=True, world=None)
     assert resumed.cfg.train.steps == done.steps_done and resumed.step == done.steps_done
+
+
+class FakeTime:
+    """A clock the test moves: each training step takes what the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def strftime(self, *args):
+        import time
+
+        return time.strftime(*args)
+
+
+def test_a_run_whose_steps_slow_down_still_ends_within_its_budget(tmp_path, monkeypatch):
+    """Another program takes the CPU after the plan: the steps become 10 times slower. The
+    run plans again at its validations and stops at the budget (counted on a fake clock)."""
+    from napari_asymseg.train import loop
+
+    clock = FakeTime()
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(budget, "time", clock)
+    monkeypatch.setattr(budget, "predict_seconds", lambda run: 2.0)
+    real_step = loop.train_step
+
+    def timed_step(run):
+        event = real_step(run)
+        seconds = 0.1 if run.step <= 40 else 1.0  # slower from step 41 on
+        clock.now += seconds
+        return replace(event, seconds=seconds) if isinstance(event, StepEnd) else event
+
+    monkeypatch.setattr(loop, "train_step", timed_step)
+    scan = tiny_scan(tmp_path / "s.zarr")
+    cfg = tiny_config(steps=0, val_every=10)
+    cfg.data.val_fraction = 0.0  # validations take no time on the fake clock
+    cfg.train.minutes = 0.5  # 30 s: 0.1 s a step would buy about 280 steps
+    events = list(fit(scan, cfg, tmp_path / "m"))
+    done = events[-1]
+    assert isinstance(done, Finished)
+    first_plan = next(e for e in events if isinstance(e, Notice))
+    assert "budget: 2" in first_plan.message  # about 280 planned at 0.1 s a step
+    warned = [e for e in events if isinstance(e, Notice) and "slower" in e.message]
+    assert warned and warned[0].warn
+    # the run ends with the prediction's reserve left: within the budget on the fake clock
+    assert clock.now - 1000.0 + 2.0 <= 30.0 + 1.0
+    assert 40 < done.steps_done < 100
 
 
 def test_a_budget_buys_more_steps_than_the_floor_on_a_fast_device(tmp_path, monkeypatch):

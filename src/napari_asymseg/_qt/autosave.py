@@ -124,6 +124,7 @@ class AnnotationAutosave(QObject):
         self.scan.write_annotations(block, region=box, source=source)
         self._snapshot[box] = block
         self.layer.data_setitem(indices, np.asarray(values, np.uint8))
+        self.saved.emit(box[0].stop - box[0].start)
         return int(indices[0].size)
 
     def stop(self) -> None:

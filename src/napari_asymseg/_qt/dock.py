@@ -204,6 +204,7 @@ class AsymsegDock(QWidget):
         else:
             self.autosave = AnnotationAutosave(layer, scan)
             self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
+            self.autosave.saved.connect(self.train_section.figure_soon)
             self.autosave.failed.connect(show_error)
             self.autosave.recovered.connect(show_info)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QThreadPool
+from qtpy.QtCore import QThreadPool, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -34,7 +34,8 @@ from napari_asymseg._qt.sections import Section
 from napari_asymseg._qt.train_settings import TrainSettings
 from napari_asymseg.config import Config
 from napari_asymseg.errors import ScanError, error_message
-from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
+from napari_asymseg.evaluate.figure import Figure
+from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict, scan_figure
 from napari_asymseg.train.budget import FLOOR_STEPS
 from napari_asymseg.train.estimate import (
     FoldDone,
@@ -49,6 +50,8 @@ from napari_asymseg.train.verdict import training_verdict
 
 STOP_WAIT_MS = 60_000
 """How long closing a scan waits for its run to stop (one step, one validation)."""
+FIGURE_AFTER_MS = 1500
+"""The quality figure is computed again this long after the last saved edit or answer."""
 
 
 class TrainSection(QWidget):
@@ -62,6 +65,7 @@ class TrainSection(QWidget):
         self.engine_gen: Any = None
         self.started_at = 0.0
         self.first_overlay_s: float | None = None
+        self.pending_figure = False
         self.pending_estimate: tuple[Config, Any, Any] | None = None
         self.run_out: Any = None  # the run's folder, the model current when it started:
         self.run_before: Any = None  # what runs.verdict compares
@@ -106,11 +110,9 @@ class TrainSection(QWidget):
         layout.addWidget(self.verdict)
         self.quality = QLabel("")
         self.quality.setWordWrap(True)
-        self.quality.setToolTip(
-            "the model's quality on the slices nobody painted, estimated after each training "
-            "by cross-validation over the painted slices (docs/training.md)"
-        )
+        self.quality.setToolTip(Figure.meaning())
         layout.addWidget(self.quality)
+        self.figure_timer = self._figure_timer()
         # the curves last: the verdict and the quality line stay in view under the buttons of
         # a 1000-pixel window; the curves are there to scroll to
         layout.addWidget(self.plots)
@@ -137,8 +139,8 @@ class TrainSection(QWidget):
         for b in (self.train_button, self.cancel_button, self.predict_button):
             buttons.addWidget(b)
         self.train_button.setToolTip(
-            "train with the settings: by default as many steps as this computer trains in the "
-            "minutes shown (at least 360; a slower computer takes longer and says so)"
+            "train with the settings, predict the scan and show the quality figure, all within "
+            "the minutes shown (a slower computer trains fewer steps and says so at once)"
         )
         self.settings.steps.valueChanged.connect(self._name_train_button)
         self.settings.minutes.valueChanged.connect(self._name_train_button)
@@ -197,6 +199,7 @@ class TrainSection(QWidget):
         self.diagnostics.clear()
         self.first_overlay_s = None
         self.started_at = time.perf_counter()
+        self.pending_figure = True  # the time from this click to the figure is shown
         self.quality.setText("")
         # the estimate runs once the prediction is on screen (_on_finished)
         self.pending_estimate = (cfg, init, out) if cfg.train.estimate else None
@@ -310,12 +313,14 @@ class TrainSection(QWidget):
         elif isinstance(event, FoldDone):
             self.quality.setText(f"estimating the quality: fold {event.fold} of {event.folds} done")
         elif isinstance(event, QualityEstimate):
-            self.quality.setText(event.line())
+            self.quality.setText(f"cross-validation: {event.line()}")
         elif isinstance(event, WindowDone):
             self.pbar.set(event.done)
         elif isinstance(event, PredictionDone) and scan is not None:
             show_results(self.dock.viewer, scan)
             self.status.setText(f"prediction saved to {scan.path.name}: {event.summary()}")
+            if event.figure is not None:
+                self.show_figure(event.figure)
             self.dock.review_section.find_items()
             self.dock.lesion_table.load()
 
@@ -339,3 +344,35 @@ class TrainSection(QWidget):
             self.pending_estimate = None
         elif name == "predict" and self.pending_estimate is not None:
             self.estimate()
+
+    # -- the quality figure ---------------------------------------------------------------
+    def _figure_timer(self) -> QTimer:
+        """The figure again once painting or review answers settle."""
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.setInterval(FIGURE_AFTER_MS)
+        timer.timeout.connect(self.refresh_figure)
+        return timer
+
+    def show_figure(self, figure: Figure) -> None:
+        """The figure on screen, with how long the last Train took from its click."""
+        line = figure.line()
+        if self.started_at and self.pending_figure:
+            line += f" — Train to figure {time.perf_counter() - self.started_at:.0f} s"
+            self.pending_figure = False
+        self.quality.setText(line)
+        self.quality.setToolTip(f"{Figure.meaning()}\n{figure.note}".strip())
+
+    def figure_soon(self, *_: object) -> None:
+        """Painting or a review answer was saved: the figure again once they settle."""
+        if self.dock.scan is not None and self.dock.scan.result("prediction") is not None:
+            self.figure_timer.start()
+
+    def refresh_figure(self) -> None:
+        """The figure of the stored prediction against the current paint, in a thread."""
+        scan = self.dock.scan
+        if scan is None or self.running:
+            return
+        worker: Any = create_worker(scan_figure, scan, _ignore_errors=True)
+        worker.returned.connect(lambda f: self.show_figure(f) if self.dock.scan is scan else None)
+        worker.start()

@@ -74,11 +74,12 @@ class TrainSettings(QWidget):
             "on the painted voxels), shape (the forest's, and the lesion filled between two "
             "painted slices), background, or ignore (docs/training.md)"
         )
-        self.estimate_box = QCheckBox("estimate the quality on unpainted slices")
+        self.estimate_box = QCheckBox("also cross-validate (2-3 more trainings)")
         self.estimate_box.setChecked(bool(schema_default("train", "estimate")))
         self.estimate_box.setToolTip(
-            "after training, cross-validate over the painted slices (one more training per "
-            "run of lesion slices) and show the estimated DSC under the curves"
+            "after training and the quality figure, also cross-validate over the painted "
+            "slices (one more training per run of lesion slices; it errs low, "
+            "docs/training.md) and show it under the curves"
         )
         self.device = QComboBox()
         self.device.addItems(devices())

@@ -101,6 +101,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _report_training(events: Iterable[object], ranks: str) -> None:
     """Print the training events: a start line, a progress bar, one line per validation, then
     the estimate of the quality on unpainted slices."""
+    from napari_asymseg.infer.predict import PredictionDone, WindowDone
     from napari_asymseg.train.estimate import FoldDone, QualityEstimate
     from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 
@@ -108,7 +109,17 @@ def _report_training(events: Iterable[object], ranks: str) -> None:
     for event in events:
         if isinstance(event, StepEnd) and bar is None:  # the estimate's folds train
             bar = progress(None, "estimating quality (cross-validation)", unit="step")
-        if isinstance(event, FoldDone):
+        if isinstance(event, WindowDone):
+            if bar is None:
+                bar = progress(event.total, "predict", unit="slice")
+            bar.n = event.done
+            bar.refresh()
+        elif isinstance(event, PredictionDone):
+            finish(bar, f"prediction saved: {event.summary()}")
+            bar = None
+            if event.figure is not None:
+                print(event.figure.line())
+        elif isinstance(event, FoldDone):
             line = f"fold {event.fold} of {event.folds}: DSC {event.dsc:.3f} on its left-out slices"
             (bar.write if bar is not None else print)(line)
         elif isinstance(event, QualityEstimate):

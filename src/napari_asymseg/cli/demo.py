@@ -21,7 +21,6 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     """Run the demo workflow without a display; returns (and writes) a summary."""
     from napari_asymseg.cli.summary import scan_summary
     from napari_asymseg.evaluate.scoring import evaluate_scan
-    from napari_asymseg.infer.predict import predict
     from napari_asymseg.io.exporters import export_mask
     from napari_asymseg.review.flags import flag_scan
 
@@ -31,11 +30,9 @@ def run_headless(out: Path, steps: int | None = None) -> dict:
     print(f"sample scan: {scan.path}")
     for key, value in summary.items():
         print(f"{key:>22}: {value}")
-    training = _train(scan, out / "model", steps)
+    training = _train(scan, out / "model", steps)  # trains, predicts, and the figure
     if training is not None:
         summary["training"] = training
-    for _ in predict(scan, out / "model"):
-        pass
     flags = flag_scan(scan)
     summary["flags"] = [f.as_dict() for f in flags[:10]]
     print(f"{len(flags)} region(s) where lesion is probably missed; the top three:")
@@ -67,9 +64,11 @@ def run_length(cfg) -> str:
 
 
 def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
-    """Train with the default config (``steps`` steps); the best score and the curves."""
+    """Train with the default config (``steps`` steps) and predict the scan; the best score,
+    the curves and the quality figure on the unpainted voxels."""
     from napari_asymseg.config import Config
-    from napari_asymseg.train.estimate import QualityEstimate, train_and_estimate
+    from napari_asymseg.infer.predict import PredictionDone
+    from napari_asymseg.train.estimate import train_and_estimate
     from napari_asymseg.train.events import EpochEnd, Finished
 
     cfg = Config()
@@ -99,13 +98,18 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
                 "seconds": round(event.seconds, 1),
                 "curves": curves,
             }
-            print("estimating the quality on unpainted slices (cross-validation) ...")
-        elif isinstance(event, QualityEstimate) and training is not None:
-            training["estimated_unpainted"] = {
-                "dsc": event.dsc,
-                "sensitivity": event.sensitivity,
-                "precision": event.precision,
-                "how": event.note,
-            }
-            print(f"  {event.line()}")
+            print("predicting the scan ...")
+        elif isinstance(event, PredictionDone) and training is not None:
+            figure = event.figure
+            if figure is not None and not figure.known:
+                training["quality_figure"] = {"note": figure.note}
+            elif figure is not None:
+                training["quality_figure"] = {
+                    "dsc": figure.dsc,
+                    "likely": [figure.low, figure.high],
+                    "sensitivity": figure.sensitivity,
+                    "precision": figure.precision,
+                    "note": figure.note,
+                }
+                print(f"  {figure.line()}")
     return training

@@ -56,6 +56,8 @@ def _predict(args: argparse.Namespace) -> None:
                 f"prediction written to {event.scan} ({event.foreground_voxels:,} foreground "
                 f"voxels, {event.seconds:.1f} s)",
             )
+            if event.figure is not None:
+                print(event.figure.line())
 
 
 def _json_out(args: argparse.Namespace, scan, what: str) -> Path:
@@ -137,7 +139,11 @@ def _review(args: argparse.Namespace) -> None:
         print(f"item {item_id} ({item.kind.replace('_', ' ')}, slice {item.center[0]}): "
               f"{verdict.replace('_', ' ')}")  # fmt: skip
     if args.model:
-        _predict_with_flips(args)
+        _predict_with_flips(args)  # prints the new prediction's quality figure
+    elif answers:  # the answered voxels are painted now: the figure of what is left
+        from napari_asymseg.infer.predict import scan_figure
+
+        print(scan_figure(scan).line())
     queue = review_queue.build_queue(scan, max_items=args.max_items)
     open_items = queue.open
     report = {

@@ -40,10 +40,23 @@ def scan_summary(scan) -> dict:
         "foreground fraction": round(foreground / annotated, 6) if annotated else None,
         "imbalance 1:N": round(background / foreground, 1) if foreground else None,
         "results": sorted(scan.results()),
+        "quality figure": _figure(scan),
         "ground truth": scan.ground_truth is not None,
         "DICOM series": dicom.get("series_uid"),
         "DICOM images": len(dicom.get("files", [])) or None,
     }
+
+
+def _figure(scan) -> str | None:
+    """The stored prediction's quality figure on the unpainted voxels, as it was last shown."""
+    from napari_asymseg.store.layout import QUALITY_FIGURE
+
+    shown = scan.read_attr(QUALITY_FIGURE)
+    if not shown:
+        return None
+    if shown.get("dsc") is None:
+        return f"unknown: {shown.get('note', '')}"
+    return f"DSC about {shown['dsc']:.2f} (likely {shown['low']:.2f}-{shown['high']:.2f})"
 
 
 def describe(scan) -> str:

@@ -4,6 +4,8 @@ cancels and keeps the old results)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import time
 from collections.abc import Generator
@@ -13,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_asymseg.config import Config
+from napari_asymseg.errors import ClearError
+from napari_asymseg.evaluate.figure import Figure, figure, unknown
 from napari_asymseg.evaluate.lesions import components
 from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
 from napari_asymseg.infer.with_fill import add_fill
-from napari_asymseg.store.layout import PREDICTED_BY
+from napari_asymseg.store.atomic import write_json
+from napari_asymseg.store.layout import PREDICTED_BY, QUALITY_FIGURE
 from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.device import release, release_freed_memory
 
@@ -34,6 +39,7 @@ class PredictionDone:
     foreground_voxels: int
     lesions: int = -1  # 26-connected regions of the prediction (-1: not counted)
     millilitres: float = float("nan")  # the predicted foreground's volume
+    figure: Figure | None = None  # the quality figure on the unpainted voxels (figure.py)
 
     def summary(self) -> str:
         """``3 lesions, 4.2 mL in all`` (what the dock says after each prediction)."""
@@ -92,7 +98,10 @@ def predict(
     stored = scan.result("prediction")
     lesions = count_regions(read(stored, slice(0, depth))) if stored is not None else -1
     mm3 = float(np.prod(scan.spacing)) * fg_voxels
-    done = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels, lesions, mm3 / 1000)
+    quality = scan_figure(scan, model)  # seconds; kept with the scan (and its model)
+    done = PredictionDone(
+        str(scan.path), time.perf_counter() - t0, fg_voxels, lesions, mm3 / 1000, quality
+    )
     yield done
     return done
 
@@ -101,3 +110,36 @@ def count_regions(prediction: np.ndarray) -> int:
     """The 26-connected regions of a label volume's foreground (any class): lesions as
     ``evaluate.lesions`` counts them."""
     return components(prediction > 0)[1]
+
+
+def scan_figure(scan: Scan, model: str | os.PathLike | None = None) -> Figure:
+    """The quality figure of the scan's stored prediction on its unpainted voxels
+    (:mod:`~napari_asymseg.evaluate.figure`), stored with the scan; with the ``model`` folder
+    that was trained on this scan, also in its ``quality.json`` (the bundle carries it)."""
+    from napari_asymseg.train.runs import QUALITY, SUMMARY
+
+    stored = scan.result("prediction")
+    if stored is None:
+        return unknown("predict the scan first")
+    quality = figure(scan.read_annotations(), read(stored, slice(0, scan.shape[0])), scan.spacing)
+    values = {k: _plain(v) for k, v in dataclasses.asdict(quality).items()}
+    if not scan.group.read_only:
+        scan.write_attr(QUALITY_FIGURE, values)
+    folder = Path(model) if model is not None else None
+    if folder is not None and (folder / SUMMARY).is_file() and _trained_on(folder, scan):
+        write_json(folder / QUALITY, {**values, "scan": str(scan.path)})
+    return quality
+
+
+def _trained_on(folder: Path, scan: Scan) -> bool:
+    from napari_asymseg.model.load import load_checkpoint
+
+    try:
+        trained = load_checkpoint(folder).get("scan")
+    except (ClearError, OSError):  # an unreadable model: no figure in it, nothing else
+        return False
+    return trained is not None and Path(trained).resolve() == scan.path.resolve()
+
+
+def _plain(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -28,7 +28,7 @@ import numpy as np
 
 from napari_asymseg.config import Config, config_from_dict, config_to_dict
 from napari_asymseg.errors import ScanError
-from napari_asymseg.infer.predict import PredictionDone, WindowDone
+from napari_asymseg.infer.predict import PredictionDone, WindowDone, scan_figure
 from napari_asymseg.infer.predictor import RESULT_DTYPES, Predictor
 from napari_asymseg.infer.with_fill import add_fill
 from napari_asymseg.model.load import load_checkpoint
@@ -128,7 +128,8 @@ def predict_dask(
         fg_voxels = yield from _progress(client, client.compute(writes), scan.shape[0])
         if job.config["predict"]["fill_between"]:  # on the client: the fill needs every slice
             fg_voxels += add_fill(out, scan.read_annotations(), scan.spacing)
-    finished = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels)
+    figure = scan_figure(scan, model)  # on the client, as in predict()
+    finished = PredictionDone(str(scan.path), time.perf_counter() - t0, fg_voxels, figure=figure)
     yield finished
     return finished
 

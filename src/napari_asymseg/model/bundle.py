@@ -8,10 +8,9 @@ clinical AI tools that read MONAI bundles recognise::
                                an ``asymseg`` block: bundle format, file hashes, ONNX check
       configs/inference.json   MONAI ``network_def`` (DynUNet and its arguments): MONAI's
                                ConfigParser builds the network without this plugin
-      configs/asymseg.json     everything the plugin needs: the full config (network, loss and
-                               its parameters, regularisers, patch, normalisation, seed), the
-                               network plan, classes, spacing, the training history (validation
-                               metrics, logit shift, calibration) and the annotations' hash
+      configs/asymseg.json     everything the plugin needs: the full config, the network
+                               plan, classes, spacing, the training history, the annotations'
+                               hash and the quality figure on the trained scan
       models/model.pt          the weights (a state dict, MONAI's convention)
       models/model.ts          TorchScript module (traced), logits for a [B, 1, Z, Y, X] image
       models/model.onnx        ONNX model with dynamic batch and spatial axes
@@ -94,7 +93,7 @@ def export_bundle(
     tmp = atomic.temporary_name(out)
     try:
         files, onnx_check = _write_models(tmp / "models", net, plan, onnx, torchscript)
-        _write_configs(tmp / "configs", ckpt, cfg, plan, classes)
+        _write_configs(tmp / "configs", ckpt, cfg, plan, classes, _quality(Path(model)))
         meta = _metadata(ckpt, cfg, plan, classes, files, onnx_check, name or out.name)
         atomic.write_json(tmp / "configs" / "metadata.json", meta)
         atomic.make_folder(tmp / "docs")
@@ -142,29 +141,32 @@ def _write_models(
     return files, onnx_check
 
 
-def _write_configs(
-    folder: Path, ckpt: dict[str, Any], cfg: Config, plan: NetworkPlan, classes: list[str]
-) -> None:
+def _quality(model: Path) -> Any:
+    """The quality figure on the scan the model was trained on (its folder's quality.json)."""
+    path = (model if model.is_dir() else model.parent) / "quality.json"
+    try:  # none (never predicted on its scan), or unreadable: None
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_configs(folder: Path, ckpt, cfg: Config, plan: NetworkPlan, classes, quality=None):
     """``asymseg.json`` (all the plugin needs) and ``inference.json`` (MONAI's network_def)."""
     atomic.make_folder(folder)
     history = ckpt.get("history", [])
     best = next((h for h in history if h.get("step") == ckpt.get("best_step")), None)
     info = {
         "bundle_format": BUNDLE_FORMAT,
-        "config": ckpt["config"],
-        "plan": ckpt["plan"],
+        **{k: ckpt[k] for k in ("config", "plan")},
         "num_classes": int(ckpt["num_classes"]),
         "classes": classes,
-        "spacing": ckpt.get("spacing"),
-        "seed": ckpt.get("seed"),
-        "annotations_hash": ckpt.get("annotations_hash"),
+        **{k: ckpt.get(k) for k in ("spacing", "seed", "annotations_hash")},
         "trained_on": ckpt.get("scan"),
-        "step": ckpt.get("step"),
-        "best_step": ckpt.get("best_step"),
-        "best_dsc": ckpt.get("best_dsc"),
+        **{k: ckpt.get(k) for k in ("step", "best_step", "best_dsc")},
         "validation": best,
         "history": history,
         "versions": ckpt.get("versions", {}),
+        "quality": quality,  # the quality figure on its scan's unpainted voxels
     }
     atomic.write_json(folder / "asymseg.json", info)
     num_classes = int(ckpt["num_classes"])

@@ -27,6 +27,7 @@ RESULTS = "results"
 RESULT_NAMES = ("prediction", "probability", "risk")
 STATE_KEY = "asymseg_review"
 PREDICTED_BY = "predicted_by"  # state key: the model (folder or bundle) of the prediction
+QUALITY_FIGURE = "quality_figure"  # state key: the prediction's quality figure (figure.py)
 
 
 def check_values(data: np.ndarray, what: str, *, max_value: int, n_classes: int) -> None:

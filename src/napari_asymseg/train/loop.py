@@ -118,10 +118,12 @@ def _fit(
     overwrite: bool = False,
 ) -> Generator[Event, None, Finished]:
     """:func:`fit` in this process; ``world`` is the torchrun process group (or None)."""
+    asked = time.perf_counter()  # a budget counts the reading of the scan and the forest
     run = prepare(
         scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations,
         overwrite=overwrite,
     )  # fmt: skip
+    run.t0 = asked
     _repair_best(run)
     _write_summary(run, runs.RUNNING)  # a kill leaves it so: the run is listed as unfinished
     clock = Clock.for_run(run)  # a planned run (steps 0) aims at the floor until its plan
@@ -171,13 +173,15 @@ def _steps(run: Run, clock: Clock | None) -> Generator[Event, None, bool]:
         yield event
         if clock is not None and isinstance(event, StepEnd):
             clock.step(event.seconds)
+            clock.stop_at_budget(run)  # then the last validation, and done
         if isinstance(event, Notice) or not _validates_now(run):
             continue
         t_val = time.perf_counter()
         yield validate(run)
-        if clock is not None:
-            yield clock.after_validation(run, time.perf_counter() - t_val)
-            clock = None
+        if clock is not None and run.step < run.cfg.train.steps:
+            notice = clock.after_validation(run, time.perf_counter() - t_val)
+            if notice is not None:
+                yield notice
         if _patience_ran_out(run):
             return True
     return False

@@ -171,7 +171,7 @@ def model_folder(
                 "continue it (--resume) or replace it (--overwrite)"
             )
         if world is None or world.is_main:  # under torchrun rank 0 writes the folder
-            for name in (BEST, CHECKPOINT, runs.SUMMARY, runs.QUALITY):
+            for name in (BEST, CHECKPOINT, runs.SUMMARY, runs.QUALITY, runs.QUALITY_CV):
                 (out / name).unlink(missing_ok=True)
     return make_folder(out)
 

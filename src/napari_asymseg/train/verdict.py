@@ -60,7 +60,7 @@ def training_verdict(history: Sequence[Mapping[str, Any]], done: float | None = 
     if not scored:
         return (
             "Nothing was held out, so the curves cannot judge the model: look at the "
-            "prediction on unpainted slices, and at the estimate below."
+            "prediction on unpainted slices, and at the quality figure below."
         )
     best = max(scored, key=lambda h: h["dsc"])
     last = scored[-1]
