@@ -110,8 +110,8 @@ class TrainConfig:
     patience: int = opt(0, "stop after this many validations without improvement (0: never)")
     minutes: float = opt(
         2.0,
-        "time budget of a planned run (steps 0): it times its first steps, then trains as many "
-        "more as end within these minutes on this device (never fewer than 360)",
+        "time budget of a planned run (steps 0), from the start to the quality figure: it "
+        "times its first steps, then trains as many as end within these minutes here",
     )
     seed: int = opt(0, "random seed (patches, initial weights, validation split)")
     device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")

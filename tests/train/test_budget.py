@@ -63,7 +63,8 @@ def test_a_planned_run_plans_its_steps_after_its_first_few(tmp_path, monkeypatch
     assert isinstance(done, Finished)
     steps = [e for e in events if isinstance(e, StepEnd)]
     assert steps[0].steps == 30 and steps[-1].steps == done.steps_done  # the new total shown
-    saved = load_checkpoint(tmp_path / "m")["config"]["train"]
+    # the last checkpoint (what a resume reads; best.pt holds the plan of its own step)
+    saved = load_checkpoint(tmp_path / "m" / "checkpoint.pt")["config"]["train"]
     assert saved["steps"] == done.steps_done  # a resume trains these, no new plan
     assert cfg.train.minutes == 0.05 and cfg.train.steps == 0  # the caller's config as given
     assert len([e for e in events if isinstance(e, EpochEnd)]) <= VALIDATIONS
