@@ -48,7 +48,7 @@ from napari_asymseg.annotate.shapes import (
 )
 from napari_asymseg.errors import ScanError
 from napari_asymseg.store.annotations import BACKGROUND, NOT_ANNOTATED, class_of_code, code_of_class
-from napari_asymseg.store.arrays import read
+from napari_asymseg.store.arrays import bounding_box, read
 from napari_asymseg.store.provenance import FILLED
 from napari_asymseg.store.scan import Scan
 
@@ -155,6 +155,24 @@ def fill_between(
         raise ScanError(NOTHING_TO_FILL)
     codes, filled = proposal.result()
     return Fill(np.moveaxis(codes, 0, axis), axis, filled, tuple(proposal.skipped))
+
+
+def fill_box(
+    annotations: np.ndarray, spacing: Sequence[float]
+) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """The fill between the painted slices of ``annotations`` in its bounding box: ``(box,
+    codes)`` with ``codes`` the annotation code it proposes for each unannotated voxel (0
+    elsewhere), or None when there is nothing to fill (the prediction's fill, the quality
+    figure's reference)."""
+    try:
+        fill = fill_between(annotations, spacing)
+    except ScanError:  # fewer than two painted lesion slices of any class
+        return None
+    codes = np.where(np.asarray(annotations) == NOT_ANNOTATED, fill.codes, NOT_ANNOTATED)
+    if not codes.any():
+        return None
+    box = bounding_box(codes != NOT_ANNOTATED)
+    return box, codes[box]
 
 
 def painting_axis(annotated: np.ndarray) -> int:

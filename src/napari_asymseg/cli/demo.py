@@ -101,15 +101,7 @@ def _train(scan: Scan, model_dir: Path, steps: int | None) -> dict | None:
             print("predicting the scan ...")
         elif isinstance(event, PredictionDone) and training is not None:
             figure = event.figure
-            if figure is not None and not figure.known:
-                training["quality_figure"] = {"note": figure.note}
-            elif figure is not None:
-                training["quality_figure"] = {
-                    "dsc": figure.dsc,
-                    "likely": [figure.low, figure.high],
-                    "sensitivity": figure.sensitivity,
-                    "precision": figure.precision,
-                    "note": figure.note,
-                }
+            if figure is not None:
+                training["quality_figure"] = figure.as_dict()
                 print(f"  {figure.line()}")
     return training

@@ -30,6 +30,7 @@ counts against the figure, and the figure names how much of the prediction that 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -87,6 +88,12 @@ class Figure:
             f"{self.high:.2f}; sensitivity {self.sensitivity:.2f}, precision "
             f"{self.precision:.2f}){'; ' + self.note if self.note else ''}"
         )
+
+    def as_dict(self) -> dict:
+        """Its fields, JSON-ready (None where NaN): the scan's state, quality.json, the demo."""
+        from napari_asymseg.store.atomic import without_nan
+
+        return without_nan(dataclasses.asdict(self))
 
     @staticmethod
     def meaning() -> str:
@@ -343,10 +350,11 @@ def _moved(mask: np.ndarray, by: int) -> np.ndarray:
 
 def _fill(ann: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """The fill between the painted slices (any class) as a boolean mask (Z planes)."""
-    from napari_asymseg.annotate.interpolate import fill_between
+    from napari_asymseg.annotate.interpolate import fill_box
 
-    try:
-        codes = fill_between(ann, spacing).codes
-    except ScanError:  # fewer than two painted lesion slices: nothing between
-        return np.zeros(ann.shape, bool)
-    return codes > BACKGROUND
+    mask = np.zeros(ann.shape, bool)
+    found = fill_box(ann, spacing)
+    if found is not None:
+        box, codes = found
+        mask[box] = codes > BACKGROUND
+    return mask

@@ -4,8 +4,6 @@ cancels and keeps the old results)."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import time
 from collections.abc import Generator
@@ -96,9 +94,10 @@ def predict(
     # which model made the prediction: the DICOM SEG export names it (algorithm identification)
     scan.write_attr(PREDICTED_BY, str(Path(model).resolve()))
     stored = scan.result("prediction")
-    lesions = count_regions(read(stored, slice(0, depth))) if stored is not None else -1
+    labels = read(stored, slice(0, depth)) if stored is not None else None
+    lesions = count_regions(labels) if labels is not None else -1
     mm3 = float(np.prod(scan.spacing)) * fg_voxels
-    quality = scan_figure(scan, model)  # seconds; kept with the scan (and its model)
+    quality = scan_figure(scan, model, labels)  # seconds; kept with the scan (and its model)
     done = PredictionDone(
         str(scan.path), time.perf_counter() - t0, fg_voxels, lesions, mm3 / 1000, quality
     )
@@ -112,17 +111,22 @@ def count_regions(prediction: np.ndarray) -> int:
     return components(prediction > 0)[1]
 
 
-def scan_figure(scan: Scan, model: str | os.PathLike | None = None) -> Figure:
-    """The quality figure of the scan's stored prediction on its unpainted voxels
-    (:mod:`~napari_asymseg.evaluate.figure`), stored with the scan; with the ``model`` folder
-    that was trained on this scan, also in its ``quality.json`` (the bundle carries it)."""
+def scan_figure(
+    scan: Scan, model: str | os.PathLike | None = None, prediction: np.ndarray | None = None
+) -> Figure:
+    """The quality figure of the scan's stored prediction (``prediction``: it, read already)
+    on its unpainted voxels (:mod:`~napari_asymseg.evaluate.figure`), stored with the scan;
+    with the ``model`` folder that was trained on this scan, also in its ``quality.json`` (the
+    bundle carries it)."""
     from napari_asymseg.train.runs import QUALITY, SUMMARY
 
-    stored = scan.result("prediction")
-    if stored is None:
-        return unknown("predict the scan first")
-    quality = figure(scan.read_annotations(), read(stored, slice(0, scan.shape[0])), scan.spacing)
-    values = {k: _plain(v) for k, v in dataclasses.asdict(quality).items()}
+    if prediction is None:
+        stored = scan.result("prediction")
+        if stored is None:
+            return unknown("predict the scan first")
+        prediction = read(stored, slice(0, scan.shape[0]))
+    quality = figure(scan.read_annotations(), prediction, scan.spacing)
+    values = quality.as_dict()
     if not scan.group.read_only:
         scan.write_attr(QUALITY_FIGURE, values)
     folder = Path(model) if model is not None else None
@@ -139,7 +143,3 @@ def _trained_on(folder: Path, scan: Scan) -> bool:
     except (ClearError, OSError):  # an unreadable model: no figure in it, nothing else
         return False
     return trained is not None and Path(trained).resolve() == scan.path.resolve()
-
-
-def _plain(value: object) -> object:
-    return None if isinstance(value, float) and math.isnan(value) else value

@@ -27,28 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_asymseg.errors import ScanError
+from napari_asymseg.annotate.interpolate import fill_box
 from napari_asymseg.store.annotations import NOT_ANNOTATED
-from napari_asymseg.store.arrays import bounding_box, read
-
-
-def fill_box(
-    annotations: np.ndarray, spacing: Sequence[float]
-) -> tuple[tuple[slice, ...], np.ndarray] | None:
-    """The fill between the painted slices of ``annotations`` in its bounding box: ``(box,
-    codes)`` with ``codes`` the annotation code it proposes for each unannotated voxel (0
-    elsewhere), or None when there is nothing to fill."""
-    from napari_asymseg.annotate.interpolate import fill_between
-
-    try:
-        fill = fill_between(annotations, spacing)
-    except ScanError:  # fewer than two painted lesion slices of any class
-        return None
-    codes = np.where(np.asarray(annotations) == NOT_ANNOTATED, fill.codes, NOT_ANNOTATED)
-    if not codes.any():
-        return None
-    box = bounding_box(codes != NOT_ANNOTATED)
-    return box, codes[box]
+from napari_asymseg.store.arrays import read
 
 
 def add_fill(out: dict[str, Any], annotations: np.ndarray, spacing: Sequence[float]) -> int:

@@ -13,6 +13,7 @@ renamed to ``.old-NAME-xxxxxxxx``, the new one renamed into place, the old one d
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -106,6 +107,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Replace ``path`` with ``obj`` as indented JSON, whole or not at all."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def without_nan(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with NaN floats as None: JSON has no NaN."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[IO[bytes]], Any]) -> None:

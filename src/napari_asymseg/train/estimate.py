@@ -34,7 +34,7 @@ from napari_asymseg.config import Config
 from napari_asymseg.errors import ScanError
 from napari_asymseg.evaluate.figure import Figure, unknown
 from napari_asymseg.store import annotations as codes
-from napari_asymseg.store.atomic import write_json
+from napari_asymseg.store.atomic import without_nan, write_json
 from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.data import normalise
 from napari_asymseg.train.events import Finished, StepEnd
@@ -115,14 +115,9 @@ def estimate_quality(
     """
     estimate = yield from _cross_validate(scan, as_planned(config, model_dir), init)
     if model_dir is not None and Path(model_dir).is_dir():
-        values = dataclasses.asdict(estimate)
-        write_json(Path(model_dir) / QUALITY_CV, {k: _plain(v) for k, v in values.items()})
+        write_json(Path(model_dir) / QUALITY_CV, without_nan(dataclasses.asdict(estimate)))
     yield estimate
     return estimate
-
-
-def _plain(value: object) -> object:
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _cross_validate(
