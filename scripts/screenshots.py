@@ -10,7 +10,8 @@ then the Lesions table with the largest missed lesion selected, then the quality
 the unpainted slices once its cross-validation has run (under the Overfitting check tab), then
 a second, shorter run and what the dock says of it (the runs list, the verdict). The shape
 tools' previews (fill between slices, grow from a click) are taken on the sample as it opens;
-``--tools`` takes only those two (a few seconds).
+``--tools`` takes only those two (a few seconds). Last, a study of four synthetic scans opened
+in the Study section, with Next scan clicked; ``--study`` takes only that one.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main() -> int:
 
     if "--tools" in sys.argv:  # only the shape tools' previews
         tools_shots(viewer, dock, shot)
+        viewer.close()
+        return 0
+    if "--study" in sys.argv:  # only the study
+        study_shot(dock, shot)
         viewer.close()
         return 0
     shot("viewer-sample.png")
@@ -159,8 +164,43 @@ def main() -> int:
     for _ in range(30):
         QApplication.processEvents()
     shot("viewer-runs.png")
+    study_shot(dock, shot)
     viewer.close()
     return 0
+
+
+def study_shot(dock, shot) -> None:
+    """A study of four synthetic scans (three painted on a few slices, the first marked done)
+    opened in the Study section, then Next scan: the unpainted one opens."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_asymseg.samples.synthetic import sparse_annotations, synthetic_scan
+    from napari_asymseg.store.scan import Scan
+    from napari_asymseg.study.study import Study
+
+    folder = Path(tempfile.mkdtemp(prefix="asymseg-study-shot-"))
+    sources = []
+    for i in range(4):
+        syn = synthetic_scan(10 + i, shape=(32, 112, 112), polarity=1)
+        ann = sparse_annotations(syn.ground_truth, 3, seed=i) if i < 3 else None
+        path = folder / "sources" / f"patient{i + 1}.zarr"
+        sources.append(Scan.create(path, syn.image, spacing=syn.spacing, annotations=ann).path)
+    study = Study.init(folder / "flair-study")
+    study.add(sources)
+    study.set_done("patient1")
+    section = dock.study_section
+    dock.open_study(study.path)
+    while section.statuses is None or section.worker is not None:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    section.next_button.click()
+    while dock.scan is None or dock.scan.path.name != "patient4.zarr" or section.worker:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    dock.scroll_area.verticalScrollBar().setValue(0)  # the Study section is at the top
+    for _ in range(30):
+        QApplication.processEvents()
+    shot("viewer-study.png")
 
 
 def tools_shots(viewer, dock, shot) -> None:

@@ -211,6 +211,19 @@ def every_voxel_painted(w: Path) -> str:
     return str(w / "scan.zarr")
 
 
+def study_with_scan(w: Path, where: str = "study") -> str:
+    """A study holding the workspace's scan."""
+    from napari_asymseg.study.study import Study
+
+    Study.init(w / where).add([w / "scan.zarr"])
+    return str(w / where)
+
+
+def other_classes_scan(w: Path) -> str:
+    Scan.create(w / "tumour.zarr", np.zeros((4, 8, 8), np.float32), classes=("tumour",))
+    return str(w / "tumour.zarr")
+
+
 S, M, OUT = "SCAN", "MODEL", "OUT"  # placeholders for the workspace's scan, model and out/
 
 
@@ -619,6 +632,24 @@ TABLE: dict[str, Row] = {
     ),
     "sample onto a scan": (lambda w: ["sample", "lesions", S], "already exists"),
     "sample negative seed": (lambda w: ["sample", "lesions", "OUT/s.zarr", "--seed", "-1"], "seed"),
+    # ---- studies
+    "study add a missing scan": (
+        lambda w: ["study", "add", study_with_scan(w), str(w / "missing.zarr")],
+        "no scan or image at",
+    ),
+    "study add a scan twice": (lambda w: ["study", "add", study_with_scan(w), S], "already"),
+    "study add a scan with other classes": (
+        lambda w: ["study", "add", study_with_scan(w), other_classes_scan(w)],
+        "has the classes tumour",
+    ),
+    "study add onto a full disk": (
+        lambda w: ["study", "add", study_with_scan(w, "out/study"), str(w / "img.nii.gz")],
+        "no space left",
+    ),
+    "study status of a folder that is not a study": (
+        lambda w: ["study", "status", str(w / "out")],
+        "not a study",
+    ),
 }
 
 # rows whose writes below out/ fail (simulated: root ignores permissions)

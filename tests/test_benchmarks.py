@@ -496,3 +496,60 @@ def test_actions_quick(tmp_path):
     # resumable: the second run reads the records
     again = actions.main(args)
     assert again["records"]["synthetic/loop"]["wall_s"] == loop["wall_s"]
+
+
+def test_study_scale_quick_measures_memory_in_child_processes(tmp_path):
+    """Issue 36's scale benchmark: a 4-scan study built once, trained on and predicted in
+    child processes (their peak memory), and the 2-scan study's time per step against one
+    scan's, interleaved."""
+    import study_scale
+
+    out, work = tmp_path / "ss.json", tmp_path / "work"
+    data = study_scale.main(["--quick", "--work", str(work), "--out", str(out)])
+    saved = json.loads(out.read_text())
+    keys = {"machine", "n", "shape", "patch", "study", "train", "predict", "step_ratio", "goals"}
+    assert keys <= set(saved)
+    assert saved["n"] == 4 and saved["patch_fixed_by"] == "cfg.data.patch_size"
+    assert saved["study"]["annotated"] == 4  # every scan painted by the protocol
+    for run in (saved["train"], saved["predict"]):
+        # the child's own peak: above what importing torch and the package took
+        assert run["peak_rss_mb"] >= run["imports_peak_mb"] > 50
+    assert saved["train"]["prepare_s"] > 0 and saved["train"]["train_s"] > 0
+    assert saved["predict"]["predicted"] == 4 and saved["predict"]["skipped"] == []
+    ratio = data["step_ratio"]
+    assert set(ratio["raw_s"]) == {"one scan", "2-scan study"}
+    assert all(len(run) == 4 for runs in ratio["raw_s"].values() for run in runs)
+    one, two = ratio["median_s"]["one scan"], ratio["median_s"]["2-scan study"]
+    assert ratio["ratio"] == pytest.approx(two / one)
+    assert saved["goals"]["step_ratio_met"] == (saved["step_ratio"]["ratio"] <= 1.2)
+    # the study is built once: a second run reuses it
+    said: list[str] = []
+    args = study_scale.parse(["--quick", "--work", str(work)])
+    folder, built = study_scale.build(args, said.append)
+    assert said == [f"reusing the study in {folder}"] and built == saved["study"]
+
+
+def test_studies_quick_scores_unseen_scans_beside_the_forest(tmp_path):
+    import studies
+
+    work = tmp_path / "work"
+    data = studies.main(["--quick", "--work", str(work)])
+    records = data["records"]
+    assert [(r["series"], r["k"], r["loss"]) for r in records] == [
+        ("synthetic-painted", 1, "dice_asym_focal"),
+        ("synthetic-painted", 2, "dice_asym_focal"),
+    ]
+    for rec in records:
+        assert 0 <= rec["dsc"] <= 1 and len(rec["per_scan"]) == 1
+        assert rec["forest"] is not None and 0 <= rec["forest"]["dsc"] <= 1
+        # Li et al.'s diagnostic: unseen lesion margin minus the training patches' margin
+        assert rec["logit_shift"] == pytest.approx(rec["unseen_margin"] - rec["train_margin"])
+    # the study of 2 scans learned from both, painted by the protocol (2 lesion slices)
+    from napari_asymseg.model.load import load_checkpoint
+
+    ckpt = load_checkpoint(work / "models" / "synthetic-painted-2-dice_asym_focal")
+    assert len(ckpt["scans"]) == 2
+    assert data["table"]["rows"][1][:3] == ["synthetic-painted", 2, "dice_asym_focal"]
+    # the table of what was run, without running anything
+    again = studies.main(["--quick", "--work", str(work), "--cached-only"])
+    assert [r["train_s"] for r in again["records"]] == [r["train_s"] for r in records]

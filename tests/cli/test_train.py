@@ -185,3 +185,36 @@ def test_training_again_never_replaces_a_model_unasked(tmp_path, capsys):
     assert main(["train", str(second.path), *run, "--overwrite"]) == 0
     saved = torch.load(model / "best.pt", weights_only=True)
     assert saved["scan"] == str(second.path)
+
+
+def test_train_on_a_study_learns_every_annotated_scan_into_its_models(tmp_path, capsys):
+    from napari_asymseg.model.load import load_checkpoint
+    from napari_asymseg.study.study import Study
+    from napari_asymseg.train import runs
+
+    for i in range(3):
+        tiny_scan(tmp_path / "src" / f"p{i}.zarr", seed=i, annotate=i < 2)
+    study = Study.init(tmp_path / "study")
+    study.add(sorted((tmp_path / "src").iterdir()))
+    assert main(["train", str(study.path), "--steps", "4", "--val-every", "2", *TINY]) == 0
+    out = capsys.readouterr()
+    assert "preparing scan 2 of 2: p1.zarr" in out.err
+    current = runs.current_model(study.path)
+    assert current is not None and current.parent == study.models
+    assert f"the study's current model: {current}" in out.out
+    learned = [s["scan"] for s in load_checkpoint(current)["scans"]]
+    assert learned == [str(study.scan_path("p0")), str(study.scan_path("p1"))]
+    # a scan of the study is predicted with the study's current model
+    assert runs.current_model(study.scan_path("p2")) == current
+
+
+def test_train_on_scans_named_together(tmp_path, capsys):
+    from napari_asymseg.model.load import load_checkpoint
+
+    a, b = tiny_scan(tmp_path / "a.zarr"), tiny_scan(tmp_path / "b.zarr", seed=1)
+    model = tmp_path / "m"
+    args = ["train", str(a.path), str(b.path), "--out", str(model), "--steps", "4"]
+    assert main([*args, "--val-every", "2", *TINY]) == 0
+    assert len(load_checkpoint(model)["scans"]) == 2
+    assert main(["train", str(a.path), str(a.path), "--out", str(tmp_path / "n"), *TINY]) == 2
+    assert "a.zarr listed twice: name each scan once" in capsys.readouterr().err

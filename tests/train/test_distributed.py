@@ -95,9 +95,9 @@ def test_cli_refuses_a_shared_device_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------------------ real runs
-def _torchrun(cwd, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+def _torchrun(cwd, *args: str, nproc: int = 2, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
-    env.update(OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", **extra)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc_per_node={nproc}", "-m", "napari_asymseg.cli", "train", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -165,3 +165,59 @@ def test_torchrun_resume_and_fine_tune_with_regularisers(ddp_model):
     )  # fmt: skip
     assert "step 0: val DSC" in _ok(tuned)  # the starting model is scored first
     assert [h["step"] for h in load_checkpoint(root / "tuned")["history"]][0] == 0
+
+
+def _two_scan_study(folder):
+    from napari_asymseg.study.study import Study
+
+    for k, name in enumerate(("brain1", "brain2")):
+        tiny_scan(folder / "sources" / f"{name}.zarr", seed=k)
+    study = Study.init(folder / "study")
+    study.add([folder / "sources" / f"{n}.zarr" for n in ("brain1", "brain2")])
+    return study
+
+
+def test_cli_under_torchrun_asks_a_study_run_for_its_folder(tmp_path, monkeypatch, capsys):
+    """Each process would name its own new run folder (on several machines, by its own clock):
+    under torchrun a study's run is named with --out, before any process starts work."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    study = _two_scan_study(tmp_path)
+    code = main(["train", str(study.path), "--device", "cpu", "--steps", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out {study.models / 'run-NAME'}" in err
+    assert not study.models.exists() or not list(study.models.iterdir())
+
+
+@pytest.mark.slow
+def test_torchrun_trains_one_model_on_a_study(tmp_path):
+    """Issue 36: ``train STUDY`` under 2 processes. Each rank prepares the study's scans in its
+    own temporary folder (removed at the end); rank 0 alone writes the one model folder, whose
+    checkpoint lists both scans, and makes it the study's current model."""
+    from napari_asymseg.train.runs import current_model
+
+    study = _two_scan_study(tmp_path)
+    scratch = tmp_path / "tmp"  # the ranks' working folders go here
+    scratch.mkdir()
+    proc = _torchrun(
+        tmp_path, "study", "--out", "study/models/run-ddp", "--steps", "4", "--val-every", "2",
+        *TINY, TMPDIR=str(scratch),
+    )  # fmt: skip
+    out = _ok(proc)
+    assert "x 2 processes (torchrun)" in out
+    assert out.count("preparing scan 2 of 2") == 1  # rank 0 reports, the other prepares quietly
+    run = study.models / "run-ddp"
+    assert (run / BEST).is_file() and (run / CHECKPOINT).is_file()
+    assert not list(run.glob(".tmp-*"))
+    assert sorted(p.name for p in study.models.iterdir()) == ["current.json", "run-ddp"]
+    assert current_model(study.path) == run and out.count("the study's current model") == 1
+    assert not list(scratch.glob("asymseg-study-*"))  # every rank removed its prepared scans
+    ckpt = load_checkpoint(run)
+    # recorded as the command named them (here relative to its working folder)
+    learned = sorted((tmp_path / entry["scan"]).resolve() for entry in ckpt["scans"])
+    assert learned == [study.scan_path(n).resolve() for n in ("brain1", "brain2")]
+    assert ckpt["step"] == 4 and [h["step"] for h in ckpt["history"]] == [2, 4]
+    list(engine_predict(Scan.open(study.scan_path("brain2")), run))
+    assert Scan.open(study.scan_path("brain2")).result("prediction") is not None

@@ -35,6 +35,7 @@ from napari_asymseg._qt.overlays import OverlayToggles
 from napari_asymseg._qt.review import ReviewSection
 from napari_asymseg._qt.scan_section import ScanSection
 from napari_asymseg._qt.sections import Section
+from napari_asymseg._qt.study import StudySection
 from napari_asymseg._qt.train import TrainSection
 from napari_asymseg.errors import ClearError, ScanError, error_message
 from napari_asymseg.store.annotations import BACKGROUND
@@ -71,6 +72,7 @@ class AsymsegDock(QWidget):
         self.closed = False  # napari closed this dock's window: nothing opens here any more
         content = QWidget()
         layout = QVBoxLayout(content)
+        self.study_section = StudySection(self)  # before Train: its button counts scans
         self.scan_section = ScanSection(self)
         self.annotate_section = AnnotateSection(self)
         self.train_section = TrainSection(self)
@@ -81,6 +83,7 @@ class AsymsegDock(QWidget):
         layout.addWidget(self.overlays)
         self.sections: dict[str, Section] = {}
         for title, section, expanded in (
+            ("Study", self.study_section, False),
             ("Scan", self.scan_section, True),
             ("Annotate", self.annotate_section, True),
             ("Train and predict", self.train_section, True),
@@ -139,6 +142,11 @@ class AsymsegDock(QWidget):
         except (ClearError, OSError) as exc:
             show_error(error_message(exc))
 
+    def open_study(self, path: str | Path):
+        """Open a study (a folder of scans that train one model) in the Study section; its
+        list fills once read (in a thread). Returns the study, or None (a notification)."""
+        return self.study_section.open(path)
+
     def import_image(
         self, path: str | Path, out: str | Path | None = None, series: str | None = None
     ) -> Path | None:
@@ -178,6 +186,7 @@ class AsymsegDock(QWidget):
         self.scan_section.refresh()
         self.annotate_section.refresh()
         self.train_section.runs_row.refresh()
+        self.study_section.scan_opened(scan)
         # the scan's texts and class names may widen a section; measured once laid out
         QTimer.singleShot(0, self._fit_width)
         # after the reader has added all its layers (this runs inside napari's insert event,
@@ -205,6 +214,7 @@ class AsymsegDock(QWidget):
             self.autosave = AnnotationAutosave(layer, scan)
             self.autosave.saved.connect(lambda _n: self.scan_section.refresh())
             self.autosave.saved.connect(self.train_section.figure_soon)
+            self.autosave.saved.connect(self.study_section.saved)
             self.autosave.failed.connect(show_error)
             self.autosave.recovered.connect(show_info)
 

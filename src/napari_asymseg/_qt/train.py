@@ -52,6 +52,10 @@ STOP_WAIT_MS = 60_000
 """How long closing a scan waits for its run to stop (one step, one validation)."""
 FIGURE_AFTER_MS = 1500
 """The quality figure is computed again this long after the last saved edit or answer."""
+TRAIN_TIP = (
+    "train with the settings, predict the scan and show the quality figure, all within the "
+    "minutes shown (a slower computer trains fewer steps and says so at once)"
+)
 
 
 class TrainSection(QWidget):
@@ -138,17 +142,17 @@ class TrainSection(QWidget):
         self.predict_button.clicked.connect(self.predict)
         for b in (self.train_button, self.cancel_button, self.predict_button):
             buttons.addWidget(b)
-        self.train_button.setToolTip(
-            "train with the settings, predict the scan and show the quality figure, all within "
-            "the minutes shown (a slower computer trains fewer steps and says so at once)"
-        )
-        self.settings.steps.valueChanged.connect(self._name_train_button)
-        self.settings.minutes.valueChanged.connect(self._name_train_button)
-        self._name_train_button()
+        self.settings.steps.valueChanged.connect(self.name_train_button)
+        self.settings.minutes.valueChanged.connect(self.name_train_button)
+        self.name_train_button()
         return buttons
 
-    def _name_train_button(self, *_: object) -> None:
-        self.train_button.setText(f"Train ({self.settings.run_size()})")
+    def name_train_button(self, *_: object) -> None:
+        """The run's size on the button; with a study open, how many scans it learns from."""
+        size = self.settings.run_size()
+        text, tip = self.dock.study_section.train_label(size) or (f"Train ({size})", TRAIN_TIP)
+        self.train_button.setText(text)
+        self.train_button.setToolTip(tip)
 
     def config(self) -> Config:
         """The run's configuration from the settings (a clear error for a bad patch)."""
@@ -204,7 +208,8 @@ class TrainSection(QWidget):
         # the estimate runs once the prediction is on screen (_on_finished)
         self.pending_estimate = (cfg, init, out) if cfg.train.estimate else None
         # a new run scores the current model on its own held-out slices first (the verdict)
-        gen = fit(scan, cfg, out, init=init, compare=before if init is None else None)
+        scans = self.dock.study_section.to_train(scan)  # a study's annotated scans, or scan
+        gen = fit(scans, cfg, out, init=init, compare=before if init is None else None)
         self._run(gen, total=cfg.train.steps or FLOOR_STEPS, desc="training")
 
     def estimate(self) -> None:
@@ -273,6 +278,7 @@ class TrainSection(QWidget):
         self.train_button.setEnabled(not running)
         self.predict_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.dock.study_section.next_patient.enable()  # one run at a time, whichever it is
 
     def _on_event(self, event) -> None:
         scan = self.dock.scan
@@ -323,6 +329,7 @@ class TrainSection(QWidget):
                 self.show_figure(event.figure)
             self.dock.review_section.find_items()
             self.dock.lesion_table.load()
+            self.dock.study_section.refresh()  # predicted, its figure
 
     def _on_error(self, exc: Exception) -> None:
         show_error(error_message(exc))

@@ -15,9 +15,13 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from napari_asymseg.cli.summary import describe, scan_summary
 from napari_asymseg.store.lock import ScanLock
+
+DEFAULT_MODEL = "asymseg-model"
+"""``asymseg train``'s model folder unless ``--out`` names one (a study: its own ``models/``)."""
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -87,15 +91,50 @@ def cmd_train(args: argparse.Namespace) -> None:
     launch = launch_from_env()  # under torchrun: one process per rank, rank 0 reports
     # the estimate repeats the recipe in this process: not under torchrun
     train = fit if launch is not None else train_and_estimate
-    events = train(
-        args.scan, cfg, args.out, init=args.init, resume=args.resume, overwrite=args.overwrite
-    )
+    source, out, study = study_source(args)
+    events = train(source, cfg, out, init=args.init, resume=args.resume, overwrite=args.overwrite)
     if launch is not None and not launch.is_main:
         for _ in events:
             pass
         return
     ranks = f" x {launch.world_size} processes (torchrun)" if launch is not None else ""
     _report_training(events, ranks)
+    if study is not None:  # here: one process, or torchrun's rank 0
+        _make_current(study, out)
+
+
+def _make_current(study: Any, out: Any) -> None:
+    """A study's new run becomes its current model, when it lies in the study's ``models/``
+    (``--out`` elsewhere: a model the user keeps apart, the current one stays)."""
+    from napari_asymseg.train import runs
+
+    if Path(out).resolve().parent != runs.model_root(study).resolve():
+        return
+    runs.set_current(study, out)
+    print(f"the study's current model: {out} (asymseg predict {study} predicts every scan)")
+
+
+def study_source(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """What ``asymseg train`` trains on (one scan, several, or a study folder), the model
+    folder (a study's own ``models/`` unless ``--out`` names one) and the study, if one."""
+    from napari_asymseg.study.study import is_study
+    from napari_asymseg.train import runs
+    from napari_asymseg.train.distributed import launch_from_env
+
+    scans = args.scan if isinstance(args.scan, list) else [args.scan]
+    source = scans[0] if len(scans) == 1 else scans
+    if len(scans) != 1 or not is_study(scans[0]):
+        return source, args.out, None
+    if args.out == DEFAULT_MODEL and launch_from_env() is not None:
+        from napari_asymseg.train.distributed import DistributedError
+
+        # each process would pick its own new folder (the clocks of machines differ)
+        raise DistributedError(
+            f"under torchrun name the run's folder, the same for every process: --out "
+            f"{runs.model_root(scans[0]) / 'run-NAME'}"
+        )
+    out = args.out if args.out != DEFAULT_MODEL else runs.new_model_dir(scans[0])
+    return source, out, scans[0]
 
 
 def _report_training(events: Iterable[object], ranks: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from typing import Any, NoReturn
 
 from napari_asymseg import __version__
-from napari_asymseg.cli import commands, parser_annotate, predict
+from napari_asymseg.cli import commands, parser_annotate, predict, study
 
 EXIT_BAD_INPUT = 2
 
@@ -84,6 +84,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_bundle(sub)
     _add_evaluate(sub)
     _add_demo(sub)
+    study.add_study_parser(sub)
     return parser
 
 
@@ -196,8 +197,9 @@ def _add_train(sub: _Subparsers, full: bool) -> None:
         + ". Every option below comes from the config schema; the config is saved with the "
         "model.",
     )
-    p.add_argument("scan", help="scan directory (.zarr) with annotations")
-    p.add_argument("--out", default="asymseg-model", help="model folder (default asymseg-model)")
+    scans = "scan(s) (.zarr) or a study folder: trains on every annotated scan"
+    p.add_argument("scan", nargs="+", help=scans)
+    p.add_argument("--out", default=commands.DEFAULT_MODEL, help="model folder (a study: its own)")
     p.add_argument("--init", help="model folder, checkpoint or bundle to fine-tune from")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     p.add_argument(
@@ -228,10 +230,8 @@ def _add_train(sub: _Subparsers, full: bool) -> None:
 
 def _add_predict(sub: _Subparsers, full: bool) -> None:
     p = sub.add_parser("predict", help="predict a scan with a trained model (streamed)")
-    p.add_argument("scan", help="scan directory (.zarr)")
-    p.add_argument(
-        "--model", required=True, help="model folder, checkpoint or bundle (folder or zip)"
-    )
+    p.add_argument("scan", help="scan directory (.zarr) or a study folder")
+    p.add_argument("--model", help="model folder, checkpoint or bundle (a study's: its current)")
     _prediction_options(p, full)
     p.set_defaults(func=predict.cmd_predict)
 
@@ -290,7 +290,7 @@ def _add_review(sub: _Subparsers, full: bool) -> None:
         "--accept ID writes a false alarm's region as lesion, or records that you painted "
         "a missed one. Then the queue is ranked again and written as JSON.",
     )
-    p.add_argument("scan", help="scan directory (.zarr)")
+    p.add_argument("scan", help="scan directory (.zarr) or a study folder")
     p.add_argument("--model", help="predict with this model first (folder, checkpoint or bundle)")
     p.add_argument(
         "--accept",
@@ -313,6 +313,7 @@ def _add_review(sub: _Subparsers, full: bool) -> None:
         help="at most this many open items (default 100)",
     )
     p.add_argument("--json", help="queue file (default: SCAN-queue.json beside the scan)")
+    predict.add_study_review_options(p)
     _prediction_options(p, full)
     p.set_defaults(func=predict.cmd_review)
 
@@ -367,9 +368,7 @@ def _add_evaluate(sub: _Subparsers) -> None:
 
 
 def _add_demo(sub: _Subparsers) -> None:
-    p = sub.add_parser(
-        "demo", help="open napari with the dock and the sample scan (headless without a display)"
-    )
+    p = sub.add_parser("demo", help="napari with the dock and the sample scan (or headless)")
     p.add_argument("--headless", action="store_true", help="run without a display")
     p.add_argument("--out", default="asymseg-demo", help="headless results folder")
     p.add_argument("--steps", type=int, help="training steps of the headless run")

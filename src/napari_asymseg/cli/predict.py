@@ -1,5 +1,5 @@
 """``asymseg predict``, ``asymseg flag`` and ``asymseg review``: the commands that write into a
-scan.
+scan (a study folder given to ``predict`` or ``review`` goes to :mod:`.study_predict`).
 
 Both hold the scan's lock for their whole run (one writer per scan). ``flag`` checks what
 would fail after the prediction (an unknown ``--done`` id, an unwritable ``--json`` path)
@@ -16,9 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_asymseg.cli.commands import finish, progress
+from napari_asymseg.cli.predict_checks import (
+    check_prediction_options,
+    check_review_args,
+    check_writable,
+    prediction_config,
+    show_prediction,
+    write_report,
+)
 from napari_asymseg.errors import ScanError
-from napari_asymseg.store.atomic import temporary_name, write_json
 from napari_asymseg.store.lock import ScanLock
 
 QUEUE_ITEMS = 100
@@ -26,38 +32,50 @@ QUEUE_ITEMS = 100
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if is_study(args.scan):  # every scan of the study, with its current model by default
+        from napari_asymseg.cli.study_predict import cmd_predict_study
+
+        cmd_predict_study(args)
+        return
+    args.model = args.model or _scan_model(args.scan)
     with ScanLock(args.scan, "asymseg predict"):  # one writer per scan
         _predict(args)
 
 
-def _predict(args: argparse.Namespace) -> None:
-    from napari_asymseg.cli.options import config_from_args
-    from napari_asymseg.config import config_from_dict
-    from napari_asymseg.infer.predict import PredictionDone, WindowDone, predict
-    from napari_asymseg.model.load import load_checkpoint
+def is_study(path: str) -> bool:
+    from napari_asymseg.study.study import is_study as _is_study
 
-    base = config_from_dict(load_checkpoint(args.model)["config"])
-    cfg = config_from_args(args, base)
-    bar = None
+    return _is_study(path)
+
+
+def _scan_model(scan: str) -> Path:
+    """The model of ``asymseg predict SCAN`` without ``--model``: the current model of the
+    study the scan lies in; a plain scan has none to default to."""
+    from napari_asymseg.study.study import study_of
+    from napari_asymseg.train.runs import current_model
+
+    model = current_model(scan) if study_of(scan) is not None else None
+    if model is None:
+        raise ScanError(
+            f"which model predicts {Path(scan).name}? name it with --model MODEL (a model "
+            "folder, checkpoint or bundle); only a study's scans default to its current model"
+        )
+    return model
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from napari_asymseg.infer.predict import predict
+
+    cfg = prediction_config(args, args.model)
     if args.dask:
         from napari_asymseg.infer.scaleout import predict_dask
 
         events = predict_dask(args.scan, args.model, config=cfg, address=args.dask)
     else:
         events = predict(args.scan, args.model, config=cfg)
+    bar = None
     for event in events:
-        if isinstance(event, WindowDone):
-            bar = bar or progress(event.total, "predict")
-            bar.n = event.done
-            bar.refresh()
-        elif isinstance(event, PredictionDone):
-            finish(
-                bar,
-                f"prediction written to {event.scan} ({event.foreground_voxels:,} foreground "
-                f"voxels, {event.seconds:.1f} s)",
-            )
-            if event.figure is not None:
-                print(event.figure.line())
+        bar = show_prediction(event, bar)
 
 
 def _json_out(args: argparse.Namespace, scan, what: str) -> Path:
@@ -109,7 +127,7 @@ def _flag(args: argparse.Namespace) -> None:
         "expected_missed_voxels": sum(f.expected_missed for f in flags if not f.done),
         "flags": [f.as_dict() for f in flags],
     }
-    _write_report(out, report)
+    write_report(out, report)
     print(f"{len(flags)} flag(s); heatmap in {scan.path.name}/results/risk, list in {out}")
     for f in flags[:10]:
         z, y, x = f.center
@@ -121,6 +139,13 @@ def _flag(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    if is_study(args.scan):  # the queue across the study's scans
+        from napari_asymseg.cli.study_predict import cmd_review_study
+
+        cmd_review_study(args)
+        return
+    if getattr(args, "study_scan", None):
+        raise ScanError(f"--scan names a scan of a study, and {args.scan} is not a study folder")
     with ScanLock(args.scan, "asymseg review"):  # one writer per scan
         _review(args)
 
@@ -133,7 +158,7 @@ def _review(args: argparse.Namespace) -> None:
     out = _json_out(args, scan, "queue")
     answers = [(i, review_queue.LESION) for i in args.accept or ()]
     answers += [(i, review_queue.NOT_LESION) for i in args.reject or ()]
-    _check_review_args(args, scan, out, answers)
+    check_review_args(args, scan, out, answers)
     for item_id, verdict in answers:
         item = review_queue.answer(scan, item_id, verdict)
         print(f"item {item_id} ({item.kind.replace('_', ' ')}, slice {item.center[0]}): "
@@ -154,7 +179,7 @@ def _review(args: argparse.Namespace) -> None:
         "expected_gain_voxels": sum(i.gain for i in open_items),
         **queue.as_dict(),
     }
-    _write_report(out, report)
+    write_report(out, report)
     kinds = {k: sum(i.kind == k for i in open_items) for k in review_queue.KINDS}
     print(
         f"{len(open_items)} open item(s): {kinds[review_queue.MISS]} suspected miss(es), "
@@ -167,36 +192,6 @@ def _review(args: argparse.Namespace) -> None:
             f"  #{i.id:<3} {what} z={z:<4} y={y:<4} x={x:<4} {i.voxels:7d} voxels, "
             f"expected gain {i.gain:8.1f}"
         )
-
-
-def _check_review_args(args: argparse.Namespace, scan, out: Path, answers) -> None:
-    """Refuse what would fail half-way, before writing any answer or predicting."""
-    from napari_asymseg.review import queue as review_queue
-
-    ids = [i for i, _ in answers]
-    if len(set(ids)) != len(ids):
-        raise ScanError(f"item {next(i for i in ids if ids.count(i) > 1)} is answered twice: "
-                        "give each id once, with --accept or --reject")  # fmt: skip
-    if answers:
-        queue = review_queue.stored_queue(scan)
-        if queue is None:
-            raise ScanError(
-                f"{scan.path.name} has no review queue yet: run asymseg review SCAN first, "
-                "then answer its items"
-            )
-        for item_id in ids:
-            if queue.item(item_id).answered:
-                raise ScanError(
-                    f"item {item_id} is answered already: see the open ones with asymseg "
-                    "review SCAN"
-                )
-        if args.model:
-            raise ScanError(
-                "--model predicts again, which makes a new queue: answer first, then run "
-                "asymseg review --model on its own"
-            )
-    _check_writable(out)
-    _check_prediction_options(args)
 
 
 def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> list[int]:
@@ -218,19 +213,9 @@ def _check_flag_args(args: argparse.Namespace, scan, out: Path) -> list[int]:
             f"item {alarm} of {scan.path.name} is a suspected false alarm, not a flag: answer "
             f"it with asymseg review SCAN --accept {alarm} (lesion) or --reject {alarm}"
         )
-    _check_writable(out)
-    _check_prediction_options(args)
+    check_writable(out)
+    check_prediction_options(args)
     return [i for i in ids if not items[i].answered]
-
-
-def _check_prediction_options(args: argparse.Namespace) -> None:
-    """Prediction options without --model would be ignored: refuse them."""
-    given = {k for k in vars(args) if k.startswith("predict.")}
-    if given and not args.model:
-        raise ScanError(
-            f"--{sorted(given)[0].split('.')[1].replace('_', '-')} needs --model: the "
-            "prediction options apply while predicting"
-        )
 
 
 def _predict_with_flips(args: argparse.Namespace) -> None:
@@ -240,24 +225,11 @@ def _predict_with_flips(args: argparse.Namespace) -> None:
     _predict(args)
 
 
-def _check_writable(path: Path) -> None:
-    """Raise the error writing ``path`` would raise, without touching ``path`` itself."""
-    probe = temporary_name(path)  # the atomic writer's scheme: recover() removes a leftover
-    try:
-        probe.open("x").close()
-        probe.unlink()
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise _unwritable(path, exc) from None
-
-
-def _unwritable(path: Path, exc: OSError) -> ScanError:
-    return ScanError(f"cannot write {path} ({exc.strerror}): choose a writable --json path")
-
-
-def _write_report(path: Path, obj: object) -> None:
-    try:
-        write_json(path, obj)
-    except OSError as exc:
-        raise _unwritable(path, exc) from None
+def add_study_review_options(p: argparse.ArgumentParser) -> None:
+    """``asymseg review STUDY --scan NAME``: the scan of the study whose items are answered."""
+    p.add_argument(
+        "--scan",
+        dest="study_scan",
+        metavar="NAME",
+        help="for a study folder: the scan whose items --accept and --reject answer",
+    )

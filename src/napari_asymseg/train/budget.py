@@ -182,7 +182,7 @@ def predict_seconds(run) -> float:
     from napari_asymseg.infer.sliding import FLIPS, window_starts
 
     cfg = run.cfg.predict
-    patch, shape = run.plan.patch_size, run.data.image.shape
+    patch, shape = run.plan.patch_size, run.data.shape
     windows = math.prod(
         len(window_starts(max(s, p), p, cfg.overlap)) for s, p in zip(shape, patch, strict=True)
     )

@@ -135,6 +135,16 @@ class ScanData:
     unpainted: np.ndarray | None = None
     """Labels of the voxels nobody painted (class indices, ``IGNORE`` elsewhere), or None."""
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The scan's shape (what the network's patch is planned for)."""
+        return tuple(self.image.shape)
+
+    @property
+    def train_voxels(self) -> int:
+        """Painted voxels the network trains on."""
+        return int((self.train >= 0).sum())
+
     @classmethod
     def from_scan(
         cls, scan: Scan, cfg: DataConfig, seed: int = 0, annotations: np.ndarray | None = None
@@ -224,6 +234,7 @@ class PatchSampler:
         self.fg = self._centres(data.train >= 1, max_centres)
         self.any = self._centres(data.train >= 0, max_centres)
         self.target = data.train  # the painted classes, and the unpainted ones offset by WEAK
+        self.weak = data.unpainted is not None
         if data.unpainted is not None:
             self.target = np.where(data.unpainted >= 0, data.unpainted + WEAK, data.train)
         self._augment = _augmentation(seed) if cfg.augment else None
@@ -239,16 +250,11 @@ class PatchSampler:
         xs, ys = [], []
         fg_drawn = False
         for i in range(batch_size):
-            on_fg = len(self.fg) > 0 and self.rng.random() < self.cfg.p_fg
+            on_fg = self.has_fg and self.rng.random() < self.cfg.p_fg
             if self.cfg.fg_every_batch and i == batch_size - 1 and not fg_drawn:
-                on_fg = len(self.fg) > 0  # no batch without lesion: Dice needs one to score
+                on_fg = self.has_fg  # no batch without lesion: Dice needs one to score
             fg_drawn |= on_fg
-            if on_fg or self.rng.random() >= self.cfg.p_anywhere:
-                pool = self.fg if on_fg else self.any
-                centre = pool[self.rng.integers(len(pool))]
-            else:  # anywhere: the anatomy far from the paint
-                centre = np.array([self.rng.integers(n) for n in self.data.image.shape])
-            x, y = self._crop(centre)
+            x, y = self._patch(on_fg)
             if self._augment is not None and (on_fg or self.rng.random() < self.cfg.asym_augment_p):
                 out = self._augment({"image": x[None], "label": y[None]})
                 x, y = np.asarray(out["image"])[0], np.asarray(out["label"])[0]
@@ -258,15 +264,30 @@ class PatchSampler:
         y_t = torch.from_numpy(np.stack(ys).astype(np.int64))
         return x_t, y_t
 
-    def _crop(self, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A patch and its target: the painted classes, a random ``unpainted_share`` of the
-        unpainted voxels' labels, ``IGNORE`` elsewhere."""
+    @property
+    def has_fg(self) -> bool:
+        """Whether any foreground is there to centre a patch on."""
+        return len(self.fg) > 0
+
+    def _patch(self, on_fg: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One patch: on the painted foreground, on any painted voxel, or (``p_anywhere``)
+        anywhere in the scan: the anatomy far from the paint."""
+        if on_fg or self.rng.random() >= self.cfg.p_anywhere:
+            pool = self.fg if on_fg else self.any
+            centre = pool[self.rng.integers(len(pool))]
+        else:
+            centre = np.array([self.rng.integers(n) for n in self.data.image.shape])
         x, y = crop(self.data.image, self.target, centre, self.patch, self.rng)
-        if self.data.unpainted is not None:
-            weak = y >= WEAK
-            taken = weak & (self.rng.random(y.shape) < self.cfg.unpainted_share)
-            y = np.where(taken, y - WEAK, np.where(weak, IGNORE, y)).astype(y.dtype)
-        return x, y
+        return x, self.weak_labels(y)
+
+    def weak_labels(self, y: np.ndarray) -> np.ndarray:
+        """The patch's target: the painted classes, a random ``unpainted_share`` of the
+        unpainted voxels' labels (offset by :data:`WEAK`), ``IGNORE`` elsewhere."""
+        if not self.weak:
+            return y
+        weak = y >= WEAK
+        taken = weak & (self.rng.random(y.shape) < self.cfg.unpainted_share)
+        return np.where(taken, y - WEAK, np.where(weak, IGNORE, y)).astype(y.dtype)
 
 
 def crop(
@@ -275,9 +296,11 @@ def crop(
     centre: np.ndarray,
     patch: tuple[int, ...],
     rng: np.random.Generator | None = None,
+    fill: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut a patch containing ``centre`` (jittered by up to a quarter patch), padding at the
-    borders: the image with its minimum, the target with ``IGNORE``."""
+    borders: the image with ``fill`` (its minimum by default), the target with ``IGNORE``.
+    Works on arrays that read on slicing (memory maps): only the patch is read."""
     starts, pads = [], []
     for c, p, n in zip(centre, patch, image.shape, strict=True):
         jitter = int(rng.integers(-(p // 4), p // 4 + 1)) if rng is not None else 0
@@ -286,10 +309,10 @@ def crop(
         starts.append(start)
         pads.append(max(0, p - n))
     region = tuple(slice(s, s + p) for s, p in zip(starts, patch, strict=True))
-    x, y = image[region], target[region]
+    x, y = np.asarray(image[region]), np.asarray(target[region])
     if any(pads):
         width = [(0, q) for q in pads]
-        x = np.pad(x, width, constant_values=float(image.min()))
+        x = np.pad(x, width, constant_values=float(image.min()) if fill is None else fill)
         y = np.pad(y, width, constant_values=IGNORE)
     return x, y
 

@@ -23,7 +23,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from napari_asymseg.train.data import normalise
 from napari_asymseg.train.events import Finished, StepEnd
 from napari_asymseg.train.loop import fit
 from napari_asymseg.train.runs import QUALITY_CV
+from napari_asymseg.train.study_data import Source, scans_of
 
 NAN = float("nan")
 MAX_FOLDS = 3
@@ -184,7 +185,7 @@ def _prediction(model_dir: str, image: np.ndarray) -> np.ndarray:
 
 
 def train_and_estimate(
-    scan: Scan | str | os.PathLike,
+    scan: Source | Sequence[Source],
     config: Config | None = None,
     model_dir: str | os.PathLike = "asymseg-model",
     *,
@@ -196,10 +197,16 @@ def train_and_estimate(
     the scan (written to it) and its quality figure on the unpainted voxels (seconds,
     :mod:`~napari_asymseg.evaluate.figure`; in the ``PredictionDone`` event and the model's
     ``quality.json``); with ``train.estimate`` also the cross-validation above (2-3 more
-    trainings, written to ``quality-cv.json``)."""
+    trainings, written to ``quality-cv.json``). Several scans (or a study folder): the
+    training only; its scans are predicted with ``asymseg predict STUDY`` or one at a time,
+    and the quality on the next patient is :mod:`~napari_asymseg.train.loso`'s."""
     from napari_asymseg.infer.predict import PredictionDone, predict
 
-    scan = scan if isinstance(scan, Scan) else Scan.open(scan)
+    scans = scans_of(scan)
+    if len(scans) > 1:
+        yield from fit(scans, config, model_dir, init=init, resume=resume, overwrite=overwrite)
+        return unknown("predict a scan of the study to see its figure")
+    scan = scans[0] if isinstance(scans[0], Scan) else Scan.open(scans[0])
     done: Finished = yield from fit(
         scan, config, model_dir, init=init, resume=resume, overwrite=overwrite
     )

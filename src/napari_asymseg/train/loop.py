@@ -15,7 +15,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,16 +26,23 @@ from napari_asymseg.evaluate.metrics import foreground_margins
 from napari_asymseg.model.checkpoint import BEST, CHECKPOINT, save_atomic
 from napari_asymseg.model.load import load_checkpoint
 from napari_asymseg.model.networks import count_parameters
-from napari_asymseg.store.scan import Scan
 from napari_asymseg.train import distributed, runs
 from napari_asymseg.train.budget import Clock
 from napari_asymseg.train.device import autocast_dtype, release, select_device
 from napari_asymseg.train.events import EpochEnd, Finished, Notice, Started, StepEnd
 from napari_asymseg.train.state import Run, checkpoint_state, prepare
 from napari_asymseg.train.step import _fall_back, _lr_at
+from napari_asymseg.train.study_data import (
+    Source,
+    StudyData,
+    preparing,
+    scans_of,
+    study_removed_on_error,
+)
 from napari_asymseg.train.validate import (
     _best_index,
     _history_row,
+    _unlearned,
     _validate,
     _with_best,
     score_other,
@@ -45,7 +52,7 @@ Event = Started | StepEnd | EpochEnd | Notice | Finished
 
 
 def fit(
-    scan: Scan | str | os.PathLike,
+    scan: Source | Sequence[Source],
     config: Config | None = None,
     model_dir: str | os.PathLike = "asymseg-model",
     *,
@@ -60,7 +67,8 @@ def fit(
     Parameters
     ----------
     scan
-        The scan (or its path); its annotations are the training data.
+        The scan (or its path), several scans, or a study folder (its annotated scans): their
+        annotations are the training data (:mod:`~napari_asymseg.train.study_data`).
     config
         The run's configuration (defaults otherwise). Fine-tuning keeps the network of ``init``.
     model_dir
@@ -106,7 +114,7 @@ def fit(
 
 
 def _fit(
-    scan: Scan | str | os.PathLike,
+    scan: Source | Sequence[Source],
     config: Config | None,
     model_dir: str | os.PathLike,
     *,
@@ -118,11 +126,14 @@ def _fit(
     overwrite: bool = False,
 ) -> Generator[Event, None, Finished]:
     """:func:`fit` in this process; ``world`` is the torchrun process group (or None)."""
-    asked = time.perf_counter()  # a budget counts the reading of the scan and the forest
-    run = prepare(
-        scan, config, model_dir, init=init, resume=resume, world=world, annotations=annotations,
-        overwrite=overwrite,
-    )  # fmt: skip
+    asked = time.perf_counter()  # a budget counts the reading of the scans and the forest
+    scans, cfg = scans_of(scan), config or Config()
+    study = yield from preparing(scans, cfg.data, cfg.train.seed)
+    with study_removed_on_error(study):
+        run = prepare(
+            scans[0], config, model_dir, init=init, resume=resume, world=world,
+            annotations=annotations, overwrite=overwrite, study=study,
+        )  # fmt: skip
     run.t0 = asked
     _repair_best(run)
     _write_summary(run, runs.RUNNING)  # a kill leaves it so: the run is listed as unfinished
@@ -244,7 +255,7 @@ def _started(run: Run) -> Started:
         patch_size=run.plan.patch_size,
         steps=run.cfg.train.steps,
         start_step=run.step,
-        train_voxels=int((data.train >= 0).sum()),
+        train_voxels=data.train_voxels,
         val_voxels=int((data.val >= 0).sum()) if data.val is not None else 0,
     )
 
@@ -365,22 +376,6 @@ def _scored(run: Run, epoch: int) -> EpochEnd:
     return event
 
 
-def _unlearned(run: Run) -> Notice | None:
-    """A Notice when the model ends training still calling most of the painted lesion
-    background: its mean foreground margin on the training patches stayed negative over the
-    last two validations. Seen on the Colin27 hippocampus for one training seed in four
-    (docs/training.md): the prediction is then empty, and it should not be silently so."""
-    margins = [h.get("train_margin", math.nan) for h in run.history[-2:]]
-    if len(margins) < 2 or not all(math.isfinite(m) and m < 0 for m in margins):
-        return None
-    return Notice(
-        "the model has not learned the painted lesion: at the end of training it still calls "
-        f"most of it background (mean margin {margins[-1]:+.2f}). Train again with another "
-        f"seed (train.seed, now {run.cfg.train.seed}) or more steps, or paint the lesion on "
-        "one more slice"
-    )
-
-
 def _patience_ran_out(run: Run) -> bool:
     """Whether ``patience`` validations have passed without a better score."""
     patience = run.cfg.train.patience
@@ -398,3 +393,5 @@ def _release(run: Run) -> None:
     """Drop the networks and the optimizer and give their memory back to the GPU driver."""
     del run.model, run.net, run.optimizer, run.step_fn
     release(run.device)
+    if isinstance(run.data, StudyData):
+        run.data.remove()

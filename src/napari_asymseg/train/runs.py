@@ -44,8 +44,15 @@ RUNNING = "running"
 
 
 def model_root(scan_path: str | os.PathLike) -> Path:
-    """Models trained on a scan live beside it: ``case.zarr`` -> ``case-models/``."""
+    """Models trained on a scan live beside it: ``case.zarr`` -> ``case-models/``; a study's
+    (:mod:`napari_asymseg.study`) in its ``models/``, which its scans share: a scan of a study
+    is predicted with the study's current model."""
+    from napari_asymseg.study.study import Study, is_study, study_of
+
     scan_path = Path(scan_path)
+    study = Study.open(scan_path) if is_study(scan_path) else study_of(scan_path)
+    if study is not None:
+        return study.models
     return scan_path.with_name(scan_path.name.removesuffix(".zarr") + "-models")
 
 

@@ -34,6 +34,7 @@ from napari_asymseg.train.data import PatchSampler, ScanData
 from napari_asymseg.train.device import autocast_dtype, memory_format, select_device
 from napari_asymseg.train.plan import CANDIDATES, plan_voxels
 from napari_asymseg.train.step import _make_step
+from napari_asymseg.train.study_data import StudyData, StudySampler
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[float, torch.Tensor]]
 
@@ -43,7 +44,7 @@ class Run:
     """Everything one training run holds, handed from step to step."""
 
     cfg: Config  # the run's own copy: an out-of-memory fallback changes it
-    data: ScanData
+    data: ScanData | StudyData
     plan: NetworkPlan
     model: torch.nn.Module  # validates and is saved
     net: torch.nn.Module  # trains: ``model``, or its DistributedDataParallel copy (torchrun)
@@ -100,25 +101,25 @@ def prepare(
     world: distributed.Group | None,
     annotations: np.ndarray | None = None,
     overwrite: bool = False,
+    study: StudyData | None = None,
 ) -> Run:
-    """Set up a run: data, the network (new, or the one of ``init``), optimizer, resume."""
+    """Set up a run: data (``study``: several scans, prepared; ``scan`` is then its first),
+    the network (new, or the one of ``init``), optimizer, resume."""
     scan = scan if isinstance(scan, Scan) else Scan.open(scan)
     cfg = copy.deepcopy(config) if config is not None else Config()  # never the caller's
     check_config(cfg)
     device = world.device if world is not None else select_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    data = ScanData.from_scan(scan, cfg.data, seed=cfg.train.seed, annotations=annotations)
+    data: ScanData | StudyData = study or ScanData.from_scan(
+        scan, cfg.data, seed=cfg.train.seed, annotations=annotations
+    )
     start = load_checkpoint(init) if init else None
     out = model_folder(model_dir, resume=resume, overwrite=overwrite, world=world)  # inputs good
     amp_dtype = autocast_dtype(device, cfg.train.amp)
     if resume:  # the steps and the patch the run planned, not a new plan
         _restore_plan(cfg, out / CHECKPOINT)
     if start is None and not cfg.data.patch_voxels and cfg.data.patch_size is None:
-        # planned for this device; the run's config (and checkpoints) say what was chosen
-        amp = amp_dtype is not None
-        voxels = plan_voxels(cfg, data.spacing, data.image.shape, device, amp)
-        # under torchrun every rank must train the same patch: the smallest of the ranks'
-        cfg.data.patch_voxels = _smallest(world, voxels) if world is not None else voxels
+        _plan_patch(cfg, data, device, amp_dtype, world)
     model, plan = network_for(start, cfg, data, device)
     model.to(device)
     layout = memory_format(device, amp_dtype)
@@ -141,7 +142,7 @@ def prepare(
         net=net,
         optimizer=optimizer,
         loss_fn=build_loss(cfg.loss.name, **cfg.loss.params),
-        sampler=PatchSampler(data, plan.patch_size, cfg.data, seed=seed),
+        sampler=_sampler(data, plan, cfg, seed),
         device=device,
         amp_dtype=amp_dtype,
         out=out,
@@ -150,6 +151,25 @@ def prepare(
         fine_tune=start is not None,
         **resumed,
     )
+
+
+def _plan_patch(
+    cfg: Config,
+    data: ScanData | StudyData,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    world: distributed.Group | None,
+) -> None:
+    """The patch planned for this device; the run's config (and checkpoints) say what was
+    chosen. Under torchrun every rank must train the same patch: the smallest of the ranks'."""
+    voxels = plan_voxels(cfg, data.spacing, data.shape, device, amp_dtype is not None)
+    cfg.data.patch_voxels = _smallest(world, voxels) if world is not None else voxels
+
+
+def _sampler(data: ScanData | StudyData, plan: NetworkPlan, cfg: Config, seed: int) -> PatchSampler:
+    if isinstance(data, StudyData):
+        return StudySampler(data, plan.patch_size, cfg.data, seed=seed)
+    return PatchSampler(data, plan.patch_size, cfg.data, seed=seed)
 
 
 def model_folder(
@@ -177,13 +197,13 @@ def model_folder(
 
 
 def network_for(
-    start: dict[str, Any] | None, cfg: Config, data: ScanData, device: torch.device
+    start: dict[str, Any] | None, cfg: Config, data: ScanData | StudyData, device: torch.device
 ) -> tuple[torch.nn.Module, NetworkPlan]:
     """The network of the starting checkpoint (``cfg.model`` becomes its), else a new one."""
     if start is None:
         plan = plan_network(
             data.spacing,
-            data.image.shape,
+            data.shape,
             len(cfg.model.filters),
             cfg.data.patch_size,
             max_voxels=cfg.data.patch_voxels or CANDIDATES[-1],
@@ -228,7 +248,7 @@ def _optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
 
 
 def _resumed(
-    last: Path, data: ScanData, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    last: Path, data: ScanData | StudyData, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
     """Load ``checkpoint.pt`` into the model and optimizer; the run's counters from it."""
     if not last.is_file():
@@ -245,8 +265,17 @@ def _resumed(
 
 
 def _meta(
-    scan: Scan, cfg: Config, plan: NetworkPlan, data: ScanData, init: str | os.PathLike | None
+    scan: Scan,
+    cfg: Config,
+    plan: NetworkPlan,
+    data: ScanData | StudyData,
+    init: str | os.PathLike | None,
 ) -> dict[str, Any]:
+    learned = (
+        data.learned_from()
+        if isinstance(data, StudyData)
+        else [{"scan": str(scan.path), "annotations_hash": data.annotations_hash}]
+    )
     return {
         "init": str(init) if init is not None else None,
         "config": config_to_dict(cfg),
@@ -258,6 +287,7 @@ def _meta(
         "seed": cfg.train.seed,
         "versions": versions(),
         "scan": str(scan.path),
+        "scans": learned,  # which scans and which annotations the run learned from
     }
 
 

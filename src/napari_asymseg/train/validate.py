@@ -27,7 +27,8 @@ from napari_asymseg.review.calibration import (
     foreground_margin,
 )
 from napari_asymseg.train.data import ScanData
-from napari_asymseg.train.events import NAN, EpochEnd
+from napari_asymseg.train.events import NAN, EpochEnd, Notice
+from napari_asymseg.train.study_data import StudyData
 
 if TYPE_CHECKING:
     from napari_asymseg.train.state import Run
@@ -63,7 +64,7 @@ def _history_row(event: EpochEnd) -> dict[str, Any]:
 
 def _validate(
     model,
-    data: ScanData,
+    data: ScanData | StudyData,
     plan: NetworkPlan,
     cfg: Config,
     device,
@@ -87,6 +88,7 @@ def _validate(
             train_margin=train_margin,
             train_hist=histogram(tm),
         )
+    assert isinstance(data, ScanData)  # a study holds nothing out
     z0, z1 = _slab(data.val, plan)
     logits = volume_logits(
         model, data.image[z0:z1], plan, cfg, device, amp_dtype, num_classes=data.num_classes
@@ -204,3 +206,19 @@ def score_other(run: Run, model: str | os.PathLike) -> float:
                       run.loss_fn, step=0, epoch=0, train_losses=[], train_margins=[])  # fmt: skip
     del other
     return float(event.dsc)
+
+
+def _unlearned(run: Run) -> Notice | None:
+    """A Notice when the model ends training still calling most of the painted lesion
+    background: its mean foreground margin on the training patches stayed negative over the
+    last two validations. Seen on the Colin27 hippocampus for one training seed in four
+    (docs/training.md): the prediction is then empty, and it should not be silently so."""
+    margins = [h.get("train_margin", math.nan) for h in run.history[-2:]]
+    if len(margins) < 2 or not all(math.isfinite(m) and m < 0 for m in margins):
+        return None
+    return Notice(
+        "the model has not learned the painted lesion: at the end of training it still calls "
+        f"most of it background (mean margin {margins[-1]:+.2f}). Train again with another "
+        f"seed (train.seed, now {run.cfg.train.seed}) or more steps, or paint the lesion on "
+        "one more slice"
+    )
