@@ -261,9 +261,9 @@ def summarise(records: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
-def plot(records: list[dict[str, Any]], path: Path) -> None:
+def plot(records: list[dict[str, Any]], path: Path, how: str) -> None:
     """DSC and sensitivity on unseen scans against the annotated scans, per loss."""
-    fig = Figure(1400, 440, "Unseen synthetic scans: DSC and sensitivity against annotated scans")
+    fig = Figure(1400, 440, f"Unseen synthetic scans against the annotated scans ({how})")
     for i, key in enumerate(("dsc", "sensitivity")):
         p = fig.panel(
             (i * 700, 30, i * 700 + 690, 430),
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.quick:
         write_json(Path(args.out), finite(result))
         if args.plot:
-            plot(records, Path(args.plot))
+            plot(records, Path(args.plot), f"{args.steps} steps, seed {args.seed}")
     return result
 
 

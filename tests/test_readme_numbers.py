@@ -190,3 +190,21 @@ def test_the_benchmarks_page_quotes_the_same_headlines():
     assert "77–98 ms" not in page.split("no longer describes the product")[-1]
     ratio = result("training_throughput")["headline"]["ratio_equal_precision"]
     assert f"**{ratio:.2f}×**" in page
+
+
+def test_the_study_sentence_is_the_committed_one():
+    records = result("studies")["records"]
+
+    def point(series: str, k: int, loss: str = "dice_asym_focal") -> dict:
+        return next(r for r in records if (r["series"], r["k"], r["loss"]) == (series, k, loss))
+
+    text = paragraph("A model for the next patient")
+    one, eight = point("synthetic-painted", 1), point("synthetic-painted", 8)
+    rise = f"from {two(one['dsc'])} with one annotated scan to {two(eight['dsc'])} with eight"
+    assert rise in text
+    assert f"{two(one['forest']['dsc'])} and {two(eight['forest']['dsc'])}" in text
+    painted, full = point("brain1-brain2-painted", 1), point("brain1-brain2-full", 1)
+    assert f"DSC {two(painted['dsc'])} painted on 2 slices, {two(full['dsc'])}" in text
+    scale = result("study_scale")
+    assert f"{scale['train']['peak_rss_mb'] / 1000:.2f} GB" in text
+    assert f"{scale['predict']['peak_rss_mb'] / 1000:.2f} GB" in text
