@@ -211,7 +211,14 @@ def test_torchrun_trains_one_model_on_a_study(tmp_path):
     run = study.models / "run-ddp"
     assert (run / BEST).is_file() and (run / CHECKPOINT).is_file()
     assert not list(run.glob(".tmp-*"))
-    assert sorted(p.name for p in study.models.iterdir()) == ["current.json", "run-ddp"]
+    assert sorted(p.name for p in study.models.iterdir()) == [
+        ".prepared",
+        "current.json",
+        "run-ddp",
+    ]
+    # the ranks share the study's prepared scans: one entry a scan, no half-written one
+    kept = sorted(p.name.rsplit("-", 1)[0] for p in (study.models / ".prepared").iterdir())
+    assert kept == ["brain1", "brain2"]
     assert current_model(study.path) == run and out.count("the study's current model") == 1
     assert not list(scratch.glob("asymseg-study-*"))  # every rank removed its prepared scans
     ckpt = load_checkpoint(run)

@@ -153,3 +153,50 @@ def test_fit_on_one_scan_in_a_list_is_the_single_scan_run(tmp_path):
         == alone["scans"]
         == [{"scan": str(scan.path), "annotations_hash": alone["annotations_hash"]}]
     )
+
+
+def test_a_study_prepares_again_only_the_scans_whose_paint_changed(tmp_path, monkeypatch):
+    from napari_asymseg.study.study import Study
+    from napari_asymseg.train import study_data
+
+    for i in range(3):
+        tiny_scan(tmp_path / "src" / f"p{i}.zarr", seed=i)
+    study = Study.init(tmp_path / "study")
+    study.add(sorted((tmp_path / "src").iterdir()))
+    prepared: list[str] = []
+    real = study_data.ScanData.from_scan
+
+    def counted(scan, *args, **kwargs):
+        prepared.append(scan.path.name)
+        return real(scan, *args, **kwargs)
+
+    monkeypatch.setattr(study_data.ScanData, "from_scan", counted)
+    cfg = DataConfig()
+    first, _ = _prepared(study.annotated(), cfg)
+    first.remove()  # the run's working folder goes; the study's cache stays
+    assert prepared == ["p0.zarr", "p1.zarr", "p2.zarr"]
+    cache = study.models / study_data.CACHE
+    assert sorted(p.name.rsplit("-", 1)[0] for p in cache.iterdir()) == ["p0", "p1", "p2"]
+    ann = Scan.open(study.scan_path("p1")).read_annotations()
+    ann[14] = 1  # p1 painted on one more slice (background)
+    Scan.open(study.scan_path("p1")).write_annotations(ann)
+    again, _ = _prepared(study.annotated(), cfg)
+    assert prepared[3:] == ["p1.zarr"]  # only the scan whose paint changed
+    assert sorted(p.name.rsplit("-", 1)[0] for p in cache.iterdir()) == ["p0", "p1", "p2"]
+    kept = {p.scan: p for p in first.parts}
+    for part in again.parts:  # the unchanged scans' entries, their centres and hashes as before
+        if not part.scan.endswith("p1.zarr"):
+            assert part.image == kept[part.scan].image
+            np.testing.assert_array_equal(part.painted, kept[part.scan].painted)
+    p1 = next(p for p in again.parts if p.scan.endswith("p1.zarr"))
+    assert p1.annotations_hash != kept[p1.scan].annotations_hash
+    assert p1.train_voxels == kept[p1.scan].train_voxels + 40 * 40
+    x, y = StudySampler(again, (8, 16, 16), cfg, seed=0).sample(4)  # reads the kept files
+    assert x.shape == (4, 1, 8, 16, 16)
+
+
+def test_scans_outside_one_study_are_not_cached(tmp_path):
+    from napari_asymseg.train.study_data import cache_folder
+
+    a, b = tiny_scan(tmp_path / "a.zarr"), tiny_scan(tmp_path / "b.zarr")
+    assert cache_folder([a, b]) is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -30,8 +31,9 @@ import numpy as np
 
 from napari_asymseg.config import DataConfig
 from napari_asymseg.errors import ScanError
+from napari_asymseg.store.atomic import write_json
 from napari_asymseg.store.scan import Scan
-from napari_asymseg.train.data import WEAK, PatchSampler, ScanData, crop
+from napari_asymseg.train.data import WEAK, PatchSampler, ScanData, annotation_hash, crop
 from napari_asymseg.train.events import Notice
 
 Source = Scan | str | os.PathLike
@@ -156,6 +158,78 @@ class StudySampler(PatchSampler):
         return x, self.weak_labels(y)
 
 
+CACHE = ".prepared"
+"""In a study's model folder: each annotated scan as the last run prepared it, so that the next
+Train prepares only the scans whose annotations changed (the forest teacher takes seconds a
+scan). One entry per scan: a new one replaces the old."""
+
+
+def cache_folder(scans: Sequence[Source]) -> Path | None:
+    """``STUDY/models/.prepared`` when every scan lies in one study, else None (no cache)."""
+    from napari_asymseg.study.study import study_of
+
+    studies = set()
+    for item in scans:
+        study = study_of(item.path if isinstance(item, Scan) else item)
+        studies.add(study.models.resolve() if study is not None else None)
+    folder = studies.pop() if len(studies) == 1 else None
+    return folder / CACHE if folder is not None else None
+
+
+def _key(scan: Scan, annotations_hash: str, cfg: DataConfig, seed: int) -> str:
+    """The entry's name: the scan's name and a hash of everything its preparation read."""
+    from napari_asymseg import __version__
+
+    said = {
+        "scan": str(scan.path.resolve()),
+        "shape": list(scan.shape),
+        "annotations": annotations_hash,
+        "data": dataclasses.asdict(cfg),
+        "seed": seed,
+        "version": __version__,
+    }
+    digest = hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{scan.path.name.removesuffix('.zarr')}-{digest}"
+
+
+def _keep(part: PreparedScan, entry: Path) -> PreparedScan:
+    """Move a freshly prepared scan into the cache (atomically: a rename) and drop that scan's
+    older entries."""
+    tmp = part.image.parent
+    np.save(tmp / "fg.npy", part.fg)
+    np.save(tmp / "painted.npy", part.painted)
+    meta = {k: getattr(part, k) for k in ("scan", "shape", "fill", "annotations_hash")}
+    write_json(tmp / "prepared.json", {**meta, "train_voxels": part.train_voxels})
+    try:
+        tmp.rename(entry)
+    except OSError:  # another process (a torchrun rank) kept the same entry first
+        shutil.rmtree(tmp, ignore_errors=True)
+    name = entry.name.rsplit("-", 1)[0]
+    for old in entry.parent.glob(f"{name}-*"):
+        if old != entry and ".tmp-" not in old.name and old.name.rsplit("-", 1)[0] == name:
+            shutil.rmtree(old, ignore_errors=True)
+    return _kept(entry) or part
+
+
+def _kept(entry: Path) -> PreparedScan | None:
+    """The cache entry, or None when there is none (or it is unreadable: prepared again)."""
+    try:
+        meta = json.loads((entry / "prepared.json").read_text())
+        return PreparedScan(
+            scan=meta["scan"],
+            image=entry / "image.npy",
+            target=entry / "target.npy",
+            shape=tuple(meta["shape"]),
+            fill=float(meta["fill"]),
+            fg=np.load(entry / "fg.npy"),
+            painted=np.load(entry / "painted.npy"),
+            annotations_hash=meta["annotations_hash"],
+            train_voxels=int(meta["train_voxels"]),
+        )
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def scans_of(source: Source | Sequence[Source]) -> list[Source]:
     """The scans a run learns from: one scan, the annotated scans of a study folder, or a
     list of scans (each once).
@@ -206,7 +280,9 @@ def preparing(
         return None
     cfg = dataclasses.replace(cfg, val_fraction=0.0)  # a study holds scans out, not slices
     folder = Path(tempfile.mkdtemp(prefix="asymseg-study-"))
-    parts, classes, spacings, weak = [], None, [], False
+    cache = cache_folder(scans)
+    parts: list[PreparedScan] = []
+    classes, spacings = None, []
     try:
         for i, item in enumerate(scans):
             scan = item if isinstance(item, Scan) else Scan.open(item, mode="r")
@@ -217,16 +293,32 @@ def preparing(
                     f"{list(classes)}: train scans of one kind together"
                 )
             classes = scan.classes
-            data = ScanData.from_scan(scan, cfg, seed=seed + i)
-            weak |= data.unpainted is not None
-            parts.append(_write(data, scan, folder / f"{i:04d}", seed + i))
-            spacings.append(data.spacing)
-            del data  # one scan in memory at a time
+            parts.append(_prepared(scan, cfg, seed + i, cache, folder / f"{i:04d}"))
+            spacings.append(scan.spacing)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     spacing = tuple(float(v) for v in np.median(np.asarray(spacings), axis=0))
+    weak = cfg.unpainted != "ignore"  # unpainted_labels gives labels for every other choice
     return StudyData(parts, len(classes or ()) + 1, spacing, folder, weak)  # type: ignore[arg-type]
+
+
+def _prepared(
+    scan: Scan, cfg: DataConfig, seed: int, cache: Path | None, folder: Path
+) -> PreparedScan:
+    """One scan prepared: as a previous run of the study left it (same scan, annotations,
+    settings and version), else now, into the study's cache (or the run's ``folder``)."""
+    annotations = scan.read_annotations()
+    entry = cache / _key(scan, annotation_hash(annotations), cfg, seed) if cache else None
+    kept = _kept(entry) if entry is not None else None
+    if kept is not None:
+        return kept
+    data = ScanData.from_scan(scan, cfg, seed=seed, annotations=annotations)
+    if entry is None:
+        return _write(data, scan, folder, seed)
+    part = _write(data, scan, entry.with_name(f"{entry.name}.tmp-{os.getpid()}"), seed)
+    del data  # one scan in memory at a time
+    return _keep(part, entry)
 
 
 @contextlib.contextmanager
