@@ -9,6 +9,7 @@ from engine_helpers import tiny_config, tiny_scan
 from napari_asymseg.errors import ScanError
 from napari_asymseg.study.study import Study
 from napari_asymseg.train import loso
+from napari_asymseg.train.estimate import painted_counts
 from napari_asymseg.train.events import StepEnd
 from napari_asymseg.train.loso import LOSO, ScanLeftOut, leave_one_scan_out, read_study_figure
 
@@ -50,7 +51,7 @@ def test_the_counts_pool_over_the_painted_voxels_only():
     ann = np.zeros((1, 2, 4), np.uint8)
     ann[0, 0] = [2, 2, 1, 1]  # lesion, lesion, background, background; row 1 unpainted
     pred = np.array([[[1, 0, 1, 0], [1, 1, 1, 1]]])
-    np.testing.assert_array_equal(loso._counts(pred, ann), [1, 1, 1])
+    np.testing.assert_array_equal(painted_counts(pred, ann), [1, 1, 1])
     assert loso._dsc(1, 1, 1) == 0.5 and math.isnan(loso._dsc(0, 0, 0))
 
 

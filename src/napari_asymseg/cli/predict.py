@@ -32,6 +32,8 @@ QUEUE_ITEMS = 100
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from napari_asymseg.study.study import is_study
+
     if is_study(args.scan):  # every scan of the study, with its current model by default
         from napari_asymseg.cli.study_predict import cmd_predict_study
 
@@ -40,12 +42,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
     args.model = args.model or _scan_model(args.scan)
     with ScanLock(args.scan, "asymseg predict"):  # one writer per scan
         _predict(args)
-
-
-def is_study(path: str) -> bool:
-    from napari_asymseg.study.study import is_study as _is_study
-
-    return _is_study(path)
 
 
 def _scan_model(scan: str) -> Path:
@@ -139,6 +135,8 @@ def _flag(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    from napari_asymseg.study.study import is_study
+
     if is_study(args.scan):  # the queue across the study's scans
         from napari_asymseg.cli.study_predict import cmd_review_study
 

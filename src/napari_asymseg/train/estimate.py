@@ -150,11 +150,8 @@ def _cross_validate(
                         yield event
             except ScanError as exc:  # e.g. the other folds hold no background
                 return QualityEstimate(NAN, NAN, NAN, 0, f"fold {k + 1} cannot train: {exc}")
-            pred = _prediction(tmp, image)
-        truth = codes.to_target(ann[held])
-        seen = truth >= 0
-        p, t = (pred[held] > 0) & seen, (truth > 0) & seen
-        a, b, c = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+            pred = predicted_classes(tmp, image)
+        a, b, c = (int(n) for n in painted_counts(pred[held], ann[held]))
         tp, fp, fn = tp + a, fp + b, fn + c
         yield FoldDone(k + 1, len(folds), 2 * a / (2 * a + b + c) if a + b + c else NAN)
     return QualityEstimate(
@@ -170,7 +167,16 @@ def _cross_validate(
     )
 
 
-def _prediction(model_dir: str, image: np.ndarray) -> np.ndarray:
+def painted_counts(pred: np.ndarray, annotations: np.ndarray) -> np.ndarray:
+    """True positives, false positives, false negatives of the predicted classes ``pred`` on
+    the painted voxels of ``annotations`` (the only truth a scan has)."""
+    truth = codes.to_target(annotations)
+    seen = truth >= 0
+    p, t = (pred > 0) & seen, (truth > 0) & seen
+    return np.array([(p & t).sum(), (p & ~t).sum(), (~p & t).sum()], np.int64)
+
+
+def predicted_classes(model_dir: str, image: np.ndarray) -> np.ndarray:
     """The class of every voxel of the normalised ``image``, by the model in ``model_dir``."""
     from napari_asymseg.model.checkpoint import model_from_checkpoint
     from napari_asymseg.model.load import load_checkpoint

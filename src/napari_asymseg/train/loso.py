@@ -28,11 +28,10 @@ import numpy as np
 
 from napari_asymseg.config import Config
 from napari_asymseg.errors import ScanError
-from napari_asymseg.store import annotations as codes
 from napari_asymseg.store.atomic import without_nan, write_json
 from napari_asymseg.store.scan import Scan, read
 from napari_asymseg.train.data import normalise
-from napari_asymseg.train.estimate import _prediction
+from napari_asymseg.train.estimate import painted_counts, predicted_classes
 from napari_asymseg.train.events import Notice, StepEnd
 from napari_asymseg.train.loop import fit
 from napari_asymseg.train.study_data import Source, scans_of
@@ -111,8 +110,8 @@ def leave_one_scan_out(
             for event in fit(rest if len(rest) > 1 else rest[0], cfg, tmp, overwrite=True):
                 if isinstance(event, StepEnd | Notice):
                     yield event
-            pred = _prediction(tmp, normalise(read(scan.image), cfg.data))
-        tp_fp_fn = _counts(pred, scan.read_annotations())
+            pred = predicted_classes(tmp, normalise(read(scan.image), cfg.data))
+        tp_fp_fn = painted_counts(pred, scan.read_annotations())
         counts += tp_fp_fn
         per_scan[scan.path.name] = _dsc(*tp_fp_fn)
         yield ScanLeftOut(scan.path.name, i + 1, len(scans), per_scan[scan.path.name])
@@ -150,14 +149,6 @@ def read_study_figure(folder: str | os.PathLike) -> StudyFigure | None:
         seconds=float(data.get("seconds", 0.0)),
         note=str(data.get("note", "")),
     )
-
-
-def _counts(pred: np.ndarray, annotations: np.ndarray) -> np.ndarray:
-    """True positives, false positives, false negatives on the painted voxels."""
-    truth = codes.to_target(annotations)
-    seen = truth >= 0
-    p, t = (pred > 0) & seen, (truth > 0) & seen
-    return np.array([(p & t).sum(), (p & ~t).sum(), (~p & t).sum()], np.int64)
 
 
 def _dsc(tp: int, fp: int, fn: int) -> float:

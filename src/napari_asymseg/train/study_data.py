@@ -208,7 +208,7 @@ def _keep(part: PreparedScan, entry: Path) -> PreparedScan:
     for old in entry.parent.glob(f"{name}-*"):
         if old != entry and ".tmp-" not in old.name and old.name.rsplit("-", 1)[0] == name:
             shutil.rmtree(old, ignore_errors=True)
-    return _kept(entry) or part
+    return dataclasses.replace(part, image=entry / "image.npy", target=entry / "target.npy")
 
 
 def _kept(entry: Path) -> PreparedScan | None:
